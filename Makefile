@@ -1,0 +1,45 @@
+# Two commands: `make demo` and `make test`. Both install what they need themselves.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+UV := $(PYTHON) -m uv
+VENV := .venv
+BIN := $(VENV)/bin
+DEMO_DATA ?= data/demo
+DEMO_CUSTOMERS ?= 5000
+DEMO_MONTHS ?= 24
+
+.PHONY: demo test lint typecheck pytest install uv clean
+
+uv:
+	@$(UV) --version >/dev/null 2>&1 || { \
+	  echo "installing uv from PyPI"; \
+	  $(PYTHON) -m pip install --quiet --user uv 2>/dev/null \
+	    || $(PYTHON) -m pip install --quiet --user --break-system-packages uv \
+	    || $(PYTHON) -m pip install --quiet uv; }
+
+$(VENV)/.synced: uv.lock pyproject.toml | uv
+	$(UV) sync --frozen --python 3.11
+	@touch $@
+
+install: $(VENV)/.synced
+
+demo: install
+	$(BIN)/churn generate --customers $(DEMO_CUSTOMERS) --months $(DEMO_MONTHS) --seed 42 --out $(DEMO_DATA)
+	$(BIN)/churn validate --data $(DEMO_DATA)
+	$(BIN)/churn summary --data $(DEMO_DATA)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy
+
+pytest: install
+	$(BIN)/pytest -n 2 --dist loadgroup -q
+
+test: lint typecheck pytest
+
+clean:
+	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,78 @@
+-- Core-feature breadth and depth, and adoption of recently launched features.
+-- Core features at an as-of date = the 5 features used by the most customers in the 90 days
+-- before it; a feature is "launched" on the first day anyone used it (at least 30 days after
+-- the export's first event, so features that simply predate the export are not "new").
+WITH feature_days AS (
+  SELECT customer_id, feature, CAST(DATE_TRUNC('day', ts) AS TIMESTAMP) AS day, COUNT(*) AS n
+  FROM events
+  WHERE feature IS NOT NULL
+  GROUP BY customer_id, feature, CAST(DATE_TRUNC('day', ts) AS TIMESTAMP)
+),
+recent AS (
+  SELECT f.customer_id, f.feature, a.as_of, f.n, DATE_DIFF('day', f.day, a.as_of) AS age
+  FROM feature_days AS f
+  JOIN as_of_dates AS a ON f.day < a.as_of AND f.day >= a.as_of - INTERVAL 90 DAY
+),
+reach AS (
+  SELECT as_of, feature, COUNT(DISTINCT customer_id) AS customers
+  FROM recent
+  GROUP BY as_of, feature
+),
+core AS (
+  SELECT as_of, feature
+  FROM (
+    SELECT as_of, feature,
+           ROW_NUMBER() OVER (PARTITION BY as_of ORDER BY customers DESC, feature) AS rk
+    FROM reach
+  ) AS ranked
+  WHERE rk <= 5
+),
+usage AS (
+  SELECT
+    r.customer_id, r.as_of,
+    COUNT(DISTINCT CASE WHEN r.age <= 30 AND c.feature IS NOT NULL THEN r.feature END)
+      AS core_30d,
+    COUNT(DISTINCT CASE WHEN r.age > 30 AND r.age <= 60 AND c.feature IS NOT NULL
+                        THEN r.feature END) AS core_prev_30d,
+    SUM(CASE WHEN r.age <= 30 AND c.feature IS NOT NULL THEN r.n ELSE 0 END) AS core_events_30d,
+    SUM(CASE WHEN r.age <= 30 THEN r.n ELSE 0 END) AS events_30d,
+    COUNT(DISTINCT CASE WHEN r.age <= 30 THEN r.feature END) AS breadth_30d
+  FROM recent AS r
+  LEFT JOIN core AS c ON c.as_of = r.as_of AND c.feature = r.feature
+  GROUP BY r.customer_id, r.as_of
+),
+launches AS (
+  SELECT feature, MIN(day) AS launched
+  FROM feature_days
+  GROUP BY feature
+  HAVING MIN(day) >= (SELECT MIN(day) FROM feature_days) + INTERVAL 30 DAY
+),
+new_features AS (
+  SELECT a.as_of, l.feature
+  FROM launches AS l
+  JOIN as_of_dates AS a ON l.launched < a.as_of AND l.launched >= a.as_of - INTERVAL 90 DAY
+),
+adoption AS (
+  SELECT nf.as_of, f.customer_id, COUNT(DISTINCT f.feature) AS adopted
+  FROM new_features AS nf
+  JOIN feature_days AS f ON f.feature = nf.feature AND f.day < nf.as_of
+  GROUP BY nf.as_of, f.customer_id
+),
+available AS (
+  SELECT as_of, COUNT(*) AS launched FROM new_features GROUP BY as_of
+)
+SELECT
+  s.customer_id, s.as_of,
+  CAST(COALESCE(u.core_30d, 0) AS DOUBLE) AS core_breadth_30d,
+  CAST(COALESCE(u.core_30d, 0) - COALESCE(u.core_prev_30d, 0) AS DOUBLE)
+    AS core_breadth_change_30d,
+  CAST(COALESCE(u.core_events_30d, 0) AS DOUBLE) AS core_events_30d,
+  CASE WHEN u.events_30d > 0 THEN u.core_events_30d / CAST(u.events_30d AS DOUBLE) END
+    AS core_share_30d,
+  CAST(COALESCE(u.breadth_30d, 0) AS DOUBLE) AS feature_breadth_30d,
+  CASE WHEN av.launched > 0 THEN COALESCE(ad.adopted, 0) / CAST(av.launched AS DOUBLE) END
+    AS new_feature_adoption_90d
+FROM spine AS s
+LEFT JOIN usage AS u ON u.customer_id = s.customer_id AND u.as_of = s.as_of
+LEFT JOIN available AS av ON av.as_of = s.as_of
+LEFT JOIN adoption AS ad ON ad.customer_id = s.customer_id AND ad.as_of = s.as_of

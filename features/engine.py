@@ -1,0 +1,280 @@
+"""Runs the feature and label definitions (``definitions/*.sql``) on an SQL engine.
+
+The definitions are written once, in DuckDB's dialect, and read only a handful of prepared
+tables; the Spark engine transpiles the same text with SQLGlot. Python here only prepares the
+inputs (UTC, column names, absent optional columns) and joins the groups; it never loops over
+customers or dates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+from importlib import resources
+from typing import Protocol
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from features.catalog import FEATURES, KEY_COLUMNS, NON_FEATURE_ATTRIBUTES, available
+from features.contract import TABLE_COLUMNS, RawTables
+from features.errors import ChurnError
+from features.labels import LabelSpec
+
+# Prepared table -> its columns (the only ones the SQL reads). ``timestamp`` becomes ``ts``.
+PREPARED_COLUMNS: dict[str, tuple[str, ...]] = {
+    "subscriptions": (
+        "subscription_id", "customer_id", "start_date", "end_date", "mrr", "plan", "seats",
+    ),
+    "events": ("customer_id", "ts", "event_type", "user_id", "feature", "value"),
+    "tickets": (
+        "ticket_id", "customer_id", "opened_at", "resolved_at", "priority", "category", "csat",
+    ),
+    "invoices": ("invoice_id", "customer_id", "issued_at", "due_at", "paid_at", "amount"),
+    "nps": ("customer_id", "responded_at", "score"),
+    "marketing": ("customer_id", "ts", "channel", "action"),
+}  # fmt: skip
+TIME_COLUMNS = {
+    "signup_date", "start_date", "end_date", "ts", "timestamp", "opened_at", "resolved_at",
+    "issued_at", "due_at", "paid_at", "responded_at", "churned_at",
+}  # fmt: skip
+NUMERIC_COLUMNS = {"mrr", "seats", "value", "csat", "amount", "score"}
+
+# Feature groups: (definition file, tables it needs). A group whose tables are absent is skipped,
+# and its features are absent from the output (never zero-filled).
+GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("usage", ("events",)),
+    ("users", ("events",)),
+    ("product_features", ("events",)),
+    ("support", ("tickets",)),
+    ("commercial", ("subscriptions",)),
+    ("invoices", ("invoices",)),
+    ("nps", ("nps",)),
+    ("marketing", ("marketing",)),
+    ("profile", ("customers",)),
+)
+
+
+def definition(name: str) -> str:
+    """The SQL text of ``definitions/<name>.sql``."""
+    return (resources.files("features") / "definitions" / f"{name}.sql").read_text()
+
+
+class SqlEngine(Protocol):
+    """What a definition needs from an engine: named tables in, query results out."""
+
+    def register(self, name: str, frame: pd.DataFrame) -> None: ...
+
+    def materialize(self, name: str, sql: str) -> None: ...
+
+    def fetch(self, sql: str) -> pd.DataFrame: ...
+
+
+class DuckDBEngine:
+    """The embedded default: an in-process DuckDB connection (no server)."""
+
+    def __init__(self, threads: int | None = None, memory_limit: str | None = None) -> None:
+        self.con = duckdb.connect()
+        self.con.execute("SET TimeZone = 'UTC'")
+        if threads:
+            self.con.execute(f"SET threads = {int(threads)}")
+        if memory_limit:
+            self.con.execute("SET memory_limit = ?", [memory_limit])
+
+    def register(self, name: str, frame: pd.DataFrame) -> None:
+        self.con.register(f"{name}__df", frame)
+        self.con.execute(f'CREATE OR REPLACE TEMP TABLE "{name}" AS SELECT * FROM "{name}__df"')
+        self.con.unregister(f"{name}__df")
+
+    def materialize(self, name: str, sql: str) -> None:
+        self.con.execute(f'CREATE OR REPLACE TEMP TABLE "{name}" AS {sql}')
+
+    def fetch(self, sql: str) -> pd.DataFrame:
+        return self.con.execute(sql).df()
+
+
+def _utc_naive(values: pd.Series) -> pd.Series:
+    """Timestamps as naive UTC microseconds: tz-aware values are converted, naive ones are UTC."""
+    out = pd.to_datetime(values, utc=True, errors="raise", format="mixed")
+    return out.dt.tz_localize(None).astype("datetime64[us]")
+
+
+def prepare(tables: RawTables) -> dict[str, pd.DataFrame]:
+    """The contract tables reduced to what the definitions read, with uniform types.
+
+    Absent optional columns are added as nulls so every definition runs; features that need them
+    are dropped afterwards (see :func:`present_sources`).
+    """
+    prepared: dict[str, pd.DataFrame] = {}
+    for name, frame in tables.present().items():
+        if name == "exit_reasons":
+            continue
+        frame = frame.rename(columns={"timestamp": "ts"})
+        columns = PREPARED_COLUMNS.get(name, tuple(frame.columns))
+        out = pd.DataFrame(index=frame.index)
+        for col in columns:
+            if col in frame.columns:
+                series = frame[col]
+            else:
+                dtype = "float64" if col in NUMERIC_COLUMNS else "string"
+                series = pd.Series(pd.NA if dtype == "string" else np.nan, index=frame.index,
+                                   dtype=dtype)  # fmt: skip
+            if col in TIME_COLUMNS:
+                series = _utc_naive(series)
+            elif col in NUMERIC_COLUMNS:
+                series = pd.to_numeric(series, errors="raise").astype("float64")
+            elif col.endswith("_id") or col in ("event_type", "feature", "priority", "action"):
+                series = series.astype("string")
+            out[col] = series
+        prepared[name] = out.reset_index(drop=True)
+    return prepared
+
+
+def present_sources(tables: RawTables) -> set[str]:
+    """``table.column`` names that exist in the export with at least one value."""
+    present: set[str] = set()
+    for name, frame in tables.present().items():
+        for col in frame.columns:
+            if frame[col].notna().any():
+                present.add(f"{name}.{col}")
+    return present
+
+
+def attribute_columns(customers: pd.DataFrame) -> list[str]:
+    """Customer attributes used as features: every column but ids, names, dates and owners."""
+    return [c for c in customers.columns if c not in NON_FEATURE_ATTRIBUTES]
+
+
+def as_of_frame(as_of: Sequence[date]) -> pd.DataFrame:
+    """The as-of dates as midnights (UTC), sorted and unique."""
+    if not as_of:
+        raise ChurnError("No as-of dates given: pass --as-of DATES or --monthly.")
+    days = sorted({pd.Timestamp(d).normalize() for d in as_of})
+    return pd.DataFrame({"as_of": pd.to_datetime(days).astype("datetime64[us]")})
+
+
+def observed_until(tables: RawTables) -> date:
+    """The export date: the latest timestamp or date anywhere in the contract tables."""
+    latest = pd.Timestamp.min.tz_localize("UTC")
+    for frame in tables.present().values():
+        for col in set(frame.columns) & TIME_COLUMNS:
+            values = pd.to_datetime(frame[col], utc=True, errors="coerce", format="mixed")
+            if values.notna().any():
+                latest = max(latest, values.max())
+    return latest.date()
+
+
+def monthly_as_of(start: date, end: date) -> list[date]:
+    """First days of the months in ``[start, end]``: the usual monthly scoring calendar."""
+    months = pd.date_range(pd.Timestamp(start).to_period("M").to_timestamp(), end, freq="MS")
+    return [d.date() for d in months if d.date() >= start]
+
+
+def _load(
+    tables: RawTables, as_of: Sequence[date], spec: LabelSpec, engine: SqlEngine | None
+) -> SqlEngine:
+    engine = engine or DuckDBEngine()
+    for name, frame in prepare(tables).items():
+        engine.register(name, frame)
+    engine.register("as_of_dates", as_of_frame(as_of))
+    until = spec.observed_until or observed_until(tables)
+    params = pd.DataFrame(
+        {
+            "horizon_days": [spec.horizon_days],
+            "lead_days": [spec.lead_days],
+            "gap_days": [spec.gap_days],
+            "free_is_churn": [int(spec.free_is_churn)],
+            "observed_until_day": [(pd.Timestamp(until) - pd.Timestamp("1970-01-01")).days],
+        }
+    )
+    engine.register("params", params)
+    if spec.kind == "noncontractual" and tables.events is None:
+        raise ChurnError(
+            "Non-contractual labels need the events table (activity or purchases); "
+            "add events.parquet or use --label contractual."
+        )
+    engine.materialize("spine", definition(f"spine_{spec.kind}"))
+    if tables.events is not None:
+        engine.materialize("event_days", definition("event_days"))
+    return engine
+
+
+def _features(engine: SqlEngine, tables: RawTables) -> pd.DataFrame:
+    present = set(tables.present())
+    result = engine.fetch("SELECT customer_id, as_of FROM spine ORDER BY customer_id, as_of")
+    for group, needs in GROUPS:
+        if not set(needs) <= present:
+            continue
+        part = engine.fetch(definition(group))
+        result = result.merge(part, on=list(KEY_COLUMNS), how="left", validate="one_to_one")
+    attributes = attribute_columns(tables.customers)
+    if attributes:
+        result = result.merge(
+            tables.customers[["customer_id", *attributes]].astype({"customer_id": "string"}),
+            on="customer_id",
+            how="left",
+            suffixes=("", "_attribute"),
+        )
+    sources = present_sources(tables)
+    keep = {f.name for f in available(sources)}
+    drop = [f.name for f in FEATURES if f.name in result.columns and f.name not in keep]
+    return result.drop(columns=drop)
+
+
+def build_features(
+    tables: RawTables,
+    as_of: Sequence[date],
+    spec: LabelSpec | None = None,
+    engine: SqlEngine | None = None,
+) -> pd.DataFrame:
+    """One row per customer active at each as-of date, with every available leading indicator.
+
+    Reads only rows stamped strictly before each as-of date (the leakage property test proves it).
+    """
+    spec = spec or LabelSpec()
+    loaded = _load(tables, as_of, spec, engine)
+    return _finish(_features(loaded, tables))
+
+
+def build_labeled_set(
+    tables: RawTables,
+    as_of: Sequence[date],
+    spec: LabelSpec,
+    engine: SqlEngine | None = None,
+) -> pd.DataFrame:
+    """Features plus ``churned`` and ``label_complete`` for each (customer, as_of) row.
+
+    Rows whose customer churned during the lead time are dropped (see ``features.labels``).
+    """
+    loaded = _load(tables, as_of, spec, engine)
+    features = _features(loaded, tables)
+    labels = loaded.fetch(definition(f"labels_{spec.kind}"))
+    labels["churned"] = labels["churned"].astype("int8")
+    labels["label_complete"] = labels["label_complete"].astype(bool)
+    return _finish(features.merge(labels, on=list(KEY_COLUMNS), how="inner", validate="1:1"))
+
+
+def _finish(frame: pd.DataFrame) -> pd.DataFrame:
+    frame["customer_id"] = frame["customer_id"].astype("string")
+    frame["as_of"] = pd.to_datetime(frame["as_of"]).astype("datetime64[us]")
+    return frame.sort_values(list(KEY_COLUMNS), kind="stable").reset_index(drop=True)
+
+
+def feature_columns(frame: pd.DataFrame) -> list[str]:
+    """The model inputs of a built set: everything but keys and labels."""
+    from features.catalog import LABEL_COLUMNS
+
+    return [c for c in frame.columns if c not in KEY_COLUMNS and c not in LABEL_COLUMNS]
+
+
+__all__ = [
+    "TABLE_COLUMNS",
+    "DuckDBEngine",
+    "SqlEngine",
+    "build_features",
+    "build_labeled_set",
+    "feature_columns",
+    "monthly_as_of",
+    "observed_until",
+]
