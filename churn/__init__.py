@@ -1,1 +1,4 @@
-"""The `churn` command and the one settings object; the library lives in features/, training/, serving/."""
+"""The `churn` command and the one settings object.
+
+The library lives in features/, training/ and serving/; this package only wires it.
+"""

@@ -1,7 +1,8 @@
 """One settings object, read once at the edge (CLI, app start) and passed down.
 
-Every field can be overridden by an environment variable ``CHURN_<FIELD>`` (e.g. ``CHURN_HORIZON_DAYS``)
-or a ``.env`` file. Library functions never read settings themselves: they take explicit arguments.
+Every field can be overridden by an environment variable ``CHURN_<FIELD>`` (e.g.
+``CHURN_HORIZON_DAYS``) or a ``.env`` file. Library functions never read settings themselves:
+they take explicit arguments.
 """
 
 from __future__ import annotations

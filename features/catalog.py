@@ -72,6 +72,7 @@ def _f(
 
 
 EV = "events.timestamp"
+# fmt: off
 FEATURES: tuple[Feature, ...] = (
     # usage: product events
     _f("events_7d", "usage", "actions", "Product actions in the last 7 days",
@@ -141,7 +142,7 @@ FEATURES: tuple[Feature, ...] = (
        "{value:.0f} support tickets still open", "tickets.opened_at"),
     _f("high_priority_open", "support", "tickets", "High or urgent tickets still open",
        "{value:.0f} high-priority tickets still open", "tickets.opened_at"),
-    _f("high_priority_90d", "support", "tickets", "High or urgent tickets opened in the last 90 days",
+    _f("high_priority_90d", "support", "tickets", "High or urgent tickets opened, last 90 days",
        "{value:.0f} high-priority tickets opened in the last 90 days", "tickets.opened_at"),
     _f("resolution_hours_90d", "support", "hours",
        "Mean hours to resolve tickets resolved in the last 90 days",
@@ -173,7 +174,7 @@ FEATURES: tuple[Feature, ...] = (
     _f("invoices_late_180d", "commercial", "invoices",
        "Invoices due in the last 180 days paid late or still unpaid past due",
        "{value:.0f} invoices paid late or overdue in the last 180 days", "invoices.due_at"),
-    _f("unpaid_invoices", "commercial", "invoices", "Invoices issued and not paid by the as-of date",
+    _f("unpaid_invoices", "commercial", "invoices", "Invoices issued, not paid by the as-of date",
        "{value:.0f} invoices unpaid", "invoices.due_at"),
     _f("overdue_amount", "commercial", "currency", "Amount past due and unpaid at the as-of date",
        "{value:,.0f} overdue", "invoices.due_at"),
@@ -214,6 +215,7 @@ FEATURES: tuple[Feature, ...] = (
     _f("acquisition_channel", "profile", "", "How the customer was acquired",
        "Acquired through {value}", "customers.acquisition_channel", kind="categorical"),
 )
+# fmt: on
 
 BY_NAME: dict[str, Feature] = {f.name: f for f in FEATURES}
 
@@ -224,8 +226,13 @@ def feature_info(name: str) -> Feature:
         return BY_NAME[name]
     label = name.replace("_", " ")
     return Feature(
-        name, "profile", "", f"Customer attribute '{label}'", f"{label.capitalize()}: {{value}}",
-        (f"customers.{name}",), "categorical",
+        name,
+        "profile",
+        "",
+        f"Customer attribute '{label}'",
+        f"{label.capitalize()}: {{value}}",
+        (f"customers.{name}",),
+        "categorical",
     )
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from features.catalog import FEATURES, KEY_COLUMNS, NON_FEATURE_ATTRIBUTES, available
-from features.contract import TABLE_COLUMNS, RawTables
+from features.contract import MAY_BE_FUTURE, TABLE_COLUMNS, RawTables
 from features.errors import ChurnError
 from features.labels import LabelSpec
 
@@ -155,10 +155,14 @@ def as_of_frame(as_of: Sequence[date]) -> pd.DataFrame:
 
 
 def observed_until(tables: RawTables) -> date:
-    """The export date: the latest timestamp or date anywhere in the contract tables."""
+    """The export date: the latest recorded timestamp or date in the contract tables.
+
+    Scheduled dates (a subscription's planned ``end_date``, an invoice's ``due_at``) may lie in
+    the future and say nothing about how far the export reaches, so they are not counted.
+    """
     latest = pd.Timestamp.min.tz_localize("UTC")
     for frame in tables.present().values():
-        for col in set(frame.columns) & TIME_COLUMNS:
+        for col in (set(frame.columns) & TIME_COLUMNS) - MAY_BE_FUTURE:
             values = pd.to_datetime(frame[col], utc=True, errors="coerce", format="mixed")
             if values.notna().any():
                 latest = max(latest, values.max())

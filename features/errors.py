@@ -1,4 +1,4 @@
-"""One base for the errors we raise, so the CLI and the API map them to exit and HTTP codes in one place."""
+"""One base for our errors, so the CLI and the API map them to exit and HTTP codes in one place."""
 
 from __future__ import annotations
 

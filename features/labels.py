@@ -13,7 +13,9 @@ Edge cases, all covered by tests:
 - ``lead_days`` shifts the horizon to ``[as_of + lead, as_of + lead + horizon)``, leaving time to
   act; customers who churn during the lead time are dropped (too late to act, not retained either).
 - ``label_complete`` is false when the horizon runs past ``observed_until`` (the export date) and
-  no churn was seen yet: such rows are kept for scoring but never used to train or evaluate.
+  no churn was seen yet, or a churn was seen less than ``gap_days`` before ``observed_until`` (a
+  late renewal could still undo it): such rows are kept for scoring but never used to train or
+  evaluate.
 """
 
 from __future__ import annotations

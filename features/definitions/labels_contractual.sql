@@ -3,7 +3,9 @@
 -- the life; a later one starts a new life. A life's end is a churn. The row (customer, as_of)
 -- is labeled churned when the life it belongs to ends inside the horizon
 -- [as_of + lead, as_of + lead + horizon). Lives ending during the lead time are dropped (too late
--- to act). Day numbers (days since 1970-01-01) keep the arithmetic engine-portable.
+-- to act). A churn is complete (final) only once its re-subscription gap lies inside the export:
+-- a renewal up to gap_days after life_end would still continue the life. Day numbers (days since
+-- 1970-01-01) keep the arithmetic engine-portable.
 WITH paid AS (
   SELECT b.customer_id,
          DATE_DIFF('day', TIMESTAMP '1970-01-01 00:00:00', b.start_date) AS start_day,
@@ -50,9 +52,9 @@ SELECT
   r.customer_id, r.as_of,
   CASE WHEN r.life_end < r.as_of_day + p.lead_days + p.horizon_days THEN 1 ELSE 0 END AS churned,
   CASE WHEN r.life_end < r.as_of_day + p.lead_days + p.horizon_days
-            AND r.life_end <= p.observed_until_day THEN TRUE
-       WHEN r.as_of_day + p.lead_days + p.horizon_days <= p.observed_until_day THEN TRUE
-       ELSE FALSE END AS label_complete
+            THEN r.life_end + p.gap_days <= p.observed_until_day
+       ELSE r.as_of_day + p.lead_days + p.horizon_days <= p.observed_until_day
+       END AS label_complete
 FROM rows_ AS r
 CROSS JOIN params AS p
 WHERE r.life_end >= r.as_of_day + p.lead_days

@@ -1,0 +1,346 @@
+"""The ``churn`` command: thin shells over library functions (features -> training -> serving).
+
+Each command reads the settings once, calls one library function and prints the result. Errors
+of our own (``ChurnError``) print as one readable message and exit 1; nothing is half-written.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Callable
+from datetime import date, timedelta
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from churn.settings import Settings
+from features.errors import ChurnError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+console = Console()
+err_console = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+DataOpt = Annotated[Path | None, typer.Option("--data", help="Folder of contract tables.")]
+
+
+def friendly_errors(command: F) -> F:
+    """Turn our own errors into a red message and exit code 1, never a traceback."""
+
+    @wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except ChurnError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}")
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def parse_days(text: str) -> int:
+    """'90d', '13w' or '90' -> days."""
+    match = re.fullmatch(r"\s*(\d+)\s*([dw]?)\s*", text)
+    if not match:
+        raise ChurnError(f"Cannot read the duration {text!r}: write it like 90d or 13w.")
+    number, unit = int(match.group(1)), match.group(2) or "d"
+    return number * (7 if unit == "w" else 1)
+
+
+def parse_dates(text: str) -> list[date]:
+    """'2024-06-01,2024-07-01' -> dates, with a clear error for a bad one."""
+    out = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        try:
+            out.append(date.fromisoformat(part))
+        except ValueError:
+            raise ChurnError(f"Cannot read the as-of date {part!r}: use YYYY-MM-DD.") from None
+    return out
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(), console=console, transient=True,
+    )  # fmt: skip
+
+
+@app.command()
+@friendly_errors
+def generate(
+    customers: Annotated[int, typer.Option(help="Number of customer accounts.")] = 5000,
+    months: Annotated[int, typer.Option(help="Months simulated.")] = 24,
+    seed: Annotated[int, typer.Option(help="Random seed; same seed, same bytes.")] = 42,
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("data/demo"),
+    start: Annotated[str, typer.Option(help="First simulated month (YYYY-MM-01).")] = "2024-01-01",
+) -> None:
+    """Generate a synthetic SaaS company with known churn drivers (see docs/generator.md)."""
+    from features.generator import generate_world, write_world
+
+    with _progress() as bar:
+        task = bar.add_task(f"simulating {customers:,} customers", total=months)
+        world = generate_world(
+            customers, months, seed, start=date.fromisoformat(start),
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )  # fmt: skip
+    write_world(world, out)
+    console.print(f"[green]wrote[/] {out}/ (truth in {out}/truth/)")
+
+
+@app.command()
+@friendly_errors
+def validate(data: DataOpt = None) -> None:
+    """Check a folder of raw tables against the data contract; exit 1 on errors."""
+    from features.contract import print_report, validate_folder
+
+    folder = data or Settings().data_dir
+    _, report = validate_folder(folder, pd.Timestamp.now(tz="UTC"))
+    print_report(report, console)
+    if not report.ok:
+        err_console.print(
+            f"[bold red]{folder}: the data breaks the contract; see the errors above."
+        )
+        raise typer.Exit(1)
+    console.print(f"[green]{folder}: valid[/] ({report.warning_count} warnings)")
+
+
+def load_tables(folder: Path) -> Any:
+    """Read and validate, raising ContractError on errors (nothing downstream runs)."""
+    from features.contract import load_valid_tables
+
+    tables, _ = load_valid_tables(folder, now=pd.Timestamp.now(tz="UTC"))
+    return tables
+
+
+@app.command()
+@friendly_errors
+def summary(data: DataOpt = None) -> None:
+    """Row counts per table, the monthly churn rate and where the files are."""
+    from features.metrics import retention_summary
+
+    folder = data or Settings().data_dir
+    tables = load_tables(folder)
+    table = Table(title=f"Contract tables in {folder}")
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    table.add_column("file")
+    for name, frame in tables.present().items():
+        files = sorted(folder.glob(f"{name}.*"))
+        table.add_row(name, f"{len(frame):,}", str(files[0]) if files else "")
+    console.print(table)
+    print_metrics(retention_summary(tables, *_period(tables)))
+
+
+def _period(tables: Any) -> tuple[date, date]:
+    """The export's history: first day of product data to the day after its last record."""
+    from features.engine import observed_until
+    from features.pipeline import data_start
+
+    return data_start(tables), observed_until(tables) + timedelta(days=1)
+
+
+def print_metrics(metrics: dict[str, Any], title: str = "Retention metrics") -> None:
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in metrics.items():
+        if isinstance(value, float):
+            percent = any(w in key for w in ("rate", "retention", "churn"))
+            shown = f"{value:.2%}" if percent else f"{value:,.2f}"
+        else:
+            shown = str(value)
+        table.add_row(key, shown)
+    console.print(table)
+
+
+@app.command()
+@friendly_errors
+def features(
+    data: DataOpt = None,
+    as_of: Annotated[str | None, typer.Option(help="Comma-separated as-of dates.")] = None,
+    monthly: Annotated[
+        bool, typer.Option(help="Every month start with 90 days of history.")
+    ] = False,
+    horizon: Annotated[str, typer.Option(help="Churn horizon, e.g. 90d or 13w.")] = "90d",
+    lead: Annotated[str, typer.Option(help="Lead time before the horizon, e.g. 14d.")] = "0d",
+    label: Annotated[str, typer.Option(help="contractual or noncontractual.")] = "contractual",
+    out: Annotated[Path | None, typer.Option(help="Output Parquet file.")] = None,
+) -> None:
+    """Build the point-in-time labeled training set."""
+    from features.engine import build_labeled_set, feature_columns
+    from features.io import write_parquet
+    from features.labels import LabelSpec
+    from features.pipeline import default_as_of
+
+    settings = Settings()
+    tables = load_tables(data or settings.data_dir)
+    if label not in ("contractual", "noncontractual"):
+        raise ChurnError(f"--label must be contractual or noncontractual, got {label!r}")
+    spec = LabelSpec(
+        kind=label,  # type: ignore[arg-type]
+        horizon_days=parse_days(horizon),
+        lead_days=parse_days(lead),
+        gap_days=settings.resubscribe_gap_days,
+    )
+    dates = parse_dates(as_of) if as_of else default_as_of(tables) if monthly else []
+    if not dates:
+        raise ChurnError("Pass --as-of YYYY-MM-DD[,...] or --monthly.")
+    labeled = build_labeled_set(tables, dates, spec)
+    target = out or settings.features_path
+    write_parquet(labeled, target)
+    complete = labeled[labeled["label_complete"]]
+    console.print(
+        f"[green]wrote[/] {target}: {len(labeled):,} rows, {len(feature_columns(labeled))} "
+        f"features, {labeled['as_of'].nunique()} as-of dates "
+        f"({labeled['as_of'].min():%Y-%m-%d} .. {labeled['as_of'].max():%Y-%m-%d}), "
+        f"label rate {complete['churned'].mean():.2%} on {len(complete):,} complete rows"
+    )
+
+
+@app.command()
+@friendly_errors
+def snapshot(
+    data: DataOpt = None,
+    as_of: Annotated[
+        str | None, typer.Option(help="As-of date; default the day after the export's last record.")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Snapshot file.")] = None,
+) -> None:
+    """Write every active customer's features as of now to the feature store serving reads."""
+    from features.io import write_parquet
+    from features.pipeline import build_snapshot
+
+    settings = Settings()
+    tables = load_tables(data or settings.data_dir)
+    day = parse_dates(as_of)[0] if as_of else None
+    snap = build_snapshot(tables, day)
+    target = out or settings.store_dir / "snapshot.parquet"
+    write_parquet(snap, target)
+    console.print(
+        f"[green]wrote[/] {target}: {len(snap):,} active customers as of "
+        f"{snap['as_of'].iloc[0]:%Y-%m-%d}"
+        if len(snap)
+        else f"[yellow]{target}: no active customers"
+    )
+
+
+@app.command()
+@friendly_errors
+def metrics(data: DataOpt = None) -> None:
+    """Retention metrics: churn rate, MRR churn, NRR, cohorts, LTV, NPS."""
+    from features.metrics import monthly_metrics, retention_summary
+
+    tables = load_tables(data or Settings().data_dir)
+    start, end = _period(tables)
+    print_metrics(retention_summary(tables, start, end))
+    monthly = monthly_metrics(tables, start, end)
+    console.print(monthly.tail(12).to_string(float_format=lambda v: f"{v:,.4f}"))
+
+
+def _labeled_set(
+    settings: Settings, data: Path | None, features_file: Path | None, horizon_days: int
+) -> tuple[pd.DataFrame, Path | None, str]:
+    """Read a labeled set, or build it (monthly as-of dates) from a validated folder."""
+    from features.engine import build_labeled_set
+    from features.labels import LabelSpec
+    from features.pipeline import default_as_of
+
+    if features_file is not None:
+        if not features_file.exists():
+            raise ChurnError(f"{features_file} does not exist: build it with `churn features`.")
+        return pd.read_parquet(features_file), None, f"labeled set {features_file}"
+    folder = data or settings.data_dir
+    tables = load_tables(folder)
+    spec = LabelSpec(horizon_days=horizon_days, gap_days=settings.resubscribe_gap_days)
+    with console.status("building the point-in-time labeled set"):
+        labeled = build_labeled_set(tables, default_as_of(tables), spec)
+    truth = folder / "truth"
+    return labeled, (truth if truth.exists() else None), f"contract tables in {folder}"
+
+
+@app.command()
+@friendly_errors
+def train(
+    data: DataOpt = None,
+    config: Annotated[Path | None, typer.Option(help="YAML training config.")] = None,
+    features_file: Annotated[
+        Path | None, typer.Option("--features", help="Use this labeled set instead of --data.")
+    ] = None,
+    tune: Annotated[int, typer.Option(help="Optuna trials before the final fit (0 = off).")] = 0,
+) -> None:
+    """Train, compare with the baselines, log to MLflow, register; the gate moves champion."""
+    from training.config import load_train_config
+    from training.evaluation import metrics_table
+    from training.workflow import train_and_register
+
+    settings = Settings()
+    train_config = load_train_config(config)
+    labeled, truth, description = _labeled_set(
+        settings, data, features_file, train_config.horizon_days
+    )
+    if tune:
+        from training.tune import tune_params
+
+        with console.status(f"optuna: {tune} trials"):
+            train_config.fit.params = tune_params(labeled, train_config, tune)
+    with console.status("training"):
+        report = train_and_register(
+            labeled,
+            train_config,
+            model_name=settings.model_name,
+            tracking_uri=settings.mlflow_tracking_uri,
+            truth_dir=truth,
+            data_description=description,
+            metrics_out=settings.store_dir.parent / "metrics.json",
+        )
+    result = report.result
+    console.print(f"[bold]{result.split.description}")
+    console.print(metrics_table(result.metrics, title="Test window: model vs baselines"))
+    top = ", ".join(result.importance["feature"].head(5))
+    console.print(f"top drivers (mean |SHAP|): {top}")
+    colour = "green" if report.decision.promoted else "yellow"
+    verdict = "promoted to champion" if report.decision.promoted else "kept as challenger"
+    console.print(
+        f"[{colour}]{settings.model_name} v{report.version} {verdict}:[/] {report.decision.reason}"
+        f"\nrun {report.run_id}; metrics in {settings.store_dir.parent / 'metrics.json'}"
+    )
+
+
+@app.command()
+@friendly_errors
+def evaluate(
+    data: DataOpt = None,
+    model: Annotated[str, typer.Option(help="Registered model, e.g. churn-model@champion.")] = (
+        "churn-model@champion"
+    ),
+    features_file: Annotated[
+        Path | None, typer.Option("--features", help="Use this labeled set instead of --data.")
+    ] = None,
+    horizon: Annotated[str, typer.Option(help="Churn horizon, e.g. 90d.")] = "90d",
+) -> None:
+    """Score a labeled data set with a registered model; print metrics against both baselines."""
+    from training.evaluation import metrics_table
+    from training.workflow import evaluate_registered
+
+    settings = Settings()
+    name, _, ref = model.partition("@")
+    labeled, _, _ = _labeled_set(settings, data, features_file, parse_days(horizon))
+    results = evaluate_registered(
+        labeled, ref or "champion", model_name=name, tracking_uri=settings.mlflow_tracking_uri
+    )
+    console.print(metrics_table(results, title=f"{model} on the latest complete as-of date"))
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

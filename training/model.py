@@ -1,0 +1,155 @@
+"""The churn model as served: a LightGBM booster, its Platt calibration and the health-score map.
+
+One object, saved as two small files (``model.txt`` from LightGBM, ``model.json`` with the
+feature list, categories, calibration and score anchors), loaded by the MLflow pyfunc, the API,
+batch scoring and Spark alike, so every path computes the same numbers.
+
+Why Platt scaling: the calibrated log-odds are ``a * margin + b``, an affine map of the booster's
+margin. TreeSHAP contributions sum to the margin, so ``a * contribution`` sum exactly to the
+calibrated log-odds (with base value ``a * base + b``): the explanation adds up to the
+probability the user sees. Isotonic regression would break that identity.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from features.catalog import CATALOG_VERSION
+from training.health_score import TIER_THRESHOLDS, TIERS
+
+
+@dataclass
+class ScoreMap:
+    """Probability -> health score, piecewise linear through the tier boundaries.
+
+    ``anchors`` are the probabilities at health 80, 60 and 40. By default they are the training
+    base rate r, 2r and 4r: *healthy* means no riskier than the average customer, *low risk* up to
+    twice, *medium* up to four times, *high risk* more. Absolute probabilities can be configured.
+    """
+
+    anchors: tuple[float, float, float]
+
+    @classmethod
+    def from_base_rate(cls, rate: float) -> ScoreMap:
+        r = float(np.clip(rate, 1e-4, 0.2))
+        return cls((r, 2 * r, 4 * r))
+
+    def health(self, probability: np.ndarray) -> np.ndarray:
+        xs = np.array([0.0, *self.anchors, 1.0])
+        ys = np.array([100.0, 80.0, 60.0, 40.0, 0.0])
+        return np.round(np.interp(probability, xs, ys), 1)
+
+
+@dataclass
+class ChurnModel:
+    """Booster + encoding + calibration; numbers in, probabilities and explanations out."""
+
+    booster: lgb.Booster
+    features: list[str]
+    categories: dict[str, list[str]]
+    platt: tuple[float, float]
+    score_map: ScoreMap
+    horizon_days: int
+    label: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    # ----- encoding: one float matrix, categoricals as codes (unseen or missing -> NaN) -----
+    def encode(self, frame: pd.DataFrame) -> np.ndarray:
+        """Feature columns of ``frame`` as the float64 matrix the booster reads."""
+        out = np.empty((len(frame), len(self.features)), dtype=np.float64)
+        for j, name in enumerate(self.features):
+            column = frame[name] if name in frame.columns else pd.Series(np.nan, index=frame.index)
+            if name in self.categories:
+                codes = pd.Categorical(column.astype("string"), categories=self.categories[name])
+                out[:, j] = np.where(codes.codes < 0, np.nan, codes.codes)
+            else:
+                out[:, j] = pd.to_numeric(column, errors="coerce").to_numpy(np.float64)
+        return out
+
+    def encode_row(self, values: dict[str, Any]) -> np.ndarray:
+        """One customer's features (already validated) as a 1 x k matrix, with no DataFrame."""
+        row = np.empty((1, len(self.features)), dtype=np.float64)
+        for j, name in enumerate(self.features):
+            value = values.get(name)
+            if name in self.categories:
+                levels = self.categories[name]
+                row[0, j] = levels.index(value) if value in levels else np.nan
+            else:
+                row[0, j] = np.nan if value is None else float(value)
+        return row
+
+    # ----- scores -----
+    def margin(self, X: np.ndarray, num_threads: int = 0) -> np.ndarray:
+        return np.asarray(self.booster.predict(X, raw_score=True, num_threads=num_threads))
+
+    def calibrated_logit(self, margin: np.ndarray) -> np.ndarray:
+        a, b = self.platt
+        return a * margin + b
+
+    def probability(self, X: np.ndarray, num_threads: int = 0) -> np.ndarray:
+        """Calibrated chance of churning within the horizon."""
+        return 1.0 / (1.0 + np.exp(-self.calibrated_logit(self.margin(X, num_threads))))
+
+    def health(self, probability: np.ndarray) -> np.ndarray:
+        return self.score_map.health(probability)
+
+    def contributions(self, X: np.ndarray, num_threads: int = 0) -> np.ndarray:
+        """Exact TreeSHAP on the calibrated log-odds scale: k feature columns + the base value.
+
+        Each row sums to the calibrated log-odds (see the module docstring).
+        """
+        raw = np.asarray(self.booster.predict(X, pred_contrib=True, num_threads=num_threads))
+        a, b = self.platt
+        scaled = raw * a
+        scaled[:, -1] += b
+        return scaled
+
+    # ----- persistence -----
+    def save(self, folder: Path) -> Path:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.booster.save_model(str(folder / "model.txt"))
+        meta = {
+            "features": self.features,
+            "categories": self.categories,
+            "platt": list(self.platt),
+            "score_anchors": list(self.score_map.anchors),
+            "tier_thresholds": list(TIER_THRESHOLDS),
+            "tiers": list(TIERS),
+            "horizon_days": self.horizon_days,
+            "label": self.label,
+            "catalog_version": CATALOG_VERSION,
+            "meta": self.meta,
+        }
+        (folder / "model.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        return folder
+
+    @classmethod
+    def load(cls, folder: Path) -> ChurnModel:
+        folder = Path(folder)
+        meta = json.loads((folder / "model.json").read_text())
+        booster = lgb.Booster(model_file=str(folder / "model.txt"))
+        return cls(
+            booster=booster,
+            features=list(meta["features"]),
+            categories={k: list(v) for k, v in meta["categories"].items()},
+            platt=(float(meta["platt"][0]), float(meta["platt"][1])),
+            score_map=ScoreMap(tuple(meta["score_anchors"])),
+            horizon_days=int(meta["horizon_days"]),
+            label=str(meta["label"]),
+            meta=dict(meta.get("meta", {})),
+        )
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "features": len(self.features),
+            "trees": self.booster.num_trees(),
+            "platt": asdict(self.score_map) | {"a": self.platt[0], "b": self.platt[1]},
+        }
