@@ -9,7 +9,7 @@ DEMO_DATA ?= data/demo
 DEMO_CUSTOMERS ?= 5000
 DEMO_MONTHS ?= 24
 
-.PHONY: demo test lint typecheck pytest install uv clean
+.PHONY: demo test lint typecheck pytest install install-test uv clean
 
 uv:
 	@$(UV) --version >/dev/null 2>&1 || { \
@@ -18,25 +18,35 @@ uv:
 	    || $(PYTHON) -m pip install --quiet --user --break-system-packages uv \
 	    || $(PYTHON) -m pip install --quiet uv; }
 
+# demo: the default install; test: plus the optional Spark extra, so CI runs the Spark tests too
 $(VENV)/.synced: uv.lock pyproject.toml | uv
-	$(UV) sync --frozen --python 3.11
+	$(UV) sync --frozen --inexact --python 3.11
 	@touch $@
 
+$(VENV)/.synced-test: uv.lock pyproject.toml | uv
+	$(UV) sync --frozen --extra spark --python 3.11
+	@touch $@ $(VENV)/.synced
+
 install: $(VENV)/.synced
+
+install-test: $(VENV)/.synced-test
 
 demo: install
 	$(BIN)/churn generate --customers $(DEMO_CUSTOMERS) --months $(DEMO_MONTHS) --seed 42 --out $(DEMO_DATA)
 	$(BIN)/churn validate --data $(DEMO_DATA)
 	$(BIN)/churn summary --data $(DEMO_DATA)
+	$(BIN)/churn features --data $(DEMO_DATA) --monthly --horizon 90d
+	$(BIN)/churn snapshot --data $(DEMO_DATA)
+	$(BIN)/churn train --data $(DEMO_DATA) --features data/features/labeled.parquet
 
-lint: install
+lint: install-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-typecheck: install
+typecheck: install-test
 	$(BIN)/mypy
 
-pytest: install
+pytest: install-test
 	$(BIN)/pytest -n 2 --dist loadgroup -q
 
 test: lint typecheck pytest

@@ -252,16 +252,17 @@ def _labeled_set(
     from features.labels import LabelSpec
     from features.pipeline import default_as_of
 
+    folder = data or settings.data_dir
+    truth = folder / "truth"
     if features_file is not None:
         if not features_file.exists():
             raise ChurnError(f"{features_file} does not exist: build it with `churn features`.")
-        return pd.read_parquet(features_file), None, f"labeled set {features_file}"
-    folder = data or settings.data_dir
+        labeled_set = pd.read_parquet(features_file)
+        return labeled_set, (truth if truth.exists() else None), f"labeled set {features_file}"
     tables = load_tables(folder)
     spec = LabelSpec(horizon_days=horizon_days, gap_days=settings.resubscribe_gap_days)
     with console.status("building the point-in-time labeled set"):
         labeled = build_labeled_set(tables, default_as_of(tables), spec)
-    truth = folder / "truth"
     return labeled, (truth if truth.exists() else None), f"contract tables in {folder}"
 
 

@@ -31,12 +31,39 @@ class Settings(BaseSettings):
         7, ge=0, description="A new subscription within this gap is a renewal, not churn."
     )
     seed: int = 42
-    mlflow_tracking_uri: str = Field(
-        "sqlite:///mlruns/mlflow.db", description="MLflow store; MLFLOW_TRACKING_URI overrides."
+    mlflow_tracking_uri: str | None = Field(
+        None,
+        description="MLflow store; default MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db.",
     )
     mlflow_artifact_root: Path = Path("mlruns/artifacts")
     model_name: str = "churn-model"
     api_keys: str = Field("demo-key", description="Comma-separated API keys (CHURN_API_KEYS).")
+    # ----- serving -----
+    model_alias: str = Field("champion", description="Registry alias the API serves.")
+    playbook_path: Path = Field(
+        Path("playbook.yaml"), description="Intervention matrix: tier and driver group -> action."
+    )
+    top_k: int = Field(5, ge=0, le=100, description="Drivers per result unless ?k= says otherwise.")
+    batch_limit: int = Field(10_000, gt=0, description="Most items in one POST /score/batch.")
+    max_body_bytes: int = Field(
+        32_000_000, gt=0, description="Larger request bodies get 413 before they are parsed."
+    )
+    reload_poll_seconds: float = Field(
+        30.0, ge=0, description="How often to check the registry alias and store files; 0 = off."
+    )
+    scoring_threads: int = Field(
+        0, ge=0, description="LightGBM threads for batch scoring (0 = all cores)."
+    )
 
     def api_key_list(self) -> list[str]:
         return [k.strip() for k in self.api_keys.split(",") if k.strip()]
+
+    @property
+    def snapshot_path(self) -> Path:
+        """Latest feature snapshot (``churn snapshot``)."""
+        return self.store_dir / "snapshot.parquet"
+
+    @property
+    def score_store_path(self) -> Path:
+        """Precomputed scores of the snapshot (``churn score-all``)."""
+        return self.store_dir / "scores.parquet"

@@ -239,3 +239,35 @@ def feature_info(name: str) -> Feature:
 def available(present_columns: set[str]) -> list[Feature]:
     """Catalog features whose every source ``table.column`` is present in the export."""
     return [f for f in FEATURES if all(r in present_columns for r in f.requires)]
+
+
+_EXAMPLE_VALUES: dict[str, float] = {
+    "ratio": -0.45, "share": 0.35, "ratio per week": -0.06, "days": 12, "hours": 30,
+    "score 1-5": 2.5, "score 0-10": 5, "points": -3, "currency": 1200, "currency / month": 900,
+}  # fmt: skip
+
+
+def catalog_markdown() -> str:
+    """``docs/features.md``: the catalog as a user document (``python -m features.catalog``)."""
+    lines = [
+        "# Feature catalog",
+        "",
+        "Generated from `features/catalog.py` by `python -m features.catalog > docs/features.md`;",
+        "do not edit by hand (a test checks it is up to date). Windows are half-open",
+        "`[as_of - w, as_of)`, timestamps UTC. A feature whose source is absent from an export is",
+        "absent too, never zero. Customer columns beyond the contract become profile features.",
+        "",
+        f"Catalog version {CATALOG_VERSION}.",
+    ]
+    for group in ("usage", "support", "commercial", "marketing", "profile"):
+        header = "| feature | unit | meaning | example sentence | needs |"
+        lines += ["", f"## {group.capitalize()}", "", header, "|---|---|---|---|---|"]
+        for f in (f for f in FEATURES if f.group == group):
+            example = f.explain(_EXAMPLE_VALUES.get(f.unit, 3) if f.kind == "numeric" else "SaaS")
+            lines.append(f"| `{f.name}` | {f.unit} | {f.description} | {example} | "
+                         f"{', '.join(f'`{r}`' for r in f.requires)} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(catalog_markdown(), end="")

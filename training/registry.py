@@ -29,6 +29,7 @@ from training.health_score import tier_of
 from training.model import ChurnModel
 
 EXPERIMENT = "churn"
+DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 CHAMPION = "champion"
 
 
@@ -48,8 +49,11 @@ class ChurnPyfunc(PythonModel):
 
 
 def configure(tracking_uri: str | None = None, artifact_root: Path | None = None) -> str:
-    """Point MLflow at the embedded store and make sure the experiment exists."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or tracking_uri or "sqlite:///mlruns/mlflow.db"
+    """Point MLflow at the embedded store and make sure the experiment exists.
+
+    An explicit ``tracking_uri`` wins, then ``MLFLOW_TRACKING_URI``, then the embedded default.
+    """
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)

@@ -1,0 +1,72 @@
+"""The `churn` command: readable errors, exit codes, and nothing written on failure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from churn.cli import app, parse_days, parse_dates
+from features.errors import ChurnError
+
+runner = CliRunner()
+
+
+def broken_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "export"
+    folder.mkdir()
+    pd.DataFrame({"customer_id": ["a", "a"], "signup_date": ["2024-01-01", "2024-01-02"]}).to_csv(
+        folder / "customers.csv", index=False
+    )
+    pd.DataFrame(
+        {
+            "subscription_id": ["s1"],
+            "customer_id": ["a"],
+            "start_date": ["2024-01-01"],
+            "end_date": [""],
+            "mrr": ["-5"],
+            "plan": ["pro"],
+        }
+    ).to_csv(folder / "subscriptions.csv", index=False)
+    return folder
+
+
+def test_validate_exits_1_and_names_table_column_and_rule(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["validate", "--data", str(broken_folder(tmp_path))])
+    assert result.exit_code == 1
+    assert "customers" in result.output and "customer_id" in result.output
+    assert "mrr" in result.output
+
+
+def test_features_on_invalid_data_fails_cleanly_and_writes_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "labeled.parquet"
+    result = runner.invoke(
+        app, ["features", "--data", str(broken_folder(tmp_path)), "--monthly", "--out", str(out)]
+    )
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert not out.exists()
+    assert not list(tmp_path.glob(".labeled*"))
+
+
+def test_generate_then_validate_then_features_on_a_tiny_world(tmp_path: Path) -> None:
+    data = tmp_path / "demo"
+    assert runner.invoke(app, ["generate", "--customers", "200", "--months", "8",
+                               "--out", str(data)]).exit_code == 0  # fmt: skip
+    assert runner.invoke(app, ["validate", "--data", str(data)]).exit_code == 0
+    out = tmp_path / "labeled.parquet"
+    result = runner.invoke(app, ["features", "--data", str(data), "--monthly", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "label rate" in result.output
+    labeled = pd.read_parquet(out)
+    assert {"customer_id", "as_of", "churned", "label_complete"} <= set(labeled.columns)
+
+
+def test_durations_and_dates_are_parsed_or_rejected_with_a_hint() -> None:
+    assert parse_days("90d") == 90 and parse_days("13w") == 91 and parse_days("30") == 30
+    with pytest.raises(ChurnError, match="90d"):
+        parse_days("three months")
+    with pytest.raises(ChurnError, match="YYYY-MM-DD"):
+        parse_dates("2024-13-01")
