@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from churn.cli import app, parse_days, parse_dates
+from churn.cli import app, parse_dates, parse_days
 from features.errors import ChurnError
 
 runner = CliRunner()
