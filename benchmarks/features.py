@@ -16,6 +16,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 import argparse
 import resource
+import subprocess
 import tempfile
 import time
 from datetime import date
@@ -26,7 +27,6 @@ from rich.table import Table
 
 from features.contract import TABLE_COLUMNS, RawTables
 from features.engine import build_labeled_set, monthly_as_of
-from features.generator import generate_world, write_world
 from features.labels import LabelSpec
 
 
@@ -47,7 +47,12 @@ def main() -> None:
         if folder is None:
             folder = Path(tmp) / "world"
             t0 = time.perf_counter()
-            write_world(generate_world(args.customers, args.months, seed=42), folder)
+            # in a child process, so the peak memory below is the feature build's alone
+            subprocess.run(
+                [sys.executable, "-m", "churn.cli", "generate", "--customers", str(args.customers),
+                 "--months", str(args.months), "--out", str(folder)],
+                check=True, stdout=subprocess.DEVNULL,
+            )  # fmt: skip
             console.print(f"generated in {time.perf_counter() - t0:.1f} s")
         t0 = time.perf_counter()
         tables = RawTables(

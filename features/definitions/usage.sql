@@ -1,10 +1,12 @@
 -- Usage indicators from product events. age = whole days between the event's day and as_of
--- (1 = the day before as_of); only days strictly before as_of are joined.
+-- (1 = the day before as_of); only days strictly before as_of are joined. Windowed counts read the
+-- last 90 days; lifetime figures add up per-period buckets (the days between consecutive as-of
+-- dates) cumulatively, so each event day is joined once, not once per later as-of date.
 WITH windowed AS (
-  SELECT d.customer_id, a.as_of, d.n, d.logins, d.value, d.first_ts, d.last_ts,
+  SELECT d.customer_id, a.as_of, d.n, d.logins, d.value,
          DATE_DIFF('day', d.day, a.as_of) AS age
   FROM event_days AS d
-  JOIN as_of_dates AS a ON d.day < a.as_of
+  JOIN as_of_dates AS a ON d.day < a.as_of AND d.day >= a.as_of - INTERVAL 90 DAY
 ),
 agg AS (
   SELECT
@@ -12,21 +14,45 @@ agg AS (
     SUM(CASE WHEN age <= 7 THEN n ELSE 0 END) AS events_7d,
     SUM(CASE WHEN age <= 30 THEN n ELSE 0 END) AS events_30d,
     SUM(CASE WHEN age > 30 AND age <= 60 THEN n ELSE 0 END) AS events_prev_30d,
-    SUM(CASE WHEN age <= 90 THEN n ELSE 0 END) AS events_90d,
+    SUM(n) AS events_90d,
     COUNT(CASE WHEN age <= 30 THEN 1 END) AS active_days_30d,
-    COUNT(CASE WHEN age <= 90 THEN 1 END) AS active_days_90d,
+    COUNT(*) AS active_days_90d,
     SUM(CASE WHEN age <= 30 THEN logins ELSE 0 END) AS logins_30d,
     SUM(CASE WHEN age > 30 AND age <= 60 THEN logins ELSE 0 END) AS logins_prev_30d,
     -- least-squares slope of daily actions over the last 90 days, x = 90 - age in 0..89:
     -- sum(x) = 4005 and n*sum(x^2) - sum(x)^2 = 5466825 are constants, so no zero-filling
-    SUM(CASE WHEN age <= 90 THEN (90 - age) * n ELSE 0 END) AS sxy_90d,
-    SUM(CASE WHEN age <= 90 THEN value ELSE 0 END) AS value_90d,
-    COUNT(*) AS lifetime_active_days,
-    SUM(value) AS lifetime_value,
-    MIN(first_ts) AS first_ts,
-    MAX(last_ts) AS last_ts
+    SUM((90 - age) * n) AS sxy_90d,
+    SUM(value) AS value_90d
   FROM windowed
   GROUP BY customer_id, as_of
+),
+periods AS (
+  SELECT as_of, LAG(as_of) OVER (ORDER BY as_of) AS previous_as_of FROM as_of_dates
+),
+buckets AS (
+  SELECT d.customer_id, p.as_of, COUNT(*) AS days, SUM(d.value) AS value,
+         MIN(d.first_ts) AS first_ts, MAX(d.last_ts) AS last_ts
+  FROM event_days AS d
+  JOIN periods AS p
+    ON d.day < p.as_of AND (p.previous_as_of IS NULL OR d.day >= p.previous_as_of)
+  GROUP BY d.customer_id, p.as_of
+),
+grid AS (
+  SELECT c.customer_id, p.as_of
+  FROM (SELECT DISTINCT customer_id FROM spine) AS c
+  CROSS JOIN periods AS p
+),
+lifetime AS (
+  SELECT
+    g.customer_id, g.as_of,
+    SUM(COALESCE(b.days, 0)) OVER w AS lifetime_active_days,
+    SUM(b.value) OVER w AS lifetime_value,
+    MIN(b.first_ts) OVER w AS first_ts,
+    MAX(b.last_ts) OVER w AS last_ts
+  FROM grid AS g
+  LEFT JOIN buckets AS b ON b.customer_id = g.customer_id AND b.as_of = g.as_of
+  WINDOW w AS (PARTITION BY g.customer_id ORDER BY g.as_of
+               ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
 )
 SELECT
   s.customer_id, s.as_of,
@@ -45,10 +71,11 @@ SELECT
   CASE WHEN g.events_90d > 0
        THEN 7.0 * ((90.0 * g.sxy_90d - 4005.0 * g.events_90d) / 5466825.0)
             / (g.events_90d / 90.0) END AS activity_slope_90d,
-  (EPOCH(s.as_of) - EPOCH(g.last_ts)) / 86400.0 AS days_since_last_activity,
+  (EPOCH(s.as_of) - EPOCH(l.last_ts)) / 86400.0 AS days_since_last_activity,
   CAST(COALESCE(g.value_90d, 0) AS DOUBLE) AS value_90d,
-  CAST(COALESCE(g.lifetime_active_days, 0) AS DOUBLE) AS lifetime_active_days,
-  CAST(COALESCE(g.lifetime_value, 0) AS DOUBLE) AS lifetime_value,
-  (EPOCH(s.as_of) - EPOCH(g.first_ts)) / 86400.0 AS days_since_first_activity
+  CAST(COALESCE(l.lifetime_active_days, 0) AS DOUBLE) AS lifetime_active_days,
+  CAST(COALESCE(l.lifetime_value, 0) AS DOUBLE) AS lifetime_value,
+  (EPOCH(s.as_of) - EPOCH(l.first_ts)) / 86400.0 AS days_since_first_activity
 FROM spine AS s
 LEFT JOIN agg AS g ON g.customer_id = s.customer_id AND g.as_of = s.as_of
+LEFT JOIN lifetime AS l ON l.customer_id = s.customer_id AND l.as_of = s.as_of
