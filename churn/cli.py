@@ -339,6 +339,20 @@ def evaluate(
     console.print(metrics_table(results, title=f"{model} on the latest complete as-of date"))
 
 
+@app.command("import")
+@friendly_errors
+def import_data(
+    dataset: Annotated[str, typer.Argument(help="Data set: telco, cdnow or ravenstack.")],
+    src: Annotated[Path, typer.Option(help="Source file or folder, e.g. ../shared/data/telco.")],
+    out: Annotated[Path, typer.Option(help="Contract folder to write (atomically).")],
+) -> None:
+    """Map a public data set onto the raw-data contract; then `churn validate --data OUT`."""
+    from features.importers import import_to_folder
+
+    folder = import_to_folder(dataset, src, out)
+    console.print(f"[green]wrote[/] {folder}/ (source, checksums, labeling: {folder}/import.json)")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

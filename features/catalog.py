@@ -20,8 +20,9 @@ CATALOG_VERSION = "1.0.0"
 KEY_COLUMNS = ("customer_id", "as_of")
 LABEL_COLUMNS = ("churned", "label_complete")
 
-# Customer columns that identify or route, never predict.
-NON_FEATURE_ATTRIBUTES = ("customer_id", "name", "signup_date", "csm_owner")
+# Customer columns that identify or route, never predict. `status` is the source CRM's current
+# active/churned flag: today's value would leak into every earlier as-of date.
+NON_FEATURE_ATTRIBUTES = ("customer_id", "name", "signup_date", "csm_owner", "status")
 
 
 @dataclass(frozen=True)

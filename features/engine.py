@@ -77,7 +77,10 @@ class DuckDBEngine:
     def __init__(self, threads: int | None = None, memory_limit: str | None = None) -> None:
         self.con = duckdb.connect()
         self.con.execute("SET TimeZone = 'UTC'")
-        self.con.execute("SET enable_progress_bar = false")
+        try:
+            self.con.execute("SET enable_progress_bar = false")
+        except duckdb.InvalidInputException:  # Jupyter without ipywidgets: the bar is off already
+            pass
         if threads:
             self.con.execute(f"SET threads = {int(threads)}")
         if memory_limit:

@@ -162,7 +162,7 @@ def train(
             "split": split.description,
             "train_rate": train_rate,
             "dropped_features": dropped,
-            "best_iteration": int(model.booster.best_iteration or model.booster.num_trees()),
+            "trees": int(model.booster.num_trees()),  # cut to the best iteration when fitted
         }
     )
     return TrainResult(

@@ -96,7 +96,7 @@ def train_and_register(
         **{f"lgb.{k}": v for k, v in config.fit.params.items()},
         **{f"fit.{k}": v for k, v in asdict(config.fit).items() if k != "params"},
         "features": len(result.model.features),
-        "best_iteration": result.model.meta.get("best_iteration"),
+        "trees": result.model.meta.get("trees"),
     }
     figs = figures(result)
     try:

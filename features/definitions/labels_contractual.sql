@@ -53,7 +53,7 @@ SELECT
   CASE WHEN r.life_end < r.as_of_day + p.lead_days + p.horizon_days THEN 1 ELSE 0 END AS churned,
   CASE WHEN r.life_end < r.as_of_day + p.lead_days + p.horizon_days
             THEN r.life_end + p.gap_days <= p.observed_until_day
-       ELSE r.as_of_day + p.lead_days + p.horizon_days <= p.observed_until_day
+       ELSE r.as_of_day + p.lead_days + p.horizon_days <= p.observed_until_day + 1
        END AS label_complete
 FROM rows_ AS r
 CROSS JOIN params AS p

@@ -23,7 +23,7 @@ active AS (
 SELECT
   r.customer_id, r.as_of,
   CASE WHEN a.active_days IS NULL THEN 1 ELSE 0 END AS churned,
-  r.as_of_day + p.lead_days + p.horizon_days <= p.observed_until_day AS label_complete
+  r.as_of_day + p.lead_days + p.horizon_days <= p.observed_until_day + 1 AS label_complete
 FROM rows_ AS r
 CROSS JOIN params AS p
 LEFT JOIN active AS a ON a.customer_id = r.customer_id AND a.as_of = r.as_of

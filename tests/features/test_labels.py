@@ -301,3 +301,12 @@ def test_a_scheduled_future_end_date_does_not_extend_the_export() -> None:
     )
     tables = RawTables(customers=customers, subscriptions=subscriptions, events=events)
     assert observed_until(tables) == date(2024, 6, 30)
+
+
+def test_a_horizon_ending_on_the_last_recorded_day_is_complete_but_one_day_later_is_not() -> None:
+    """observed_until is the last recorded day: [2024-02-01, 2024-04-01) ends on 2024-03-31."""
+    tables = _tables([("stays", date(2024, 1, 1), None, 100.0)])
+    seen = _labels(tables, observed_until=date(2024, 3, 31))
+    assert bool(seen.loc[("stays", AS_OF), "label_complete"])
+    unseen = _labels(tables, observed_until=date(2024, 3, 30))
+    assert not bool(unseen.loc[("stays", AS_OF), "label_complete"])
