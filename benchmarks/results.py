@@ -34,7 +34,6 @@ from features.importers import (
     telco,
 )
 from features.importers.bgnbd import bgnbd_scores, fit_bgnbd, rfm_summary
-from features.importers.ravenstack import source_inconsistencies
 from features.importers.source import sha256
 from features.io import atomic_path
 from features.pipeline import data_start
@@ -245,15 +244,12 @@ def ravenstack_section(data: Path) -> list[str]:
               for f in report.findings]  # fmt: skip
     lines += [
         "",
-        "Inconsistencies the contract cannot see after mapping (no usage id, no link from an "
-        "event to its subscription, no account status flag), listed from the source files by "
-        "`features.importers.ravenstack.source_inconsistencies`:",
-        "",
-        "| table | column | problem | rows |",
-        "|---|---|---|---:|",
+        "Each known inconsistency of SOURCE.md appears above: duplicate usage ids "
+        "(`duplicate_event_id`), usage outside its own subscription "
+        "(`event_outside_own_subscription`), churn events for accounts flagged active "
+        "(`exit_reason_for_active_customer`) and accounts flagged churned without a churn event "
+        "(`churned_without_exit_reason`).",
     ]
-    for row in source_inconsistencies(src).itertuples():
-        lines.append(f"| {row.table} | {row.column} | {row.problem} | {row.rows:,} |")
     return [*lines, ""]
 
 

@@ -7,27 +7,36 @@ Never report model quality on it.
 Mapping (source table.column -> contract table.column):
 
 - accounts -> ``customers``: account_id -> customer_id, signup_date, account_name -> name,
-  industry, country -> region, plan_tier -> plan, referral_source -> acquisition_channel.
-  ``churn_flag`` (the author's label), ``is_trial`` and ``seats`` describe the export day, not the
-  past, so they are not kept as attributes (they would leak into every earlier as-of date).
+  industry, country -> region, plan_tier -> plan, referral_source -> acquisition_channel,
+  ``churn_flag`` -> status (``True`` -> ``churned``, ``False`` -> ``active``; the contract checks
+  it against churn events and subscriptions, and it is never a feature). ``is_trial`` and
+  ``seats`` describe the export day, not the past, so they are not kept as attributes (they
+  would leak into every earlier as-of date).
 - subscriptions -> ``subscriptions``: subscription_id, account_id, start_date, end_date,
   mrr_amount -> mrr, plan_tier -> plan, seats. ARR, trial, up/downgrade, churn, billing and
   auto-renew flags have no contract column (MRR changes yield up/downgrades anyway).
-- feature_usage -> ``events`` via subscription -> account: usage_date (00:00 UTC) -> timestamp,
-  ``event_type`` ``feature_use``, feature_name -> feature, usage_count -> value. Duration, error
-  counts and the beta flag are dropped; ``usage_id`` has no contract column (see below).
+- feature_usage -> ``events`` via subscription -> account: usage_id -> event_id,
+  subscription_id, usage_date (00:00 UTC) -> timestamp, ``event_type`` ``feature_use``,
+  feature_name -> feature, usage_count -> value. Duration, error counts and the beta flag are
+  dropped.
 - support_tickets -> ``tickets``: submitted_at -> opened_at, closed_at -> resolved_at, priority,
   satisfaction_score -> csat.
 - churn_events -> ``exit_reasons``: churn_date -> churned_at, reason_code -> category by
   ``EXIT_CATEGORIES`` (kept verbatim in main_reason), feedback_text -> improve; ``avoidable`` is not
   recorded in the export and stays empty.
 
-What the contract reports on the imported folder (``churn validate``): usage outside every
-subscription of the account (``event_outside_subscription``), churn events of accounts still
-subscribed (``exit_reason_while_active``), overlapping subscriptions. What it cannot see, because
-the contract has no column for it, :func:`source_inconsistencies` lists from the source files:
-duplicate usage ids, usage outside *its own* subscription, and churn events of accounts whose
-``churn_flag`` says active (and the reverse).
+What the contract reports on the imported folder (``churn validate``), besides overlapping
+subscriptions, usage outside every subscription of the account (``event_outside_subscription``)
+and churn events of accounts still subscribed (``exit_reason_while_active``) — the known
+inconsistencies of SOURCE.md, each with its rule:
+
+- repeated usage ids: ``duplicate_event_id``;
+- usage outside its own subscription: ``event_outside_own_subscription``;
+- churn events of accounts flagged active: ``exit_reason_for_active_customer``;
+- accounts flagged churned without a churn event: ``churned_without_exit_reason``;
+- accounts flagged churned that still hold an open subscription: ``churned_while_subscribed``.
+
+:func:`source_inconsistencies` lists these findings in the source's own names.
 """
 
 from __future__ import annotations
@@ -35,12 +44,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from features.contract import TICKET_PRIORITIES, RawTables
+from features.contract import TICKET_PRIORITIES, RawTables, validate
 from features.importers.source import (
-    MAX_SHOWN,
     SourceError,
     choice,
     contract_tables,
@@ -85,7 +92,7 @@ EXIT_CATEGORIES = {
 }
 DAY = "%Y-%m-%d"
 TIME = "%Y-%m-%d %H:%M:%S"
-TRUE_FALSE = ("true", "false")
+STATUS = {"true": "churned", "false": "active"}  # accounts.churn_flag -> customers.status
 
 
 def _folder(src: Path) -> Path:
@@ -125,6 +132,7 @@ def import_ravenstack(src: Path) -> RawTables:
             "region": text(acc, "country", f["accounts"], allow_empty=True),
             "plan": text(acc, "plan_tier", f["accounts"], allow_empty=True),
             "acquisition_channel": text(acc, "referral_source", f["accounts"], allow_empty=True),
+            "status": choice(acc, "churn_flag", f["accounts"], STATUS, lower=True).map(STATUS),
         }
     )
 
@@ -154,6 +162,8 @@ def import_ravenstack(src: Path) -> RawTables:
             "event_type": "feature_use",
             "feature": text(use, "feature_name", f["feature_usage"]),
             "value": number(use, "usage_count", f["feature_usage"], minimum=0),
+            "event_id": text(use, "usage_id", f["feature_usage"]),
+            "subscription_id": text(use, "subscription_id", f["feature_usage"]),
         },
         index=use.index,
     )
@@ -197,81 +207,69 @@ def import_ravenstack(src: Path) -> RawTables:
     )
 
 
-def _finding(table: str, column: str, problem: str, rows: np.ndarray, ids: pd.Series) -> dict:
-    """One source inconsistency: where, what, how many rows and the first of them."""
-    first = np.flatnonzero(rows)[:MAX_SHOWN]
-    shown = ", ".join(f"row {i + 1} ({ids.iloc[i]})" for i in first)
-    return {"table": table, "column": column, "problem": problem,
-            "rows": int(rows.sum()), "first_rows": shown}  # fmt: skip
+# Contract rule -> (source file, source column, the problem in the source's words).
+SOURCE_PROBLEMS = {
+    "duplicate_event_id": (
+        "feature_usage",
+        "usage_id",
+        "usage_id appears more than once (different usage rows share an id)",
+    ),
+    "event_outside_own_subscription": (
+        "feature_usage",
+        "usage_date",
+        "usage outside its own subscription's [start_date, end_date)",
+    ),
+    "exit_reason_for_active_customer": (
+        "churn_events",
+        "account_id",
+        "churn event for an account flagged active (accounts.churn_flag = False)",
+    ),
+    "churned_without_exit_reason": (
+        "accounts",
+        "churn_flag",
+        "account flagged churned without any churn event",
+    ),
+    "churned_while_subscribed": (
+        "accounts",
+        "churn_flag",
+        "account flagged churned that still holds a subscription without end_date",
+    ),
+}
+# The rules above do not read the clock; validate needs a "now" all the same.
+_NOW = pd.Timestamp("2100-01-01", tz="UTC")
 
 
 def source_inconsistencies(src: Path) -> pd.DataFrame:
-    """Inconsistencies of the source files that the contract cannot see after mapping.
+    """The known inconsistencies of SOURCE.md, as ``churn validate`` finds them, in the source's
+    names: a thin view of the contract's findings (``SOURCE_PROBLEMS``).
 
-    The contract has no usage id, keeps no link from an event to its subscription and no
-    account status flag; these checks read the source directly. One row per problem:
-    ``table``, ``column``, ``problem``, ``rows`` (count) and ``first_rows`` (row numbers from 1
-    under the header, with the row's id).
+    One row per problem: ``table``, ``column``, ``problem``, ``rows`` (count, 0 when clean),
+    ``first_rows`` (row numbers from 1 under the header, with the row's id) and ``rule`` (the
+    contract rule). Each contract table keeps its source file's row order, so row numbers match
+    the source files.
     """
-    raw = _read(src)
-    acc, sub, use, churn = (
-        raw["accounts"],
-        raw["subscriptions"],
-        raw["feature_usage"],
-        raw["churn_events"],
-    )
-    usage_ids = use["usage_id"].reset_index(drop=True)
-    duplicate = usage_ids.duplicated(keep=False).to_numpy()
-
-    spans = pd.DataFrame(
-        {
-            "subscription_id": sub["subscription_id"].to_numpy(),
-            "start": pd.to_datetime(sub["start_date"], format=DAY, errors="coerce").to_numpy(),
-            "end": pd.to_datetime(
-                sub["end_date"].mask(sub["end_date"].eq("")), format=DAY, errors="coerce"
-            ).to_numpy(),
-        }
-    ).set_index("subscription_id")
-    own = spans.reindex(use["subscription_id"].to_numpy())
-    day = pd.to_datetime(use["usage_date"], format=DAY, errors="coerce").to_numpy()
-    outside = (day < own["start"].to_numpy()) | (day > own["end"].fillna(pd.Timestamp.max))
-    outside = np.asarray(outside, dtype=bool)
-
-    flag = acc.set_index("account_id")["churn_flag"].str.lower()
-    churn_ids = churn["account_id"].reset_index(drop=True)
-    flagged_active = churn_ids.map(flag).eq("false").to_numpy()
-    account_ids = acc["account_id"].reset_index(drop=True)
-    flagged_churned = (flag.eq("true").to_numpy()) & ~account_ids.isin(churn_ids).to_numpy()
-    problems = [
-        _finding(
-            "feature_usage",
-            "usage_id",
-            "usage_id appears more than once (different usage rows share an id)",
-            duplicate,
-            usage_ids,
-        ),
-        _finding(
-            "feature_usage",
-            "usage_date",
-            "usage outside its own subscription's [start_date, end_date]",
-            outside,
-            usage_ids,
-        ),
-        _finding(
-            "churn_events",
-            "account_id",
-            "churn event for an account flagged active (accounts.churn_flag = False)",
-            flagged_active,
-            churn["churn_event_id"].reset_index(drop=True),
-        ),
-        _finding(
-            "accounts",
-            "churn_flag",
-            "account flagged churned without any churn event",
-            flagged_churned,
-            account_ids,
-        ),
-    ]
+    report = validate(import_ravenstack(src), _NOW)
+    found = {f.rule: f for f in report.findings}
+    problems = []
+    for rule, (table, column, problem) in SOURCE_PROBLEMS.items():
+        finding = found.get(rule)
+        shown = ""
+        if finding is not None:
+            names = finding.values or finding.ids  # the repeated usage id, else the row's id
+            shown = ", ".join(
+                f"row {row} ({names[i]})" if i < len(names) else f"row {row}"
+                for i, row in enumerate(finding.rows)
+            )
+        problems.append(
+            {
+                "table": table,
+                "column": column,
+                "problem": problem,
+                "rows": finding.row_count if finding else 0,
+                "first_rows": shown,
+                "rule": rule,
+            }
+        )
     return pd.DataFrame(problems)
 
 

@@ -549,6 +549,202 @@ def test_an_exit_reason_before_a_win_back_subscription_is_not_a_warning() -> Non
     assert check(frames).findings == ()
 
 
+# --- event ids, event -> subscription links, customer status ----------------------------------
+
+
+def linked_export() -> dict[str, pd.DataFrame]:
+    """The valid export with event ids, each event's subscription and the CRM status filled."""
+    frames = export()
+    frames["customers"]["status"] = ["active", "churned"]  # c2 left on 2024-05-01
+    frames["events"]["event_id"] = ["e1", "e2"]
+    frames["events"]["subscription_id"] = ["s1", "s2"]
+    return frames
+
+
+def event(event_id: str, customer: str, subscription: str, timestamp: str) -> dict[str, str]:
+    return {"event_id": event_id, "customer_id": customer, "subscription_id": subscription,
+            "timestamp": timestamp, "event_type": "login"}  # fmt: skip
+
+
+def test_event_ids_subscription_links_and_status_that_agree_pass_without_findings(
+    tmp_path: Path,
+) -> None:
+    tables, report = validate_folder(write_export(linked_export(), tmp_path, "csv"), NOW)
+    assert report.findings == ()
+    assert tables is not None and tables.events is not None
+    assert tables.events["event_id"].tolist() == ["e1", "e2"]
+    assert tables.customers["status"].tolist() == ["active", "churned"]
+
+
+def test_status_is_lower_cased_and_a_value_other_than_active_or_churned_is_an_error() -> None:
+    frames = linked_export()
+    frames["customers"]["status"] = [" Active ", "gone"]
+    finding = only(check(frames), "unknown_category")
+    assert (finding.severity, finding.where, finding.rows) == ("error", "customers.status", (2,))
+    assert finding.values == ("gone",) and "active, churned" in finding.message
+
+
+def test_a_repeated_event_id_is_a_warning_naming_ids_and_counts_and_rows_are_kept() -> None:
+    frames = linked_export()
+    with_rows(
+        frames,
+        "events",
+        event("e1", "c1", "s1", "2024-03-05"),
+        event("e1", "c1", "s1", "2024-03-06"),
+        event("e2", "c2", "s2", "2024-03-07"),
+    )
+    tables = parse_tables(RawTables(**frames))  # type: ignore[arg-type]
+    report = validate(tables, NOW)
+    finding = only(report, "duplicate_event_id")
+    assert (finding.severity, finding.where, finding.row_count) == ("warning", "events.event_id", 5)
+    assert finding.rows == (1, 2, 3, 4, 5)
+    assert finding.values == ("e1", "e2", "e1", "e1", "e2")
+    assert "2 event_ids appear more than once (e1 (3 rows), e2 (2 rows))" in finding.message
+    assert "None of them is an exact copy" in finding.message and "kept" in finding.message
+    events = clean(tables, report).events
+    assert events is not None and len(events) == 5
+
+
+def test_an_event_exported_twice_is_named_as_an_exact_copy() -> None:
+    frames = linked_export()
+    with_rows(frames, "events", frames["events"].iloc[0].to_dict())
+    finding = only(check(frames), "duplicate_event_id")
+    assert finding.row_count == 2 and "2 of them are exact copies" in finding.message
+    assert "remove the copy" in finding.fix
+
+
+def test_an_event_whose_subscription_id_is_not_in_subscriptions_is_a_warning() -> None:
+    frames = linked_export()
+    with_rows(frames, "events", event("e3", "c1", "s404", "2024-03-05"))
+    finding = only(check(frames), "unknown_subscription")
+    assert (finding.severity, finding.where, finding.rows) == (
+        "warning",
+        "events.subscription_id",
+        (3,),
+    )
+    assert (finding.id_column, finding.ids, finding.values) == ("event_id", ("e3",), ("s404",))
+
+
+def test_an_event_linked_to_another_customers_subscription_is_a_warning() -> None:
+    frames = linked_export()
+    with_rows(frames, "events", event("e3", "c1", "s2", "2024-03-05"))
+    finding = only(check(frames), "subscription_of_other_customer")
+    assert (finding.severity, finding.rows, finding.values) == ("warning", (3,), ("s2",))
+
+
+def test_events_outside_their_own_subscription_are_counted_even_if_another_covers_them() -> None:
+    frames = linked_export()  # s2 covers [2024-02-01, 2024-05-01); s1 is open since 2024-01-01
+    with_rows(
+        frames,
+        "subscriptions",
+        {"subscription_id": "s3", "customer_id": "c2", "start_date": "2024-05-01",
+         "end_date": "2024-05-10", "mrr": "10", "plan": "basic"},
+    )  # fmt: skip
+    frames["exit_reasons"].loc[0, "churned_at"] = "2024-05-10"
+    with_rows(
+        frames,
+        "events",
+        event("e3", "c2", "s2", "2024-02-01T00:00:00Z"),  # first day: inside
+        event("e4", "c2", "s2", "2024-04-30T23:59:59Z"),  # inside
+        event("e5", "c2", "s2", "2024-05-01T00:00:00Z"),  # end_date is not covered: outside
+        event("e6", "c2", "s3", "2024-04-15T00:00:00Z"),  # before s3 starts: outside
+        event("e7", "c1", "s1", "2023-12-31T00:00:00Z"),  # before s1 starts: outside
+    )
+    report = check(frames)
+    finding = only(report, "event_outside_own_subscription")
+    assert (finding.severity, finding.where) == ("warning", "events.timestamp")
+    assert finding.rows == (5, 6, 7) and finding.ids == ("e5", "e6", "e7")
+    assert "3 rows of events (42.9% of the events linked to a subscription)" in finding.message
+    # e5 and e6 fall in another subscription of c2: only e7 is outside every subscription
+    assert only(report, "event_outside_subscription").rows == (7,)
+
+
+def test_events_without_a_subscription_id_are_not_checked_against_one() -> None:
+    frames = linked_export()
+    with_rows(frames, "events", event("e3", "c1", "", "2023-12-31T00:00:00Z"))
+    rules = {f.rule for f in check(frames).findings}
+    assert rules == {"event_outside_subscription"}
+
+
+def test_an_exit_reason_for_a_customer_flagged_active_is_a_warning() -> None:
+    frames = linked_export()
+    frames["customers"]["status"] = ["active", "active"]
+    finding = only(check(frames), "exit_reason_for_active_customer")
+    assert (finding.severity, finding.where, finding.ids) == (
+        "warning",
+        "exit_reasons.customer_id",
+        ("c2",),
+    )
+    assert finding.message.startswith("1 row of exit_reasons (1 customer) belongs to a customer")
+
+
+def test_a_customer_flagged_churned_without_an_exit_reason_is_a_warning() -> None:
+    frames = linked_export()
+    frames["exit_reasons"] = frames["exit_reasons"].iloc[0:0]
+    finding = only(check(frames), "churned_without_exit_reason")
+    assert (finding.severity, finding.where, finding.ids) == (
+        "warning",
+        "customers.status",
+        ("c2",),
+    )
+    del frames["exit_reasons"]  # no exit survey exported: nothing to compare with
+    assert check(frames).findings == ()
+
+
+def test_a_customer_flagged_churned_with_a_subscription_still_open_is_a_warning() -> None:
+    frames = linked_export()
+    frames["customers"]["status"] = ["churned", "churned"]
+    with_rows(frames, "exit_reasons", {"customer_id": "c1", "churned_at": "2024-04-01",
+                                       "category": "price"})  # fmt: skip
+    report = check(frames)
+    finding = only(report, "churned_while_subscribed")
+    assert (finding.severity, finding.where, finding.ids) == (
+        "warning",
+        "customers.status",
+        ("c1",),
+    )
+    assert "never from status" in finding.message
+
+
+def test_a_scheduled_end_date_counts_as_cancelled_for_a_churned_status() -> None:
+    frames = linked_export()
+    frames["subscriptions"].loc[1, "end_date"] = "2024-07-01"  # cancelled, notice period runs
+    frames["exit_reasons"].loc[0, "churned_at"] = "2024-05-20"
+    rules = {f.rule for f in check(frames).findings}
+    assert "churned_while_subscribed" not in rules
+
+
+def test_link_and_status_checks_over_many_events_count_every_offending_row() -> None:
+    """The same array operations as above on 200 k events, against a plain pandas count."""
+    rng = np.random.default_rng(11)
+    frames = linked_export()
+    n = 200_000
+    subscription = rng.choice(["s1", "s2", "s404"], n)
+    frames["events"] = pd.DataFrame(
+        {
+            "event_id": [f"e{i}" for i in rng.integers(0, n * 10, n)],
+            "customer_id": np.where(subscription == "s2", "c2", "c1"),
+            "subscription_id": subscription,
+            "timestamp": pd.Timestamp("2023-12-01", tz="UTC")
+            + pd.to_timedelta(rng.integers(0, 180 * 86400, n), unit="s"),
+            "event_type": "login",
+        }
+    )
+    events = frames["events"]
+    report = check(frames)
+    start = events["subscription_id"].map({"s1": "2024-01-01", "s2": "2024-02-01"})
+    end = events["subscription_id"].map({"s2": "2024-05-01"})
+    day = events["timestamp"].dt.tz_localize(None)
+    outside = (day < pd.to_datetime(start)) | (day >= pd.to_datetime(end))
+    repeated = events["event_id"].duplicated(keep=False)
+    assert only(report, "unknown_subscription").row_count == (subscription == "s404").sum()
+    assert (
+        only(report, "event_outside_own_subscription").row_count
+        == (outside & (subscription != "s404")).sum()
+    )
+    assert only(report, "duplicate_event_id").row_count == repeated.sum()
+
+
 # --- loading, cleaning, reporting ---------------------------------------------------------------
 
 

@@ -58,12 +58,13 @@ def _write(folder: Path, **overrides: list[str]) -> Path:
 def test_mapping_of_every_table(tmp_path: Path) -> None:
     tables = import_ravenstack(_write(tmp_path / "src"))
     assert tables.customers["region"].tolist() == ["US", "DE"]
-    assert "churn_flag" not in tables.customers.columns  # the author's label never a feature
-    assert tables.events is not None and tables.events["customer_id"].tolist() == [
-        "A-1",
-        "A-2",
-        "A-2",
-    ]
+    assert "churn_flag" not in tables.customers.columns  # mapped to status, checked not learned
+    assert tables.customers["status"].tolist() == ["active", "churned"]
+    events = tables.events
+    assert events is not None
+    assert events["customer_id"].tolist() == ["A-1", "A-2", "A-2"]
+    assert events["event_id"].tolist() == ["U-1", "U-1", "U-3"]
+    assert events["subscription_id"].tolist() == ["S-1", "S-2", "S-2"]
     assert tables.tickets is not None and tables.tickets["csat"].isna().tolist() == [False, True]
     exits = tables.exit_reasons
     assert exits is not None
@@ -84,30 +85,69 @@ def test_validate_reports_usage_outside_subscriptions_and_exits_while_subscribed
     assert found["exit_reason_while_active"].ids == ("A-1",)
 
 
-def test_source_check_lists_what_the_contract_cannot_see(tmp_path: Path) -> None:
-    problems = source_inconsistencies(_write(tmp_path / "src")).set_index("column")
-    assert problems.loc["usage_id", "rows"] == 2
-    assert problems.loc["usage_date", "rows"] == 1
-    assert problems.loc["account_id", "rows"] == 1  # C-1: A-1 flagged active
-    assert problems.loc["churn_flag", "rows"] == 0
-    assert "row 1 (U-1)" in problems.loc["usage_id", "first_rows"]
+def test_validate_sees_duplicate_usage_ids_own_subscription_and_the_churn_flag(
+    tmp_path: Path,
+) -> None:
+    out = import_to_folder("ravenstack", _write(tmp_path / "src"), tmp_path / "out")
+    _, report = validate_folder(out, NOW)
+    found = {f.rule: f for f in report.findings}
+    assert found["duplicate_event_id"].values == ("U-1", "U-1")
+    assert found["event_outside_own_subscription"].ids == ("U-3",)
+    assert found["exit_reason_for_active_customer"].ids == ("A-1",)
+    # A-2 is flagged churned, has its churn event and its only subscription ended
+    assert "churned_without_exit_reason" not in found
+    assert "churned_while_subscribed" not in found
+
+
+def test_a_churn_flag_other_than_true_or_false_stops_the_import(tmp_path: Path) -> None:
+    accounts = [*ACCOUNTS[:2], ACCOUNTS[2].replace(",True", ",maybe")]
+    src = _write(tmp_path / "src", accounts=accounts)
+    with pytest.raises(SourceError, match=r"column churn_flag: 1 row \(2\) is not one of true"):
+        import_ravenstack(src)
+
+
+def test_source_check_lists_the_contract_findings_in_the_source_names(tmp_path: Path) -> None:
+    problems = source_inconsistencies(_write(tmp_path / "src")).set_index("rule")
+    assert problems.loc["duplicate_event_id", ["table", "column", "rows"]].tolist() == [
+        "feature_usage",
+        "usage_id",
+        2,
+    ]
+    assert problems.loc["duplicate_event_id", "first_rows"] == "row 1 (U-1), row 2 (U-1)"
+    assert problems.loc["event_outside_own_subscription", "first_rows"] == "row 3 (U-3)"
+    assert problems.loc["exit_reason_for_active_customer", "rows"] == 1  # C-1: A-1 active
+    assert problems.loc["churned_without_exit_reason", "rows"] == 0
+    assert problems.loc["churned_while_subscribed", "rows"] == 0
 
 
 def test_every_known_inconsistency_of_the_shared_export_is_listed(shared: Path) -> None:
+    """SOURCE.md: 21 usage ids repeat; 78 % of usage rows fall outside their subscription; of the
+    110 accounts flagged churned only 75 have a churn event; 277 accounts flagged active have one.
+    """
     src = shared / "ravenstack"
     tables = import_ravenstack(src)
     report = validate(tables, NOW)
-    rules = {f.rule: f.row_count for f in report.findings}
+    found = {f.rule: f for f in report.findings}
     assert report.ok
-    assert rules["event_outside_subscription"] > 0
-    assert rules["exit_reason_while_active"] > 0
-    problems = source_inconsistencies(src).set_index("column")["rows"]
-    # SOURCE.md: 21 usage ids repeat; 78 % of usage rows outside their subscription;
-    # 277 accounts flagged active have churn events; 35 flagged churned have none.
-    assert problems["usage_id"] == 42
-    assert problems["usage_date"] / 25_000 == pytest.approx(0.78, abs=0.01)
-    assert problems["account_id"] > 277
-    assert problems["churn_flag"] == 35
+    assert {rule: f.row_count for rule, f in found.items()} == {
+        "duplicate_event_id": 42,
+        "event_outside_own_subscription": 19_434,
+        "exit_reason_for_active_customer": 465,
+        "churned_without_exit_reason": 35,
+        "churned_while_subscribed": 110,
+        "overlapping_subscriptions": 4_492,
+        "event_outside_subscription": 14_226,
+        "exit_reason_while_active": 538,
+    }
+    assert "21 event_ids appear more than once" in found["duplicate_event_id"].message
+    assert found["event_outside_own_subscription"].row_count / 25_000 == pytest.approx(
+        0.78, abs=0.01
+    )
+    assert "(277 customers)" in found["exit_reason_for_active_customer"].message
+    flagged_churned = (tables.customers["status"] == "churned").sum()
+    assert flagged_churned == 110  # and every one of them still holds an open subscription
+    assert flagged_churned - found["churned_without_exit_reason"].row_count == 75
+    assert source_inconsistencies(src)["rows"].tolist() == [42, 19_434, 465, 35, 110]
 
 
 @pytest.mark.parametrize(
