@@ -9,7 +9,7 @@ DEMO_DATA ?= data/demo
 DEMO_CUSTOMERS ?= 5000
 DEMO_MONTHS ?= 24
 
-.PHONY: demo test lint typecheck pytest install install-test uv clean
+.PHONY: demo test lint typecheck pytest install install-test browser uv clean
 
 uv:
 	@$(UV) --version >/dev/null 2>&1 || { \
@@ -29,6 +29,12 @@ $(VENV)/.synced-test: uv.lock pyproject.toml | uv
 
 install: $(VENV)/.synced
 
+# Debian's Chromium for the browser tests (Playwright cannot download its own browser here)
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
+
 install-test: $(VENV)/.synced-test
 
 demo: install
@@ -38,6 +44,8 @@ demo: install
 	$(BIN)/churn features --data $(DEMO_DATA) --monthly --horizon 90d
 	$(BIN)/churn snapshot --data $(DEMO_DATA)
 	$(BIN)/churn train --data $(DEMO_DATA) --features data/features/labeled.parquet
+	$(BIN)/churn score-all
+	$(BIN)/churn serve
 
 lint: install-test
 	$(BIN)/ruff check .
@@ -46,7 +54,7 @@ lint: install-test
 typecheck: install-test
 	$(BIN)/mypy
 
-pytest: install-test
+pytest: install-test browser
 	$(BIN)/pytest -n 2 --dist loadgroup -q
 
 test: lint typecheck pytest

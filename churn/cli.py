@@ -353,6 +353,55 @@ def import_data(
     console.print(f"[green]wrote[/] {folder}/ (source, checksums, labeling: {folder}/import.json)")
 
 
+@app.command("score-all")
+@friendly_errors
+def score_all(
+    snapshot_file: Annotated[
+        Path | None, typer.Option("--snapshot", help="Feature snapshot (default: store dir).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Score store (default: store dir).")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Registered model, e.g. churn-model@champion.")
+    ] = None,
+) -> None:
+    """Score every snapshot customer with the champion into the score store serving loads."""
+    from serving.store import ModelRef
+    from serving.store import score_all as write_score_store
+    from training.registry import configure, load_registered
+
+    settings = Settings()
+    name, _, alias = (model or f"{settings.model_name}@{settings.model_alias}").partition("@")
+    alias = alias or settings.model_alias
+    configure(settings.mlflow_tracking_uri, settings.mlflow_artifact_root)
+    churn_model, version = load_registered(name, alias)
+    target, customers = write_score_store(
+        churn_model, ModelRef(name, version, alias), snapshot_file or settings.snapshot_path,
+        out or settings.score_store_path, settings.top_k, settings.scoring_threads,
+    )  # fmt: skip
+    console.print(f"[green]wrote[/] {target}: {customers:,} customers scored by {name} v{version}")
+
+
+@app.command()
+@friendly_errors
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+) -> None:
+    """Serve the scoring API (docs/crm-integration.md) with uvicorn until interrupted."""
+    from serving.server import serve as run_server
+    from serving.store import example_customer_id
+
+    settings = Settings()
+    cid = example_customer_id(settings.snapshot_path) or "C000001"
+    key = "demo-key" if settings.api_key_list() == ["demo-key"] else "$CHURN_KEY"
+    console.print(
+        f"try: curl -s -X POST http://{host}:{port}/score -H 'X-API-Key: {key}' "
+        f"-H 'Content-Type: application/json' -d '{{\"customer_id\": \"{cid}\"}}'"
+    )
+    run_server(settings, host, port, workers)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

@@ -1,0 +1,230 @@
+"""The playbook: which intervention a customer-success team runs for a tier and its top drivers.
+
+``playbook.yaml`` (repository root, ``CHURN_PLAYBOOK_PATH``) is edited by the CS team without
+code: each tier has an action, an owner and an SLA; driver groups (support, payment, usage
+decline, key user left) map catalog features to a focus step that refines the tier's action when
+one of the customer's strongest risk-raising drivers belongs to the group.
+
+Deadlines are computed from an explicit ``now`` (UTC): ``hours`` are clock hours, round the clock;
+``working_days`` skip Saturdays and Sundays and keep the time of day (Friday 10:00 + 3 working
+days = Wednesday 10:00). Public holidays are not known here. See ``docs/scoring.md``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+
+from features.catalog import BY_NAME
+from serving.errors import PlaybookError
+from training.health_score import TIERS
+
+Tier = Literal["healthy", "low", "medium", "high"]
+RISK_TIERS: tuple[Tier, ...] = ("low", "medium", "high")
+
+
+def _catalog_feature(name: str) -> str:
+    if name not in BY_NAME:
+        raise ValueError(f"{name!r} not in features/catalog.py; use a catalog feature name")
+    return name
+
+
+CatalogFeature = Annotated[str, AfterValidator(_catalog_feature)]
+
+
+class Sla(BaseModel):
+    """How soon the action is due: ``hours`` (clock) or ``working_days`` (Mon-Fri), not both."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    hours: int | None = Field(None, gt=0)
+    working_days: int | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Sla:
+        if (self.hours is None) == (self.working_days is None):
+            raise ValueError("give exactly one of 'hours' or 'working_days'")
+        return self
+
+    def describe(self) -> str:
+        if self.hours is not None:
+            return f"{self.hours} h"
+        days = self.working_days or 0
+        return f"{days} working day{'s' if days != 1 else ''}"
+
+    def deadline(self, now: datetime) -> datetime:
+        """When the action is due if the score is delivered at ``now``."""
+        if self.hours is not None:
+            return now + timedelta(hours=self.hours)
+        due, left = now, self.working_days or 0
+        while left:
+            due += timedelta(days=1)
+            if due.weekday() < 5:
+                left -= 1
+        return due
+
+
+class TierPlay(BaseModel):
+    """What the team does for every customer of one tier."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    action: str = Field(min_length=1)
+    owner: str = Field(min_length=1)
+    sla: Sla
+
+
+class DriverGroupPlay(BaseModel):
+    """A focus step for customers whose strongest risk drivers include one of ``features``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    step: str = Field(min_length=1)
+    owner: str | None = None
+    features: list[CatalogFeature] = Field(min_length=1)
+    tiers: list[Tier] = Field(default_factory=lambda: list(RISK_TIERS))
+
+
+class Playbook(BaseModel):
+    """The whole intervention matrix, validated when loaded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    refine_with_top_drivers: int = Field(
+        3, ge=1, description="How many of the strongest risk-raising drivers may pick a focus."
+    )
+    tiers: dict[Tier, TierPlay]
+    driver_groups: dict[str, DriverGroupPlay] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _complete(self) -> Playbook:
+        missing = [t for t in TIERS if t not in self.tiers]
+        if missing:
+            raise ValueError(f"tiers: add an entry for {', '.join(missing)}")
+        owner: dict[str, str] = {}
+        for group, play in self.driver_groups.items():
+            for name in play.features:
+                if name in owner:
+                    raise ValueError(
+                        f"feature '{name}' is in driver groups '{owner[name]}' and '{group}'; "
+                        "list it in one only"
+                    )
+                owner[name] = group
+        return self
+
+    def group_of(self) -> dict[str, str]:
+        """Catalog feature -> playbook driver group."""
+        return {name: group for group, p in self.driver_groups.items() for name in p.features}
+
+    def recommend(self, tier: str, risk_drivers: list[str]) -> Recommendation:
+        """The action for ``tier``, refined by the first of ``risk_drivers`` (strongest first,
+        risk-raising only) within ``refine_with_top_drivers`` that maps to a driver group."""
+        play = self.tiers[tier]  # type: ignore[index]
+        groups = self.group_of()
+        for name in risk_drivers[: self.refine_with_top_drivers]:
+            group = groups.get(name)
+            if group is not None and tier in self.driver_groups[group].tiers:
+                focus = self.driver_groups[group]
+                return Recommendation(tier, play, group, name, focus.step, focus.owner)
+        return Recommendation(tier, play, None, None, None, None)
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """A tier's play plus the focus step a driver group adds (``None`` when none applies)."""
+
+    tier: str
+    play: TierPlay
+    driver_group: str | None
+    driver: str | None
+    focus: str | None
+    focus_owner: str | None
+
+    def as_dict(self, deadline: str) -> dict[str, Any]:
+        """The ``recommended_action`` object of a response; ``deadline`` is ISO 8601 UTC."""
+        refinement = (
+            None
+            if self.driver_group is None
+            else {
+                "driver_group": self.driver_group,
+                "feature": self.driver,
+                "step": self.focus,
+                "owner": self.focus_owner or self.play.owner,
+            }
+        )
+        return {
+            "action": self.play.action,
+            "owner": self.play.owner,
+            "sla": self.play.sla.describe(),
+            "deadline": deadline,
+            "refinement": refinement,
+        }
+
+
+def _line_index(node: yaml.Node, path: tuple[Any, ...], out: dict[tuple[Any, ...], int]) -> None:
+    """Map every key path of a composed YAML document to its 1-based line."""
+    out[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            child = (*path, key.value)
+            _line_index(value, child, out)
+            out[child] = key.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _line_index(item, (*path, i), out)
+
+
+def _where(lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> str:
+    """``line N, key a.b.c`` for the deepest located prefix of a pydantic error location."""
+    keys = tuple(str(part) if not isinstance(part, int) else part for part in loc)
+    for end in range(len(keys), -1, -1):
+        if keys[:end] in lines:
+            dotted = ".".join(str(k) for k in keys) or "(top level)"
+            return f"line {lines[keys[:end]]}, key {dotted}"
+    return ".".join(str(k) for k in keys)
+
+
+def parse_playbook(text: str, source: str = "<playbook>") -> Playbook:
+    """Validate playbook YAML; each error names ``source``, the line and the key."""
+    try:
+        node = yaml.compose(text)
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise PlaybookError(f"{source} is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict) or node is None:
+        raise PlaybookError(f"{source}: the playbook must be a mapping with 'tiers'.")
+    lines: dict[tuple[Any, ...], int] = {}
+    _line_index(node, (), lines)
+    try:
+        return Playbook.model_validate(raw)
+    except ValidationError as exc:
+        problems = "\n".join(
+            f"  - {_where(lines, tuple(e['loc']))}: {e['msg']}" for e in exc.errors()
+        )
+        raise PlaybookError(
+            f"{source}: invalid playbook:\n{problems}\nSee docs/scoring.md for the keys."
+        ) from None
+
+
+def load_playbook(path: Path) -> Playbook:
+    """Read and validate ``playbook.yaml``."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PlaybookError(
+            f"Cannot read the playbook {path}: {exc.strerror or exc}. Set CHURN_PLAYBOOK_PATH "
+            "to the playbook.yaml of the repository."
+        ) from None
+    return parse_playbook(text, str(path))

@@ -1,0 +1,279 @@
+"""Request and response bodies of the API, with the examples shown in the OpenAPI docs.
+
+Responses of the hot paths are written as pre-rendered or orjson bytes, not through these models;
+the models define the contract (``/openapi.json``) that tests and schemathesis hold the bytes to.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+TierName = Literal["healthy", "low", "medium", "high"]
+
+EXAMPLE_FEATURES: dict[str, Any] = {
+    "events_30d": 116, "active_days_30d": 19, "logins_change_30d": -0.42, "open_tickets": 3,
+    "nps_last": None, "mrr": 540.0, "industry": "logistics", "plan": "growth",
+    "...": "every other feature of the model, a value or null (GET /openapi.json lists none: "
+           "the served model's list is in docs/features.md and the 422 names any missing one)",
+}  # fmt: skip
+
+EXAMPLE_DRIVER: dict[str, Any] = {
+    "feature": "logins_change_30d",
+    "group": "usage",
+    "value": -0.42,
+    "contribution": 0.61,
+    "direction": "raises risk",
+    "sentence": "Logins down 42 % vs the previous 30 days",
+}
+EXAMPLE_ACTION: dict[str, Any] = {
+    "action": "Call or meet the customer and offer one-to-one training; inform the CSM lead.",
+    "owner": "CSM (CSM lead informed)",
+    "sla": "24 h",
+    "deadline": "2025-03-04T10:15:00Z",
+    "refinement": {
+        "driver_group": "usage_decline",
+        "feature": "logins_change_30d",
+        "step": "Run a re-onboarding session on the core features the team stopped using.",
+        "owner": "CSM (CSM lead informed)",
+    },
+}
+EXAMPLE_MODEL: dict[str, Any] = {"name": "churn-model", "version": "3", "alias": "champion"}
+EXAMPLE_RESULT: dict[str, Any] = {
+    "customer_id": "C000042",
+    "churn_probability": 0.187,
+    "horizon_days": 90,
+    "health_score": 52.4,
+    "tier": "medium",
+    "top_drivers": [EXAMPLE_DRIVER],
+    "recommended_action": EXAMPLE_ACTION,
+    "model": EXAMPLE_MODEL,
+    "as_of": "2025-03-01",
+    "source": "store",
+}
+
+
+class ScoreRequest(BaseModel):
+    """One customer: ``customer_id`` alone looks up the latest snapshot's precomputed score;
+    ``features`` scores the values sent now (``customer_id`` is then only echoed back)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"customer_id": "C000042"},
+                {"customer_id": "crm-981", "features": EXAMPLE_FEATURES},
+            ]
+        },
+    )
+
+    customer_id: str | None = Field(
+        None, min_length=1, max_length=200, description="Customer id as in the snapshot."
+    )
+    features: dict[str, Any] | None = Field(
+        None,
+        description=(
+            "Every feature of the served model by name: numbers for numeric features, strings "
+            "for categorical ones, null for a missing value. Extra, missing or mistyped fields, "
+            "NaN and infinities are rejected with 422 naming each field."
+        ),
+        json_schema_extra={"additionalProperties": {"type": ["number", "string", "null"]}},
+    )
+    as_of: date | None = Field(
+        None, description="Date the live features were computed for (echoed back)."
+    )
+
+    @model_validator(mode="after")
+    def _one_way(self) -> ScoreRequest:
+        if self.customer_id is None and self.features is None:
+            raise ValueError("send 'customer_id' (stored score) or 'features' (live score)")
+        if self.as_of is not None and self.features is None:
+            raise ValueError("'as_of' goes with 'features'; a stored score has its own as_of")
+        return self
+
+
+class BatchRequest(BaseModel):
+    """Up to ``batch_limit`` (default 10 000) requests, each as for ``POST /score``."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"items": [{"customer_id": "C000042"}, {"customer_id": "C000043"}]}]
+        },
+    )
+
+    items: list[ScoreRequest] = Field(description="Results come back in the same order.")
+
+
+class Driver(BaseModel):
+    """One reason behind the score, in the feature catalog's words."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [EXAMPLE_DRIVER]})
+
+    feature: str
+    group: str = Field(description="usage, support, commercial, marketing or profile")
+    value: float | str | None = Field(description="The value the model saw; null = missing.")
+    contribution: float = Field(
+        description="Change of the calibrated log-odds of churning due to this value (TreeSHAP)."
+    )
+    direction: Literal["raises risk", "lowers risk", "no effect"]
+    sentence: str
+
+
+class Refinement(BaseModel):
+    driver_group: str = Field(description="Playbook driver group: support, payment, ...")
+    feature: str = Field(description="The risk-raising driver that selected the group.")
+    step: str
+    owner: str
+
+
+class RecommendedAction(BaseModel):
+    """The playbook's next step for this tier, refined by the strongest drivers."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [EXAMPLE_ACTION]})
+
+    action: str
+    owner: str
+    sla: str = Field(description="'4 h', '24 h', '3 working days', ...")
+    deadline: datetime = Field(description="UTC; the SLA counted from the time of the response.")
+    refinement: Refinement | None
+
+
+class ModelInfo(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [EXAMPLE_MODEL]})
+
+    name: str
+    version: str
+    alias: str
+
+
+class ScoreResult(BaseModel):
+    """A scored customer."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [EXAMPLE_RESULT]})
+
+    customer_id: str | None
+    churn_probability: float = Field(
+        ge=0,
+        le=1,
+        description=(
+            "Calibrated probability that the customer churns within `horizon_days` days after "
+            "`as_of` (90 for the default model)."
+        ),
+    )
+    horizon_days: int = Field(description="The horizon of churn_probability, in days.")
+    health_score: float = Field(
+        ge=0, le=100, description="0-100, higher = healthier; see docs/scoring.md."
+    )
+    tier: TierName = Field(description="healthy >= 80 > low >= 60 > medium >= 40 > high")
+    top_drivers: list[Driver] = Field(description="The k strongest drivers, strongest first.")
+    recommended_action: RecommendedAction
+    model: ModelInfo
+    as_of: date | None = Field(description="Date of the features used (null: live, not given).")
+    source: Literal["store", "live"] = Field(
+        description="store = precomputed from the latest snapshot; live = the features sent."
+    )
+
+
+class BatchResponse(BaseModel):
+    count: int
+    results: list[ScoreResult]
+
+
+class CustomerPage(BaseModel):
+    """A page of the latest scores, ordered by customer id."""
+
+    total: int = Field(description="Customers matching the filter.")
+    limit: int
+    offset: int
+    tier: TierName | None
+    items: list[ScoreResult]
+
+
+class FeatureContribution(Driver):
+    description: str
+    percentile: float | None = Field(
+        description="Share of served customers (0-100) with a lower value; null if categorical "
+        "or missing."
+    )
+
+
+class Explanation(BaseModel):
+    """Every feature's contribution: ``base_value + sum(contribution) = calibrated_log_odds``
+    and ``churn_probability = 1 / (1 + exp(-calibrated_log_odds))``."""
+
+    customer_id: str
+    as_of: date
+    churn_probability: float = Field(ge=0, le=1)
+    health_score: float = Field(ge=0, le=100)
+    tier: TierName
+    horizon_days: int
+    calibrated_log_odds: float
+    base_value: float = Field(description="Calibrated log-odds of the average customer.")
+    contributions: list[FeatureContribution]
+    model: ModelInfo
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="Dotted path, e.g. items.3.features.mrr")
+    problem: str
+
+
+class ErrorBody(BaseModel):
+    """Every error: a machine code, a sentence saying what to do, and the bad fields if any."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "error": "invalid_features",
+                    "message": "1 invalid feature field(s): features.mrr: missing; send null "
+                    "if the value is unknown",
+                    "fields": [
+                        {
+                            "field": "features.mrr",
+                            "problem": "missing; send null if the value is unknown",
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
+    error: str
+    message: str
+    fields: list[FieldError] = Field(default_factory=list)
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class LastReload(BaseModel):
+    outcome: Literal["reloaded", "unchanged", "failed"]
+    detail: str
+    at: datetime
+
+
+class Readiness(BaseModel):
+    """ready: a model is loaded; degraded: it is, but the last reload failed (see ``problem``)."""
+
+    ready: bool
+    status: Literal["ready", "degraded", "not ready"]
+    model: ModelInfo | None = None
+    as_of: list[date] = Field(default_factory=list)
+    customers: int = 0
+    scores_from: str | None = None
+    loaded_at: datetime | None = None
+    last_reload: LastReload | None = None
+    problem: str | None = None
+
+
+class ReloadResult(BaseModel):
+    outcome: Literal["reloaded", "unchanged"]
+    detail: str
+    model: ModelInfo
+    as_of: list[date]
+    customers: int

@@ -1,0 +1,80 @@
+"""Running the API under uvicorn (``churn serve``): httptools + uvloop, one or several workers.
+
+TCP_NODELAY: uvicorn's HTTP protocol writes the status line and headers and then the body in
+separate ``transport.write`` calls. With Nagle's algorithm on, the second small segment waits for
+the client's delayed ACK, about 40 ms per keep-alive request at concurrency 1. The event loop sets
+TCP_NODELAY on the sockets it accepts itself, but in ``--workers`` mode the listening socket is
+bound by the supervisor and handed to each worker, and those accepted connections can come
+without it. :class:`NoDelayHttpToolsProtocol` therefore sets TCP_NODELAY on every accepted
+connection in ``connection_made``, whatever the worker mode, loop or platform (it is a cheap,
+idempotent ``setsockopt``). ``tests/serving/test_server.py`` checks sequential keep-alive latency
+with two workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import tempfile
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from churn.settings import Settings
+
+log = logging.getLogger("churn.serving")
+
+
+def set_nodelay(transport: asyncio.BaseTransport) -> None:
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        with contextlib.suppress(OSError):  # e.g. the peer already closed
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class NoDelayHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with TCP_NODELAY forced on each connection."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        set_nodelay(transport)
+        super().connection_made(transport)
+
+
+def app_from_env() -> FastAPI:
+    """App factory for uvicorn workers: each worker reads the settings (env, ``.env``) once."""
+    from serving.app import create_app
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    return create_app(Settings())
+
+
+def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
+    """Serve until interrupted. With ``workers > 1`` each worker process loads its own copy of
+    the model and store and polls for reloads itself; ``/metrics`` sums all workers."""
+    # Workers are fresh processes: hand them this deployment's settings through the environment.
+    os.environ.update(
+        {f"CHURN_{k.upper()}": str(v) for k, v in settings.model_dump().items() if v is not None}
+    )
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="churn-metrics-")
+    if multiproc := os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        Path(multiproc).mkdir(parents=True, exist_ok=True)
+        for stale in Path(multiproc).glob("*.db"):
+            stale.unlink()
+    uvicorn.run(
+        "serving.server:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        http=NoDelayHttpToolsProtocol,
+        loop="uvloop",
+        access_log=False,
+        log_level="info",
+        timeout_keep_alive=30,
+    )

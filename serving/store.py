@@ -1,0 +1,199 @@
+"""The feature snapshot and the score store: the files serving reads.
+
+``data/store/snapshot.parquet`` (``churn snapshot``) holds every active customer's features as of
+the snapshot date. ``data/store/scores.parquet`` (``churn score-all``) holds what the champion
+makes of them: probability, health score, tier, every contribution, the base value and the top
+drivers in words, with the model name, version and alias, the ``as_of`` and a fingerprint of
+the snapshot in the Parquet metadata.
+
+The score store is a cache of the snapshot under one model version: serving uses its
+contributions only when model version and snapshot fingerprint both match, and otherwise scores
+the snapshot itself at load (vectorised, a few seconds for 100 000 customers), so a stale store
+can never be served.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from features.catalog import CATALOG_VERSION
+from features.io import atomic_path
+from serving.errors import ScoreStoreError
+from serving.scoring import ScoredBatch, score_matrix, scores_table
+from training.model import ChurnModel
+
+METADATA_KEY = b"churn.score_store"
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """Which registered model produced a score: name, version and the alias it was served under."""
+
+    name: str
+    version: str
+    alias: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"name": self.name, "version": self.version, "alias": self.alias}
+
+
+@dataclass(frozen=True, eq=False)
+class Snapshot:
+    """The served customers: ids, per-row as-of dates (ISO) and the encoded feature matrix."""
+
+    customer_ids: np.ndarray  # object array of str, unique
+    as_of: np.ndarray  # object array of ISO dates
+    X: np.ndarray  # (n, f) float64, model.encode
+    fingerprint: str
+
+
+def empty_snapshot(model: ChurnModel) -> Snapshot:
+    return Snapshot(
+        np.empty(0, dtype=object),
+        np.empty(0, dtype=object),
+        np.empty((0, len(model.features))),
+        "empty",
+    )
+
+
+def read_snapshot(path: Path, model: ChurnModel) -> Snapshot:
+    """Read and check a feature snapshot against the model that will score it."""
+    try:
+        frame = pd.read_parquet(path)
+    except FileNotFoundError:
+        raise ScoreStoreError(
+            f"No feature snapshot at {path}: build it with `churn snapshot`."
+        ) from None
+    except Exception as exc:  # pyarrow raises several types for a damaged file
+        raise ScoreStoreError(f"Cannot read the feature snapshot {path}: {exc}") from None
+    return snapshot_from_frame(frame, model, str(path))
+
+
+def snapshot_from_frame(frame: pd.DataFrame, model: ChurnModel, source: str) -> Snapshot:
+    """Check ids and feature columns, then encode once for the whole life of the state."""
+    for column in ("customer_id", "as_of"):
+        if column not in frame.columns:
+            raise ScoreStoreError(f"{source}: column '{column}' is missing; rebuild the snapshot.")
+    missing = [name for name in model.features if name not in frame.columns]
+    if missing:
+        raise ScoreStoreError(
+            f"{source}: the model needs feature column(s) {', '.join(missing)} that the snapshot "
+            "lacks; rebuild it with `churn snapshot` from the same export the model was trained on."
+        )
+    ids = frame["customer_id"].astype("string")
+    if ids.isna().any():
+        raise ScoreStoreError(f"{source}: {int(ids.isna().sum())} rows have no customer_id.")
+    duplicated = ids[ids.duplicated()].unique()
+    if len(duplicated):
+        raise ScoreStoreError(
+            f"{source}: customer_id(s) {', '.join(map(str, duplicated[:5]))} appear more than once;"
+            " a snapshot has one row per customer."
+        )
+    as_of = pd.to_datetime(frame["as_of"]).dt.strftime("%Y-%m-%d")
+    columns = ["customer_id", "as_of", *model.features]
+    hashed = pd.util.hash_pandas_object(frame[columns], index=False).to_numpy()
+    return Snapshot(
+        customer_ids=ids.to_numpy(dtype=object),
+        as_of=as_of.to_numpy(dtype=object),
+        X=model.encode(frame),
+        fingerprint=hashlib.sha256(hashed.tobytes()).hexdigest()[:16],
+    )
+
+
+def write_score_store(
+    model: ChurnModel,
+    ref: ModelRef,
+    snapshot: Snapshot,
+    scored: ScoredBatch,
+    path: Path,
+) -> Path:
+    """Write the score store atomically, with the model and snapshot it belongs to."""
+    table = scores_table(model, snapshot.customer_ids, snapshot.as_of, snapshot.X, scored)
+    meta = {
+        **ref.as_dict(),
+        "snapshot_fingerprint": snapshot.fingerprint,
+        "as_of": sorted(set(snapshot.as_of.tolist())),
+        "features": model.features,
+        "catalog_version": CATALOG_VERSION,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "customers": len(table),
+    }
+    arrow = pa.Table.from_pandas(table, preserve_index=False)
+    arrow = arrow.replace_schema_metadata(
+        {**(arrow.schema.metadata or {}), METADATA_KEY: json.dumps(meta).encode()}
+    )
+    with atomic_path(Path(path)) as tmp:
+        pq.write_table(arrow, tmp, compression="zstd")
+    return Path(path)
+
+
+def store_metadata(path: Path) -> dict[str, Any] | None:
+    """The score store's metadata, or None when there is no readable store."""
+    try:
+        schema = pq.read_schema(path)
+    except (FileNotFoundError, OSError, pa.ArrowInvalid):
+        return None
+    raw = (schema.metadata or {}).get(METADATA_KEY)
+    return json.loads(raw) if raw else None
+
+
+def read_contributions(
+    path: Path, model: ChurnModel, ref: ModelRef, snapshot: Snapshot
+) -> tuple[np.ndarray | None, str]:
+    """The store's contribution matrix, row-aligned with ``snapshot``, if it belongs to this
+    model version and this snapshot; else None and the reason (logged, shown in /readyz)."""
+    meta = store_metadata(path)
+    if meta is None:
+        return None, f"no score store at {path}"
+    if (meta.get("name"), str(meta.get("version"))) != (ref.name, ref.version):
+        return None, (
+            f"score store is for {meta.get('name')} v{meta.get('version')}, serving v{ref.version}"
+        )
+    if meta.get("snapshot_fingerprint") != snapshot.fingerprint:
+        return None, "score store was computed from another snapshot"
+    if meta.get("features") != model.features:
+        return None, "score store has other features than the model"
+    columns = ["customer_id", *[f"contribution.{n}" for n in model.features], "base_value"]
+    try:
+        table = pq.read_table(path, columns=columns)
+    except (OSError, pa.ArrowInvalid, KeyError) as exc:
+        return None, f"cannot read the score store {path}: {exc}"
+    ids = np.asarray(table.column("customer_id").to_pylist(), dtype=object)
+    if len(ids) != len(snapshot.customer_ids) or not np.array_equal(ids, snapshot.customer_ids):
+        return None, "score store rows do not match the snapshot"
+    matrix = np.column_stack([table.column(c).to_numpy() for c in columns[1:]])
+    return np.ascontiguousarray(matrix, dtype=np.float64), "score store"
+
+
+def score_all(
+    model: ChurnModel,
+    ref: ModelRef,
+    snapshot_path: Path,
+    out: Path,
+    k: int,
+    num_threads: int = 0,
+) -> tuple[Path, int]:
+    """Score every snapshot customer with one model and write the score store (``churn
+    score-all``); returns the path and the number of customers."""
+    snapshot = read_snapshot(snapshot_path, model)
+    scored = score_matrix(model, snapshot.X, k, num_threads)
+    return write_score_store(model, ref, snapshot, scored, out), len(scored)
+
+
+def example_customer_id(snapshot_path: Path) -> str | None:
+    """The first customer id of the snapshot (for the curl line ``churn serve`` prints)."""
+    try:
+        ids = pq.read_table(snapshot_path, columns=["customer_id"]).column("customer_id")
+    except (OSError, pa.ArrowInvalid, KeyError):
+        return None
+    return str(ids[0]) if len(ids) else None
