@@ -1,13 +1,16 @@
 """A synthetic B2B SaaS company whose churn follows a documented latent-health process.
 
 Why it exists: a model can only be judged against the truth, and real exports never carry it. Each
-customer has a latent ``health`` that evolves month to month (AR(1) with shocks) together with a few
-persistent driver states (late payer, champion departed, unresolved high-priority ticket, narrow
-core-feature adoption, recent downgrade). The states of month ``t`` drive what is observable in
-month ``t`` (events, tickets, invoices, NPS, marketing, subscriptions) and the churn hazard of month
-``t + 1``, so every driver shows up in the data before the churn it causes. The true hazards and
-driver states are written to ``truth/`` next to (never inside) the contract tables, so the oracle
-ROC-AUC is computable (see :func:`oracle_scores`). ``docs/generator.md`` documents the process.
+customer has a latent ``health`` that evolves month to month (AR(1) around the customer's own mean,
+plus declines that drag it down for months) together with a few persistent driver states (late
+payer, champion departed, unresolved high-priority ticket, narrow core-feature adoption, recent
+downgrade). The states of month ``t`` drive what is observable in month ``t`` (events, tickets,
+invoices, NPS, marketing, subscriptions) and, after a month's notice, the churn hazard of month
+``t + 2``, so every driver shows up in the data 1-3 months before the churn it causes. Raw
+activity scales with the account's seats; health shows in seat utilisation, breadth and change
+against the account's own past. The true hazards and driver states are written to ``truth/`` next
+to (never inside) the contract tables, so the oracle ROC-AUC is computable (see
+:func:`oracle_scores`). ``docs/generator.md`` documents the process and its effect sizes.
 
 Conventions: timestamps are UTC (``datetime64[ns, UTC]``); ``signup_date``, ``start_date`` and
 ``end_date`` are calendar days (Python ``date`` objects, Parquet ``date32``); a subscription's
@@ -152,17 +155,39 @@ NAME_TAILS = np.array(
 NAME_LEGAL = np.array(["Inc", "Ltd", "GmbH", "SAS", "BV", "LLC"])
 
 CORE_FEATURES = ("dashboards", "reports", "automations", "integrations", "alerts")
-CORE_THRESHOLDS = np.array([-1.9, -1.2, -0.6, 0.0, 0.6])  # adoption needs health + fit above it
+CORE_THRESHOLDS = np.array([-1.9, -1.2, -0.6, -0.1, 0.4])  # adoption needs health + fit above it
+CORE_USE_SHARE = 0.8  # share of feature use on adopted core features; the rest is peripheral
 PERIPHERAL_FEATURES = ("api", "exports", "mobile_app", "templates", "sso_admin", "comments")
+PERIPHERAL_TAKE_UP = 0.25  # chance an account uses a given peripheral feature at all
 LAUNCHED_FEATURES = ("ai_assistant", "workflow_builder")  # no events before their launch day,
 LAUNCH_AT = (1 / 3, 2 / 3)  # the 10th of the month a third and two thirds into the period
-LAUNCH_UPTAKE = 0.25  # share of peripheral usage that moves to a launched feature
+LAUNCH_TAKE_UP = 0.35  # at most this share of accounts tries a launched feature (healthier: more)
 FEATURES = CORE_FEATURES + PERIPHERAL_FEATURES + LAUNCHED_FEATURES
 EVENT_TYPES = ("login", "feature_use")
+# Users, not rows, scale with the account: a month's active non-champion users are about
+# (seats - 1) * sigmoid(UTILISATION_LOGIT + UTILISATION_HEALTH * health - UTILISATION_SIZE *
+# log(seats / 10)), each active on 1 + Poisson(OTHER_DAYS * drive) days; the champion on
+# Poisson(CHAMPION_DAYS * drive) days, drive = style * exp(LOGIN_HEALTH * health).
+UTILISATION_LOGIT = -0.4
+UTILISATION_HEALTH = 1.5
+UTILISATION_SIZE = 0.4  # big accounts buy seats ahead of use: lower utilisation at equal health
+LOGIN_HEALTH = 0.35  # login days per active user rise as exp(this * health)
+OTHER_DAYS = 0.6
+CHAMPION_DAYS = 8.0
+FEATURE_ROWS_PER_LOGIN = 0.8  # feature_use rows per login day, times exp(0.2 * health)
+USAGE_STYLE_SD = 0.4  # lognormal spread of how often an account's users log in, unrelated to health
+ONBOARDING_MONTHS = 3  # narrow adoption is expected, not a risk, in the first months
+NPS_RESPONSE_RATE = 0.4  # of the customers surveyed in a month (every 3 months, staggered)
+MAX_SEATS = 999  # user ids are U000-U999
 TICKET_PRIORITY_SHARE = np.array([0.35, 0.38, 0.19, 0.08])  # same order as TICKET_PRIORITIES
 TICKET_CATEGORIES = ("bug", "how_to", "billing", "integration", "performance", "account")
 TICKET_CATEGORY_SHARE = np.array([0.30, 0.25, 0.10, 0.15, 0.12, 0.08])
 TICKET_MEDIAN_HOURS = np.array([72.0, 36.0, 16.0, 5.0])  # by priority
+TICKET_RATE = 0.25  # tickets a month = this * (1 + expected active users) ** 0.7 * exp(-0.2 health)
+SILENT_TICKETS = 0.3  # a declining account files this share of its usual tickets
+SLOW_PAYER_SHARE = np.array(
+    [0.02, 0.08, 0.25, 0.5]
+)  # by plan: accounts-payable cycles, not distress
 EXIT_TEXT: dict[str, dict[str, tuple[str, ...]]] = {
     "product": {
         "main_reason": ("missing features we need", "too hard to adopt", "team stopped using it"),
@@ -194,6 +219,7 @@ WIN_BACK = ("yes, with a discount", "maybe later", "no")
 EXIT_ANSWER_RATE = 0.75  # share of churners who answer the free-text exit survey
 BASE_SHARE = 0.5  # customers already active at ``start`` (signed up in the 36 months before)
 BASE_HISTORY_MONTHS = 36
+BURN_IN_MONTHS = 12  # latent months simulated for the base before start (declines, late payers)
 
 
 @dataclass(frozen=True)
@@ -201,30 +227,41 @@ class ChurnProcess:
     """The true churn process: driver effects in log-odds of the monthly avoidable hazard.
 
     This is the one definition of the documented effect sizes; ``truth/drivers.json`` and
-    ``docs/generator.md`` are written from it. Driver states are those of the previous month, so
-    they are observable before the month whose hazard they raise.
+    ``docs/generator.md`` are written from it. Driver states are those behind the data of two
+    months before (a month's notice), so they are observable before the month whose hazard they
+    raise.
     """
 
-    baseline: float = -5.4  # logit at health 0, no driver, plan "growth", past onboarding
-    health: float = -0.9  # per unit of latent health (sd across customer-months is about 1)
-    late_payer: float = 1.0
-    champion_left: float = 0.7
-    champion_left_x_unhealthy: float = 0.7  # extra when the champion left an unhealthy account
-    unresolved_high_ticket: float = 0.9
-    low_breadth: float = 0.6  # at most 2 of the 5 core features in use
-    recent_downgrade: float = 0.6  # a downgrade in the last 3 months
+    baseline: float = -5.7  # logit at health 0, no driver, plan "growth", past onboarding
+    health: float = -1.3  # per unit of latent health (sd across customer-months is about 1)
+    health_drop: float = 1.5  # per unit of health lost over the last 3 months (0 if none)
+    late_payer: float = 0.2
+    late_payer_x_small: float = 1.5  # extra for a late payer with at most `small_seats` seats
+    champion_left: float = 0.3
+    champion_left_x_unhealthy: float = 1.4  # extra when the champion left an unhealthy account
+    unresolved_high_ticket: float = 1.2
+    low_breadth: float = 0.5  # at most 2 of the 5 core features in use
+    recent_downgrade: float = 0.5  # a downgrade in the last 3 months
     early_tenure: float = 0.4  # first 6 months after signup
-    plan: tuple[float, float, float, float] = (0.3, 0.0, -0.2, -0.5)  # PLANS order
+    plan: tuple[float, float, float, float] = (
+        0.1,
+        0.0,
+        0.0,
+        0.0,
+    )  # PLANS order; size acts via late_payer_x_small
     noise_sd: float = 0.3  # per customer-month logit noise: the unpredictable part
-    unavoidable: float = 0.002  # monthly hazard of churn unrelated to health
+    unavoidable: float = 0.0015  # monthly hazard of churn unrelated to health
+    small_seats: int = 10  # "small account" for the late-payer interaction
     # latent dynamics
-    health_persistence: float = 0.85  # AR(1) coefficient of health around its customer mean
-    health_innovation_sd: float = 0.35
-    health_mean_sd: float = 0.5  # spread of customers' long-run health
-    shock_rate: float = 0.02  # monthly chance of a setback (reorg, failed rollout)
-    shock_size: float = -1.0
-    late_enter_logit: float = -3.8  # late payer: logit(enter) = this - 0.9 * health
-    late_stay: float = 0.8
+    health_persistence: float = 0.95  # AR(1) coefficient of health around its customer mean
+    health_innovation_sd: float = 0.12
+    health_mean_sd: float = 0.7  # spread of customers' long-run health
+    decline_enter_logit: float = -4.3  # a decline starts: logit = this - 0.6 * health
+    decline_drift: float = -0.4  # health change per month while declining
+    decline_exit: float = 0.15  # monthly chance a decline ends (rescued, re-engaged)
+    champion_starts_decline: float = 0.4  # chance a champion's departure starts a decline
+    late_enter_logit: float = -4.2  # late payer: logit(enter) = this - 0.9 * health
+    late_stay: float = 0.9
     champion_leave_logit: float = -4.5  # champion leaves: logit = this - 0.3 * health
     champion_leave_health_hit: float = -0.3
 
@@ -233,7 +270,9 @@ class ChurnProcess:
         return (
             self.baseline
             + self.health * x["health"]
+            + self.health_drop * x["health_drop"]
             + self.late_payer * x["late_payer"]
+            + self.late_payer_x_small * (x["late_payer"] & x["small_account"])
             + self.champion_left * x["champion_left"]
             + self.champion_left_x_unhealthy * (x["champion_left"] & (x["health"] < 0))
             + self.unresolved_high_ticket * x["unresolved_high_ticket"]
@@ -245,39 +284,109 @@ class ChurnProcess:
 
 
 DEFAULT_PROCESS = ChurnProcess()
+HAZARD_DRIVERS = (  # the coefficients of ChurnProcess.avoidable_logit, in its order
+    "health",
+    "health_drop",
+    "late_payer",
+    "late_payer_x_small",
+    "champion_left",
+    "champion_left_x_unhealthy",
+    "unresolved_high_ticket",
+    "low_breadth",
+    "recent_downgrade",
+    "early_tenure",
+)
 
-# truth column -> (observable signal, lead): what a model can see of each true driver
-DRIVER_SIGNALS: dict[str, tuple[str, str]] = {
-    "health": (
-        "logins and feature actions per month, active users, NPS score, ticket CSAT, "
-        "marketing opens/attendance, downgrades (all rise with health)",
-        "AR(1) with persistence 0.85: visible in the 1-3 months before churn",
+
+@dataclass(frozen=True)
+class DriverSignal:
+    """How a true driver shows in the contract tables, and the catalog features that observe it."""
+
+    observable: str
+    lead: str
+    features: tuple[str, ...]  # names in features/catalog.py
+
+
+_CHAMPION_FEATURES = (
+    "active_users_change_30d",
+    "active_users_30d",
+    "seat_utilization_30d",
+    "activity_change_30d",
+)
+_LATE_FEATURES = (
+    "invoices_late_180d",
+    "payment_delay_days_180d",
+    "overdue_amount",
+    "unpaid_invoices",
+)
+DRIVER_SIGNALS: dict[str, DriverSignal] = {
+    "health": DriverSignal(
+        "share of paid seats active, login days per user, NPS, ticket CSAT, core features in use "
+        "(all rise with health); raw event and ticket counts scale with seats first",
+        "AR(1) with persistence 0.95: visible for months; churn follows with a month's notice",
+        (
+            "seat_utilization_30d",
+            "active_users_30d",
+            "active_days_30d",
+            "days_since_last_activity",
+            "nps_last",
+            "csat_90d",
+        ),
     ),
-    "late_payer": (
+    "health_drop": DriverSignal(
+        "activity, active users and core features fall against the account's own previous "
+        "months; NPS drops; the account stops filing tickets",
+        "a decline lasts about 6 months (exit 0.15/month), health falling 0.4 a month",
+        (
+            "activity_change_30d",
+            "logins_change_30d",
+            "activity_slope_90d",
+            "active_users_change_30d",
+            "core_breadth_change_30d",
+            "nps_change",
+            "ticket_silence",
+        ),
+    ),
+    "late_payer": DriverSignal(
         "invoices paid after due_at or still unpaid (due 15 days after issue)",
-        "state persists (stay 0.8/month); the month's invoice falls due mid-month",
+        "state persists (stay 0.9/month); the month's invoice falls due mid-month",
+        _LATE_FEATURES,
     ),
-    "champion_left": (
-        "the account's main user (most events) stops producing events; activity drops",
-        "absorbing: once gone, stays gone",
-    ),
-    "champion_left_x_unhealthy": (
-        "champion departure in an account whose activity/NPS was already low",
+    "late_payer_x_small": DriverSignal(
+        "late or unpaid invoices of an account with at most 10 paid seats",
         "interaction of the two",
+        (*_LATE_FEATURES, "seats", "mrr"),
     ),
-    "unresolved_high_ticket": (
+    "champion_left": DriverSignal(
+        "the account's main user (most events) stops producing events; active users drop",
+        "absorbing: once gone, stays gone",
+        _CHAMPION_FEATURES,
+    ),
+    "champion_left_x_unhealthy": DriverSignal(
+        "champion departure in an account whose seat use and NPS were already low",
+        "interaction of the two",
+        _CHAMPION_FEATURES,
+    ),
+    "unresolved_high_ticket": DriverSignal(
         "a high/urgent ticket opened in the last 2 months still unresolved after 30+ days",
         "stuck tickets stay open 35-120 days",
+        ("high_priority_open", "open_tickets", "resolution_hours_90d", "low_csat_90d"),
     ),
-    "low_breadth": (
+    "low_breadth": DriverSignal(
         "distinct core features used (dashboards, reports, automations, integrations, alerts)",
         "follows health; narrow during onboarding",
+        ("core_breadth_30d", "feature_breadth_30d", "core_share_30d", "core_events_30d"),
     ),
-    "recent_downgrade": (
+    "recent_downgrade": DriverSignal(
         "a subscription row with lower MRR than its predecessor in the last 3 months",
         "3 months",
+        ("downgrades_180d", "mrr_change_90d"),
     ),
-    "early_tenure": ("signup_date within 6 months", "known from signup"),
+    "early_tenure": DriverSignal(
+        "signup_date within 6 months",
+        "known from signup",
+        ("tenure_days", "lifecycle_stage", "days_since_first_activity"),
+    ),
 }
 
 
@@ -381,6 +490,36 @@ def _ids(prefix: str, n: int, width: int) -> Array:
     return np.char.add(prefix, np.char.zfill(np.arange(1, n + 1).astype(str), width)).astype(object)
 
 
+def _evolve_latent(
+    rng: np.random.Generator,
+    process: ChurnProcess,
+    e: Array,
+    health: Array,
+    health_mean: Array,
+    declining: Array,
+    late: Array,
+) -> None:
+    """One month of the latent process for customers ``e``, in place (full-size arrays).
+
+    Declines start (more often in unhealthy accounts) and end; health reverts towards the
+    customer's mean (AR(1)) but drifts down while a decline lasts; late payers enter and leave.
+    """
+    h = health[e]
+    starts = rng.random(len(e)) < _sigmoid(process.decline_enter_logit - 0.6 * h)
+    ends = rng.random(len(e)) < process.decline_exit
+    declining[e] = np.where(declining[e], ~ends, starts)
+    health[e] = (
+        health_mean[e]
+        + process.health_persistence * (h - health_mean[e])
+        + rng.normal(0.0, process.health_innovation_sd, len(e))
+        + process.decline_drift * declining[e]
+    )
+    p_late = np.where(
+        late[e], process.late_stay, _sigmoid(process.late_enter_logit - 0.9 * health[e])
+    )
+    late[e] = rng.random(len(e)) < p_late
+
+
 def generate_world(
     customers: int,
     months: int,
@@ -428,7 +567,11 @@ def generate_world(
     utc_offset = REGION_UTC_OFFSET_HOURS[region].astype(np.float64)
     health_mean = CHANNEL_HEALTH[channel] + 0.05 * size + rng.normal(0.0, process.health_mean_sd, n)
     fit = rng.normal(0.0, 0.7, (n, len(CORE_FEATURES)))  # per-feature fit: breadth varies
-    champion_share = rng.uniform(0.3, 0.5, n)  # share of activity by the main user
+    style = rng.lognormal(0.0, USAGE_STYLE_SD, n)  # daily-use team or weekly-use team
+    champion_drive = rng.uniform(0.7, 1.3, n)  # how much more the main user logs in
+    slow_payer = rng.random(n) < SLOW_PAYER_SHARE[plan]  # pays late by habit, always pays
+    peripheral = rng.random((n, len(PERIPHERAL_FEATURES))) < PERIPHERAL_TAKE_UP
+    launch_taste = rng.random((n, len(LAUNCHED_FEATURES)))
     survey_wave = rng.integers(0, 3, n)  # NPS surveyed every 3 months, staggered
     names = (
         pd.Series(NAME_HEADS[rng.integers(0, len(NAME_HEADS), n)])
@@ -438,20 +581,24 @@ def generate_world(
         + NAME_LEGAL[rng.integers(0, len(NAME_LEGAL), n)]
     ).to_numpy(dtype=object)
 
-    # --- initial latent state: stationary for the base, near the customer's mean for new ones ---
+    # --- initial latent state: the base after a year of burn-in, new ones near their mean -------
     stationary_sd = process.health_innovation_sd / np.sqrt(1 - process.health_persistence**2)
     health = health_mean + np.where(
         in_base, rng.normal(0.0, stationary_sd, n), rng.normal(0.0, 0.5, n)
     )
-    enter = _sigmoid(process.late_enter_logit - 0.9 * health)
-    late = in_base & (rng.random(n) < enter / (enter + 1 - process.late_stay))  # stationary
+    declining = np.zeros(n, dtype=bool)
+    late = np.zeros(n, dtype=bool)
+    base = np.flatnonzero(in_base)
+    history = [health.copy() for _ in range(3)]  # health before the last 3 monthly updates
+    for _ in range(BURN_IN_MONTHS):
+        history = [*history[1:], health.copy()]
+        _evolve_latent(rng, process, base, health, health_mean, declining, late)
     tenure0 = -signup_month  # months before start, for the base
     p_gone = 1 - (1 - _sigmoid(process.champion_leave_logit - 0.3 * health)) ** np.maximum(
         tenure0, 0
     )
     champion_day = np.where(in_base & (rng.random(n) < p_gone), month_start[0] - 1, NEVER)
-    stuck_prev = np.zeros(n, dtype=bool)  # stuck high ticket opened last month
-    stuck_now = np.zeros(n, dtype=bool)
+    stuck_until = np.full(n, np.iinfo(np.int64).min)  # when the last stuck high ticket resolves
     last_downgrade = np.full(n, -100)
     churn_day = np.full(n, NEVER)
     churned_month = np.full(n, -1)
@@ -490,6 +637,7 @@ def generate_world(
         [month_start[m] + 9 if m < months else NEVER for m in launch_month], dtype=np.int64
     )
     price = PRICE_PER_SEAT * np.where(annual, 0.85, 1.0)[:, None]  # (n, plans) annual discount
+    noticed: dict[str, Array] | None = None  # the driver states a month before the latest
 
     for t in range(months):
         ms, me = int(month_start[t]), int(month_start[t + 1])
@@ -501,21 +649,30 @@ def generate_world(
         present = alive & (signup_day < me)
         at_risk = alive & (signup_day < ms)
 
-        # --- churn this month from last month's states ---------------------------------------
-        # Hazards are also drawn for customers who already left (``at_risk`` False): the oracle
-        # needs every month of its window, not just the months a customer happened to survive.
+        # --- churn this month from the states of two months ago -------------------------------
+        # The states behind last month's data, as of this month's start; a decision to leave
+        # takes a month's notice, so this month's churn follows the states a month before those
+        # (for a customer that new: the latest). Hazards are also drawn for customers who already
+        # left (``at_risk`` False): the oracle needs every month of its window.
+        state = {
+            "health": health.copy(),
+            "health_drop": np.maximum(0.0, history[0] - health),
+            "late_payer": late.copy(),
+            "small_account": seats <= process.small_seats,
+            "champion_left": champion_day < ms,
+            "unresolved_high_ticket": stuck_until > ms * NS_PER_DAY,
+            "core_breadth": adopted.sum(axis=1),
+            "low_breadth": (adopted.sum(axis=1) <= 2) & (tenure > ONBOARDING_MONTHS),
+            "recent_downgrade": last_downgrade >= t - 3,
+            "early_tenure": tenure <= 6,
+            "declining": declining.copy(),
+        }
+        noticed = state if noticed is None else noticed
         r = np.flatnonzero(signup_day < ms)
         risk = at_risk[r]
-        x = {
-            "health": health[r],
-            "late_payer": late[r],
-            "champion_left": champion_day[r] < ms,
-            "unresolved_high_ticket": (stuck_now | stuck_prev)[r],
-            "core_breadth": adopted[r].sum(axis=1),
-            "recent_downgrade": last_downgrade[r] >= t - 3,
-            "early_tenure": tenure[r] <= 6,
-        }
-        x["low_breadth"] = x["core_breadth"] <= 2
+        known = signup_day[r] < month_start[max(t - 1, 0)]
+        x = {name: np.where(known, noticed[name][r], now[r]) for name, now in state.items()}
+        noticed = state
         logit = process.avoidable_logit(x, plan[r]) + rng.normal(0.0, process.noise_sd, len(r))
         avoidable_hazard = _sigmoid(logit)
         hazard = 1 - (1 - avoidable_hazard) * (1 - process.unavoidable)
@@ -540,23 +697,15 @@ def generate_world(
 
         # --- evolve the latent state for customers already signed up (and the departed) ---------
         e = r
-        shock = (rng.random(len(e)) < process.shock_rate) * process.shock_size
-        health[e] = (
-            health_mean[e]
-            + process.health_persistence * (health[e] - health_mean[e])
-            + rng.normal(0.0, process.health_innovation_sd, len(e))
-            + shock
-        )
-        p_late = np.where(
-            late[e], process.late_stay, _sigmoid(process.late_enter_logit - 0.9 * health[e])
-        )
-        late[e] = rng.random(len(e)) < p_late
+        history = [*history[1:], health.copy()]
+        _evolve_latent(rng, process, e, health, health_mean, declining, late)
         leaves = (champion_day[e] == NEVER) & (
             rng.random(len(e)) < _sigmoid(process.champion_leave_logit - 0.3 * health[e])
         )
         gone = e[leaves]
         champion_day[gone] = ms + rng.integers(0, dim, len(gone))
         health[gone] += process.champion_leave_health_hit
+        declining[gone] |= rng.random(len(gone)) < process.champion_starts_decline
         adopted = breadth_of(health, tenure)
 
         # --- what is observable this month, from this month's state --------------------------
@@ -566,7 +715,12 @@ def generate_world(
         o_first, o_end = first[o] - ms, end[o] - ms
         ramp = 1 - 0.65 * np.exp(-tenure[o] / 1.5)  # onboarding: usage builds over ~3 months
         season = 0.85 if (t + start.month - 1) % 12 in (7, 11) else 1.0  # August, December
-        engagement = np.exp(0.5 * health[o]) * ramp * season * (o_end - o_first) / dim
+        utilisation = _sigmoid(
+            UTILISATION_LOGIT
+            + UTILISATION_HEALTH * health
+            - UTILISATION_SIZE * np.log(np.maximum(seats, 2) / 10)
+        )
+        drive = style[o] * np.exp(LOGIN_HEALTH * health[o]) * ramp * season  # login days per user
         _event_rows(
             rng,
             events,
@@ -575,16 +729,18 @@ def generate_world(
             o_end,
             ms,
             cum_weights,
-            engagement,
             seats=seats[o],
-            champion_cutoff=champion_day[o] - ms,
-            champion_share=champion_share[o],
-            adopted=adopted[o],
             health=health[o],
+            utilisation=utilisation[o] * ramp,
+            champion_days=CHAMPION_DAYS * champion_drive[o] * drive,
+            other_days=OTHER_DAYS * drive,
+            champion_cutoff=champion_day[o] - ms,
+            adopted=adopted[o],
+            peripheral=peripheral[o],
+            launched=launch_taste[o] < LAUNCH_TAKE_UP * _sigmoid(1.0 + health[o])[:, None],
             utc_offset=utc_offset[o],
             launch_day=launch_day - ms,
         )
-        stuck_prev, stuck_now = stuck_now, np.zeros(n, dtype=bool)
         ticket_count = _ticket_rows(
             rng,
             tickets,
@@ -594,11 +750,12 @@ def generate_world(
             ms,
             data_end,
             cum_weights,
-            seats=seats[o],
+            users=1 + seats[o] * utilisation[o],
             health=health[o],
             late=late[o],
+            silent=declining[o],
             utc_offset=utc_offset[o],
-            stuck=stuck_now,
+            stuck_until=stuck_until,
             numbered_from=ticket_count,
         )
         _invoice_rows(
@@ -612,9 +769,10 @@ def generate_world(
             first=o_first,
             is_new=signup_day[o] >= ms,
             late=late[o],
+            slow=slow_payer[o],
             utc_offset=utc_offset[o],
         )
-        surveyed = o[((t - survey_wave[o]) % 3 == 0) & (rng.random(len(o)) < 0.3)]
+        surveyed = o[((t - survey_wave[o]) % 3 == 0) & (rng.random(len(o)) < NPS_RESPONSE_RATE)]
         s_day = _draw_days(rng, cum_weights, first[surveyed] - ms, end[surveyed] - ms) + ms
         nps.add(
             customer=surveyed,
@@ -648,7 +806,8 @@ def generate_world(
         seats[kd] = np.where(plan_down, seats[kd], np.maximum(2, (seats[kd] * 0.75).astype(int)))
         plan_up = (rng.random(len(ku)) < 0.5) & (plan[ku] < len(PLANS) - 1)
         plan[ku] += plan_up
-        seats[ku] = np.where(plan_up, seats[ku], np.ceil(seats[ku] * 1.25).astype(int))
+        grown = np.minimum(np.ceil(seats[ku] * 1.25).astype(int), MAX_SEATS)
+        seats[ku] = np.where(plan_up, seats[ku], grown)
         last_downgrade[kd] = t
 
         if progress is not None:
@@ -674,6 +833,7 @@ def generate_world(
             signup_plan[live],
             channel[live],
             csm[live],
+            churn_day[live] < data_end,
         ),
         subscriptions=_subscriptions_table(subs, customer_ids, price),
         events=_events_table(events, customer_ids),
@@ -702,64 +862,104 @@ def _event_rows(
     o_end: Array,
     ms: int,
     cum_weights: Array,
-    engagement: Array,
     *,
     seats: Array,
-    champion_cutoff: Array,
-    champion_share: Array,
-    adopted: Array,
     health: Array,
+    utilisation: Array,
+    champion_days: Array,
+    other_days: Array,
+    champion_cutoff: Array,
+    adopted: Array,
+    peripheral: Array,
+    launched: Array,
     utc_offset: Array,
     launch_day: Array,
 ) -> None:
-    """Logins (a row per user-day) and feature use (a row per user-day-feature, value = actions).
+    """Logins (a row per user-day, value = sessions) and feature use (a row per user-day-feature,
+    value = actions).
 
-    The champion is user 0; after its departure day its rows are dropped, so both the user and its
-    share of the activity vanish from the data.
+    Users scale with the account, activity per user with health: ``(seats - 1) * utilisation``
+    non-champion users (randomly rounded) are active this month, users 1..k (so the same people
+    come back), each on ``1 + Poisson(other_days)`` days; the champion (user 0) on
+    ``Poisson(champion_days)`` days until its departure day, after which neither the user nor its
+    activity appears again. Each login day brings ``Poisson(0.8 exp(0.2 health))`` feature rows.
     """
-    scale = np.sqrt(seats) * engagement
-    for event_type, rate in ((0, 2.4), (1, 3.0)):
-        count = rng.poisson(rate * scale)
-        row = np.repeat(np.arange(len(o)), count)
-        m = len(row)
-        day = _draw_days(rng, cum_weights, o_first[row], o_end[row])
-        other = 1 + (rng.random(m) * (seats[row] - 1)).astype(np.int64)
-        user = np.where(rng.random(m) < champion_share[row], 0, other)
-        keep = (user != 0) | (day < champion_cutoff[row])
-        row, day, user = row[keep], day[keep], user[keep]
-        m = len(row)
-        ns = (ms + day) * NS_PER_DAY + _time_of_day_ns(rng, utc_offset[row])
-        if event_type == 0:
-            feature = np.full(m, -1)
-            value = 1 + rng.poisson(0.6, m)
-        else:
-            feature = _pick_feature(rng, adopted[row], day, launch_day)
-            value = 1 + rng.poisson(3.0 * np.exp(0.25 * health[row]))
-        order = np.argsort(ns, kind="stable")
-        events.add(
-            customer=o[row][order],
-            user=user[order],
-            ns=ns[order],
-            event_type=np.full(m, event_type, dtype=np.int8),
-            feature=feature[order].astype(np.int8),
-            value=value[order].astype(np.int32),
-        )
+    exposure = (o_end - o_first) / (len(cum_weights) - 1)
+    expected = np.maximum(seats - 1, 0) * np.clip(utilisation * exposure, 0.0, 1.0)
+    others = (expected + rng.random(len(o))).astype(np.int64)  # a stable team: rounding only
+    champion = champion_cutoff > o_first
+    users = others + champion
+    owner = np.repeat(np.arange(len(o)), users)
+    rank = np.arange(len(owner)) - np.repeat(np.cumsum(users) - users, users)
+    user = rank + ~champion[owner]  # the champion is user 0 while present; others 1..k
+    is_champion = user == 0
+    days = np.where(
+        is_champion,
+        rng.poisson(champion_days[owner] * exposure[owner]),
+        1 + rng.poisson(other_days[owner] * exposure[owner]),
+    )
+    row, user = np.repeat(owner, days), np.repeat(user, days)
+    day = _draw_days(rng, cum_weights, o_first[row], o_end[row])
+    keep = (user != 0) | (day < champion_cutoff[row])
+    row, user, day = row[keep], user[keep], day[keep]
+    login_ns = (ms + day) * NS_PER_DAY + _time_of_day_ns(rng, utc_offset[row])
+
+    per_login = rng.poisson(FEATURE_ROWS_PER_LOGIN * np.exp(0.2 * health[row]))
+    f = np.repeat(np.arange(len(row)), per_login)
+    day_end = (ms + day[f] + 1) * NS_PER_DAY - NS_PER_SECOND
+    feature_ns = np.minimum(login_ns[f] + _hours_ns(rng.exponential(0.6, len(f))), day_end)
+    feature = _pick_feature(rng, adopted, peripheral, launched, row[f], day[f], launch_day)
+    value = np.concatenate(
+        [1 + rng.poisson(0.6, len(row)), 1 + rng.poisson(3.0 * np.exp(0.15 * health[row[f]]))]
+    )
+    ns = np.concatenate([login_ns, feature_ns])
+    order = np.argsort(ns, kind="stable")
+    events.add(
+        customer=o[np.concatenate([row, row[f]])][order],
+        user=np.concatenate([user, user[f]])[order],
+        ns=ns[order],
+        event_type=np.repeat(np.array([0, 1], dtype=np.int8), [len(row), len(f)])[order],
+        feature=np.concatenate([np.full(len(row), -1), feature])[order].astype(np.int8),
+        value=value[order].astype(np.int32),
+    )
 
 
-def _pick_feature(rng: np.random.Generator, adopted: Array, day: Array, launch_day: Array) -> Array:
-    """70 % of uses go to an adopted core feature, the rest to peripheral or launched features."""
-    m = len(day)
-    breadth = adopted.sum(axis=1)
-    ranked = np.argsort(~adopted, axis=1, kind="stable")  # adopted core features first
-    pick = (rng.random(m) * np.maximum(breadth, 1)).astype(np.int64)
-    core = ranked[np.arange(m), pick]
-    peripheral = len(CORE_FEATURES) + rng.integers(0, len(PERIPHERAL_FEATURES), m)
-    u = rng.random(m)
-    for i, launched in enumerate(launch_day):
-        moved = (day >= launched) & (u >= i * LAUNCH_UPTAKE) & (u < (i + 1) * LAUNCH_UPTAKE)
-        peripheral = np.where(moved, len(CORE_FEATURES) + len(PERIPHERAL_FEATURES) + i, peripheral)
-    use_core = (rng.random(m) < 0.7) & (breadth > 0)
-    return np.where(use_core, core, peripheral)
+def _pick_feature(
+    rng: np.random.Generator,
+    adopted: Array,
+    peripheral: Array,
+    launched: Array,
+    row: Array,
+    day: Array,
+    launch_day: Array,
+) -> Array:
+    """A feature for each feature-use row of customer ``row`` (an index into the per-customer
+    ``adopted`` core, ``peripheral`` and ``launched`` flags) on ``day``.
+
+    80 % of uses go to an adopted core feature, the rest to the account's own peripheral features
+    or a launched feature it tried (only from its launch day).
+    """
+    m = len(row)
+    breadth = adopted.sum(axis=1)[row]
+    core_rank = np.argsort(~adopted, axis=1, kind="stable")  # adopted core features first
+    core = core_rank[row, (rng.random(m) * np.maximum(breadth, 1)).astype(np.int64)]
+    n_peripheral = peripheral.sum(axis=1)[row]
+    peripheral_rank = np.argsort(~peripheral, axis=1, kind="stable")
+    available = launched[row] & (day[:, None] >= launch_day[None, :])
+    n_other = n_peripheral + available.sum(axis=1)
+    pick = (rng.random(m) * np.maximum(n_other, 1)).astype(np.int64)
+    own = len(CORE_FEATURES) + peripheral_rank[row, np.minimum(pick, len(PERIPHERAL_FEATURES) - 1)]
+    first_launched = np.where(available[:, 0], 0, 1)
+    tried = (
+        len(CORE_FEATURES)
+        + len(PERIPHERAL_FEATURES)
+        + np.where(pick == n_peripheral, first_launched, 1)
+    )
+    other = np.where(pick < n_peripheral, own, tried)
+    any_peripheral = len(CORE_FEATURES) + rng.integers(0, len(PERIPHERAL_FEATURES), m)
+    other = np.where(n_other > 0, other, any_peripheral)
+    use_core = (breadth > 0) & ((rng.random(m) < CORE_USE_SHARE) | (n_other == 0))
+    return np.where(use_core, core, other)
 
 
 def _ticket_rows(
@@ -772,20 +972,24 @@ def _ticket_rows(
     data_end: int,
     cum_weights: Array,
     *,
-    seats: Array,
+    users: Array,
     health: Array,
     late: Array,
+    silent: Array,
     utc_offset: Array,
-    stuck: Array,
+    stuck_until: Array,
     numbered_from: int,
 ) -> int:
-    """Tickets rise as health falls; some high/urgent ones get stuck for 35-120 days.
+    """Tickets come from the people using the product (``users``: expected active users), a little
+    more often when health is low, but a declining account goes quiet (a third of the rate): few
+    tickets is not a sign of health. Some high/urgent tickets get stuck for 35-120 days.
 
-    Marks ``stuck`` (full-size) for customers with a stuck high/urgent ticket this month and returns
-    the running ticket count (ids are sequential over the whole period).
+    Raises ``stuck_until`` (full-size, nanoseconds) to the resolution time of each customer's stuck
+    high/urgent tickets and returns the running ticket count (ids run over the whole period).
     """
     exposure = (o_end - o_first) / (len(cum_weights) - 1)
-    count = rng.poisson(0.35 * seats**0.3 * np.exp(-0.4 * health) * exposure)
+    rate = TICKET_RATE * users**0.7 * np.exp(-0.2 * health) * np.where(silent, SILENT_TICKETS, 1.0)
+    count = rng.poisson(rate * exposure)
     row = np.repeat(np.arange(len(o)), count)
     m = len(row)
     day = _draw_days(rng, cum_weights, o_first[row], o_end[row])
@@ -802,7 +1006,10 @@ def _ticket_rows(
     category = np.where(late[row] & (rng.random(m) < 0.4), 2, category)  # billing disputes
     answered = (rng.random(m) < 0.5) & (resolved > 0)
     csat = np.clip(np.round(3.9 + 0.6 * health[row] - 1.5 * is_stuck + rng.normal(0, 0.8, m)), 1, 5)
-    stuck[o[row[high & is_stuck]]] = True
+    stuck_high = high & is_stuck
+    np.maximum.at(
+        stuck_until, o[row[stuck_high]], opened[stuck_high] + _hours_ns(hours[stuck_high])
+    )
     order = np.argsort(opened, kind="stable")
     tickets.add(
         number=numbered_from + 1 + np.arange(m),
@@ -828,11 +1035,14 @@ def _invoice_rows(
     first: Array,
     is_new: Array,
     late: Array,
+    slow: Array,
     utc_offset: Array,
 ) -> None:
     """Monthly invoices due in 15 days; late payers pay 3-45 days late or (25 %) never.
 
-    A new customer's first invoice is issued on its signup day and prorated.
+    Slow payers (mostly big accounts, whose accounts payable run on their own cycle) pay 60 % of
+    invoices 5-30 days late whatever their health: lateness alone is not distress. A new
+    customer's first invoice is issued on its signup day and prorated.
     """
     m = len(o)
     issued_day = ms + np.where(is_new, first, 0)
@@ -843,6 +1053,8 @@ def _invoice_rows(
     slightly_late = issued_day + 15 + rng.integers(1, 11, m)
     very_late = issued_day + 15 + rng.integers(3, 46, m)
     paid_day = np.where(rng.random(m) < 0.03, slightly_late, on_time)
+    habitually_late = issued_day + 15 + rng.integers(5, 31, m)
+    paid_day = np.where(slow & (rng.random(m) < 0.6), habitually_late, paid_day)
     paid_day = np.where(late, np.where(rng.random(m) < 0.25, NEVER, very_late), paid_day)
     paid = np.minimum(paid_day, data_end) * NS_PER_DAY + _time_of_day_ns(rng, utc_offset)
     paid = np.where(paid_day >= data_end, np.iinfo(np.int64).min, paid)  # unpaid at export
@@ -860,24 +1072,26 @@ def _marketing_rows(
     health: Array,
     utc_offset: Array,
 ) -> None:
-    """Newsletters (1-2 a month), in-app messages and webinar invites; healthier accounts engage.
+    """Newsletters (1-2 a month), in-app messages and webinar invites.
 
-    Responses (open, click, attend) follow their send within two days and never after churn.
+    Email opens barely depend on health (inbox habits, not product value); in-app clicks and
+    webinar attendance somewhat more. Responses (open, click, attend) follow their send within two
+    days and never after churn.
     """
     exposure = (o_end - o_first) / (len(cum_weights) - 1)
-    # channel, sends per month, logit of first response, first response, chance of a click
+    # channel, sends per month, logit of first response, its health slope, response, click chance
     touches = (
-        ("email", 1.5, -0.4, 1, 0.25),
-        ("in_app", 0.5, -1.0, 2, 0.0),
-        ("webinar", 0.35, -1.8, 3, 0.0),
+        ("email", 1.5, -0.4, 0.1, 1, 0.25),
+        ("in_app", 0.5, -1.0, 0.3, 2, 0.0),
+        ("webinar", 0.35, -1.8, 0.5, 3, 0.0),
     )
-    for channel, rate, logit, response, p_click in touches:
+    for channel, rate, logit, slope, response, p_click in touches:
         count = rng.poisson(rate * exposure)
         row = np.repeat(np.arange(len(o)), count)
         m = len(row)
         day = _draw_days(rng, cum_weights, o_first[row], o_end[row])
         sent = (ms + day) * NS_PER_DAY + _time_of_day_ns(rng, utc_offset[row])
-        responds = rng.random(m) < _sigmoid(logit + 0.7 * health[row])
+        responds = rng.random(m) < _sigmoid(logit + slope * health[row])
         replied = sent + _hours_ns(rng.exponential(8.0, m))
         clicked = replied + _hours_ns(rng.exponential(0.2, m))
         clicks = responds & (rng.random(m) < p_click)
@@ -910,7 +1124,10 @@ def _exit_rows(
     m = len(churned)
     weights = np.stack(
         [
-            0.3 + 0.6 * x["low_breadth"][churns] + 0.5 * np.maximum(0, -x["health"][churns]),
+            0.3
+            + 0.6 * x["low_breadth"][churns]
+            + 0.5 * np.maximum(0, -x["health"][churns])
+            + 0.5 * x["health_drop"][churns],
             0.3 + 1.0 * x["late_payer"][churns] + 0.6 * x["recent_downgrade"][churns],
             0.2 + 1.2 * x["unresolved_high_ticket"][churns],
             0.3 + 0.8 * x["champion_left"][churns],
@@ -940,8 +1157,12 @@ def _customers_table(
     plan: Array,
     channel: Array,
     csm: Array,
+    churned: Array,
 ) -> pd.DataFrame:
-    """``plan`` here is the plan at signup; the current plan lives on ``subscriptions``."""
+    """``plan`` here is the plan at signup; the current plan lives on ``subscriptions``.
+
+    ``status`` is the CRM's flag on the export day: ``churned`` once the last subscription ended.
+    """
     return pd.DataFrame(
         {
             "customer_id": ids,
@@ -953,6 +1174,7 @@ def _customers_table(
             "plan": _pick(PLANS, plan),
             "acquisition_channel": _pick(CHANNELS, channel),
             "csm_owner": _pick(CSM_OWNERS, csm),
+            "status": np.where(churned, "churned", "active").astype(object),
         }
     )
 
@@ -1082,13 +1304,16 @@ def _exit_table(exits: _Chunks, customer_ids: Array, churn_day: Array) -> pd.Dat
 
 TRUTH_DRIVERS = (
     "health",
+    "health_drop",
     "late_payer",
+    "small_account",
     "champion_left",
     "unresolved_high_ticket",
     "core_breadth",
     "low_breadth",
     "recent_downgrade",
     "early_tenure",
+    "declining",
 )
 
 
@@ -1121,33 +1346,26 @@ def _drivers_document(
 ) -> dict[str, Any]:
     """The true drivers, their observable signals and effect sizes, plus what this world shows."""
     truth = truth[truth["at_risk"]]
-    coefficients = {
-        name: getattr(process, name)
-        for name in (
-            "health",
-            "late_payer",
-            "champion_left",
-            "champion_left_x_unhealthy",
-            "unresolved_high_ticket",
-            "low_breadth",
-            "recent_downgrade",
-            "early_tenure",
-        )
-    }
+    coefficients = {name: getattr(process, name) for name in HAZARD_DRIVERS}
     rate = float(truth["churned"].mean()) if len(truth) else 0.0
+    churners = truth[truth["churned"]]
+    units = {"health": "per unit of health", "health_drop": "per unit of health lost in 3 months"}
 
     def rate_ratio(flag: pd.Series) -> float | None:
         on, off = truth.loc[flag, "churned"].mean(), truth.loc[~flag, "churned"].mean()
         return round(float(on / off), 2) if flag.any() and (~flag).any() and off > 0 else None
 
     flags = {
+        "health_below_minus_1": truth["health"] < -1,
+        "health_drop_over_1": truth["health_drop"] > 1,
+        "declining": truth["declining"].astype(bool),
         "late_payer": truth["late_payer"].astype(bool),
+        "late_payer_x_small": (truth["late_payer"] * truth["small_account"]).astype(bool),
         "champion_left": truth["champion_left"].astype(bool),
         "unresolved_high_ticket": truth["unresolved_high_ticket"].astype(bool),
         "low_breadth": truth["low_breadth"].astype(bool),
         "recent_downgrade": truth["recent_downgrade"].astype(bool),
         "early_tenure": truth["early_tenure"].astype(bool),
-        "health_below_minus_1": truth["health"] < -1,
     }
     return {
         "world": {
@@ -1163,27 +1381,32 @@ def _drivers_document(
             },
         },
         "hazard_model": (
-            "avoidable = sigmoid(baseline + sum(coefficient * driver state of the previous month)"
+            "avoidable = sigmoid(baseline + sum(coefficient * driver state two months before)"
             " + plan effect + Normal(0, noise_sd));"
             " hazard = 1 - (1 - avoidable) * (1 - unavoidable)"
         ),
         "baseline_logit": process.baseline,
         "noise_sd": process.noise_sd,
         "unavoidable_monthly_hazard": process.unavoidable,
+        "notice": "month m's hazard follows the driver states behind month m-2's data",
         "plan_effect": dict(zip(PLANS, process.plan, strict=True)),
         "drivers": {
             name: {
                 "coefficient": coefficient,
                 "odds_ratio": round(float(np.exp(coefficient)), 3),
-                "unit": "per unit of health" if name == "health" else "when true",
-                "observable": DRIVER_SIGNALS[name][0],
-                "lead": DRIVER_SIGNALS[name][1],
+                "unit": units.get(name, "when true"),
+                "observable": DRIVER_SIGNALS[name].observable,
+                "lead": DRIVER_SIGNALS[name].lead,
+                "features": list(DRIVER_SIGNALS[name].features),
             }
             for name, coefficient in coefficients.items()
         },
         "process": asdict(process),
         "measured": {
             "monthly_churn_rate": round(rate, 5),
+            "unavoidable_share_of_churn": (
+                round(float(churners["unavoidable"].mean()), 4) if len(churners) else None
+            ),
             "customer_months_at_risk": len(truth),
             "churn_rate_ratio": {name: rate_ratio(flag) for name, flag in flags.items()},
             "share_of_customer_months": {
@@ -1197,6 +1420,9 @@ def _drivers_document(
 def write_world(world: World, out: Path) -> Path:
     """Write ``out/<table>.parquet`` for each contract table and the truth to ``out/truth/``.
 
+    Columns follow the contract's order; optional columns the generator does not produce
+    (``events.event_id``, ``events.subscription_id``) are left out, as the contract allows.
+
     The whole folder is written atomically: a failure leaves the previous ``out`` (or nothing).
     Files are byte-identical for the same seed (no timestamps or random names inside).
     """
@@ -1204,7 +1430,7 @@ def write_world(world: World, out: Path) -> Path:
     with atomic_path(out) as tmp:
         (tmp / "truth").mkdir(parents=True)
         for name, frame in world.tables.present().items():
-            columns = [c for group in TABLE_COLUMNS[name] for c in group]
+            columns = [c for group in TABLE_COLUMNS[name] for c in group if c in frame.columns]
             frame[columns].to_parquet(tmp / f"{name}.parquet", index=False, compression="zstd")
         world.truth_hazard.to_parquet(
             tmp / "truth" / "hazard.parquet", index=False, compression="zstd"

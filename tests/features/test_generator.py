@@ -13,6 +13,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
+from features.catalog import BY_NAME
 from features.contract import (
     EXIT_CATEGORIES,
     MARKETING_ACTIONS,
@@ -23,6 +24,7 @@ from features.contract import (
 from features.errors import ChurnError
 from features.generator import (
     DEFAULT_PROCESS,
+    HAZARD_DRIVERS,
     LAUNCHED_FEATURES,
     PLANS,
     World,
@@ -65,10 +67,18 @@ def test_different_seeds_give_different_worlds(tmp_path: Path) -> None:
     assert _files(one)["events.parquet"] != _files(two)["events.parquet"]
 
 
-def test_written_tables_have_exactly_the_contract_columns(written: Path) -> None:
+def test_written_tables_have_the_required_columns_in_contract_order(written: Path) -> None:
     for table, (required, optional) in TABLE_COLUMNS.items():
-        frame = pd.read_parquet(written / f"{table}.parquet")
-        assert tuple(frame.columns) == required + optional, table
+        columns = tuple(pd.read_parquet(written / f"{table}.parquet").columns)
+        assert set(required) <= set(columns), table
+        assert columns == tuple(c for c in required + optional if c in columns), table
+
+
+def test_customer_status_flags_exactly_the_churned_customers(world: World) -> None:
+    customers, exits = world.tables.customers, world.tables.exit_reasons
+    assert exits is not None
+    churned = customers["customer_id"].isin(exits["customer_id"])
+    assert (customers["status"] == np.where(churned, "churned", "active")).all()
 
 
 def test_tables_round_trip_through_parquet_unchanged(world: World, written: Path) -> None:
@@ -128,12 +138,30 @@ def test_monthly_churn_rate_is_within_the_documented_range(world: World) -> None
     assert world.drivers["measured"]["monthly_churn_rate"] == pytest.approx(rate, abs=1e-4)
 
 
+def test_unavoidable_churn_is_a_small_share_of_all_churn(world: World) -> None:
+    churners = _churn_month_at_risk(world).query("churned")
+    assert 0.03 <= churners["unavoidable"].mean() <= 0.12  # docs/generator.md: about 6 %
+
+
+def test_hazard_spreads_from_healthy_to_deteriorating_customers(world: World) -> None:
+    truth = _churn_month_at_risk(world)
+    quiet = ~truth[["late_payer", "champion_left", "unresolved_high_ticket", "low_breadth"]].any(
+        axis=1
+    )
+    healthy = truth.loc[quiet & (truth["health"] > 0.5), "avoidable_hazard"].median()
+    declining = truth.loc[truth["declining"], "hazard"]
+    assert healthy < 0.004  # docs: about 0.25 % a month
+    assert 0.07 <= declining.median() <= 0.25  # docs: about 12 % a month, a quarter above 30 %
+
+
 def test_realised_churn_recovers_the_documented_driver_effects(world: World) -> None:
     truth = _churn_month_at_risk(world)
     truth = truth[~truth["unavoidable"]]  # unavoidable churn is independent of the drivers
     drivers = {
         "health": truth["health"],
+        "health_drop": truth["health_drop"],
         "late_payer": truth["late_payer"],
+        "late_payer_x_small": truth["late_payer"] & truth["small_account"],
         "champion_left": truth["champion_left"],
         "champion_left_x_unhealthy": truth["champion_left"] & (truth["health"] < 0),
         "unresolved_high_ticket": truth["unresolved_high_ticket"],
@@ -145,17 +173,50 @@ def test_realised_churn_recovers_the_documented_driver_effects(world: World) -> 
     design = pd.DataFrame(drivers | plans).astype(float)
     fit = LogisticRegression(C=1e6, max_iter=5000).fit(design, truth["churned"])
     estimated = dict(zip(design.columns, fit.coef_[0], strict=True))
+    loose = ("champion", "late_payer", "recent_downgrade")  # rarer states: larger standard errors
     for name in drivers:
-        tolerance = 0.6 if name.startswith("champion") else 0.4  # about 2.5 standard errors
+        tolerance = 0.7 if name.startswith(loose) else 0.4  # about 2.5 standard errors
         assert estimated[name] == pytest.approx(getattr(DEFAULT_PROCESS, name), abs=tolerance)
     assert world.drivers["drivers"]["late_payer"]["coefficient"] == DEFAULT_PROCESS.late_payer
+
+
+def test_every_true_driver_names_catalog_features_that_observe_it(world: World) -> None:
+    drivers = world.drivers["drivers"]
+    assert set(drivers) == set(HAZARD_DRIVERS)
+    for name, driver in drivers.items():
+        assert driver["features"], name
+        assert set(driver["features"]) <= set(BY_NAME), name
+
+
+def test_late_payments_hurt_small_accounts_more_than_big_ones(world: World) -> None:
+    truth = _churn_month_at_risk(world)
+    small, late = truth["small_account"], truth["late_payer"]
+
+    def ratio(size: pd.Series) -> float:
+        return float(
+            truth.loc[size & late, "churned"].mean() / truth.loc[size & ~late, "churned"].mean()
+        )
+
+    assert ratio(small) > 2 * ratio(~small)
+
+
+def test_a_champion_leaving_hurts_mostly_when_health_is_already_low(world: World) -> None:
+    truth = _churn_month_at_risk(world)
+    gone, low = truth["champion_left"], truth["health"] < 0
+
+    def ratio(health: pd.Series) -> float:
+        return float(
+            truth.loc[health & gone, "churned"].mean() / truth.loc[health & ~gone, "churned"].mean()
+        )
+
+    assert ratio(low) > 1.5 * ratio(~low)
 
 
 def test_late_payers_churn_several_times_as_often_as_the_docs_say(world: World) -> None:
     truth = _churn_month_at_risk(world)
     late = truth["late_payer"]
     ratio = truth.loc[late, "churned"].mean() / truth.loc[~late, "churned"].mean()
-    assert 2.8 <= ratio <= 5.5  # docs/generator.md: about 3.8x
+    assert 2.0 <= ratio <= 5.0  # docs/generator.md: about 3x
 
 
 def test_late_payers_show_late_or_unpaid_invoices(world: World) -> None:
@@ -178,9 +239,8 @@ def test_churners_activity_declines_in_the_three_months_before_churn(world: Worl
     offset = per_month["timestamp"] - per_month["customer_id"].map(churn_month.dt.to_period("M"))
     months_before = offset.map(lambda delta: -delta.n if pd.notna(delta) else np.nan)
     before = per_month.groupby(months_before)["events"].mean()
-    stayers = per_month.loc[months_before.isna(), "events"].mean()
-    assert before[1] < before[4] < stayers
-    assert before[1] < 0.75 * stayers
+    assert before[1] < before[4]
+    assert before[1] < 0.75 * before[6]  # decline against the account's own past
 
 
 def test_the_champions_events_stop_after_they_leave(world: World) -> None:
@@ -211,7 +271,8 @@ def test_truth_is_written_apart_from_the_contract_tables(written: Path) -> None:
         hazard.columns
     )
     drivers = json.loads((written / "truth" / "drivers.json").read_text())
-    assert drivers["drivers"]["late_payer"]["odds_ratio"] == pytest.approx(np.exp(1.0), rel=1e-3)
+    odds_ratio = np.exp(DEFAULT_PROCESS.late_payer)
+    assert drivers["drivers"]["late_payer"]["odds_ratio"] == pytest.approx(odds_ratio, rel=1e-3)
 
 
 def test_oracle_score_is_one_minus_survival_over_the_window(world: World) -> None:
@@ -234,7 +295,7 @@ def test_the_oracle_ranks_next_quarters_churners_first(world: World) -> None:
     churned_at = active.map(exits.set_index("customer_id")["churned_at"])
     label = churned_at < pd.Timestamp(as_of, tz="UTC") + pd.Timedelta(days=90)
     scores = oracle_scores(truth, as_of, 90, list(active))
-    assert roc_auc_score(label, scores) > 0.72
+    assert roc_auc_score(label, scores) > 0.8  # docs/generator.md: about 0.87-0.9 at 5,000 x 24
 
 
 def test_the_oracle_refuses_a_window_past_the_simulated_period(world: World) -> None:
