@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Callable
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -365,6 +365,7 @@ def score_all(
     ] = None,
 ) -> None:
     """Score every snapshot customer with the champion into the score store serving loads."""
+    from serving.history import append_history
     from serving.store import ModelRef
     from serving.store import score_all as write_score_store
     from training.registry import configure, load_registered
@@ -379,6 +380,10 @@ def score_all(
         out or settings.score_store_path, settings.top_k, settings.scoring_threads,
     )  # fmt: skip
     console.print(f"[green]wrote[/] {target}: {customers:,} customers scored by {name} v{version}")
+    scores = pd.read_parquet(target)
+    as_of = str(scores["as_of"].max())
+    append_history(settings.store_dir, scores, version, as_of, datetime.now(UTC))
+    console.print(f"appended to the score history in {settings.store_dir / 'history'}")
 
 
 @app.command()

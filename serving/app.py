@@ -58,6 +58,7 @@ from serving.schemas import (
     TierName,
 )
 from serving.state import ReloadOutcome, Runtime, ServingState, iso_utc
+from serving.ui import mount_ui
 
 log = logging.getLogger("churn.serving")
 
@@ -444,6 +445,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
                 "as_of": summary["as_of"], "customers": summary["customers"]}  # fmt: skip
         return Response(orjson.dumps(body), media_type=JSON)
 
+    mount_ui(app, lambda: runtime, settings)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
