@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import sys
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from functools import wraps
@@ -363,6 +364,7 @@ def score_all(
     model: Annotated[
         str | None, typer.Option(help="Registered model, e.g. churn-model@champion.")
     ] = None,
+    rules: Annotated[bool, typer.Option("--rules/--no-rules", help="Run rules.yaml after.")] = True,
 ) -> None:
     """Score every snapshot customer with the champion into the score store serving loads."""
     from serving.history import append_history
@@ -384,6 +386,12 @@ def score_all(
     as_of = str(scores["as_of"].max())
     append_history(settings.store_dir, scores, version, as_of, datetime.now(UTC))
     console.print(f"appended to the score history in {settings.store_dir / 'history'}")
+    if rules:
+        from serving.workflows.service import Workflows
+
+        workflows = Workflows.from_settings(settings)
+        console.print(workflows.run().line())
+        _send_webhooks(workflows)
 
 
 @app.command()
@@ -405,6 +413,108 @@ def serve(
         f"-H 'Content-Type: application/json' -d '{{\"customer_id\": \"{cid}\"}}'"
     )
     run_server(settings, host, port, workers)
+
+
+rules_app = typer.Typer(no_args_is_help=True, help="Retention workflow rules (rules.yaml).")
+app.add_typer(rules_app, name="rules")
+
+NowOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--now",
+        help="Evaluate as of this UTC time (ISO 8601). Default: the clock, or the latest "
+        "as_of of the score history when it belongs to an older export (the demo).",
+    ),
+]
+
+
+def _moment(text: str | None) -> datetime | None:
+    """'2025-06-02' or '2025-06-02T06:00' (UTC) -> datetime; a clear error otherwise."""
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ChurnError(
+            f"Cannot read --now {text!r}: use YYYY-MM-DD or YYYY-MM-DDTHH:MM."
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _send_webhooks(workflows: Any) -> None:
+    """Deliver queued webhooks; a missing secret leaves them queued (the run is recorded)."""
+    try:
+        attempts = workflows.send(timeout_seconds=30)
+    except ChurnError as exc:
+        err_console.print(f"[yellow]webhooks stay queued:[/] {exc}")
+        return
+    outcomes = Counter(a.outcome for a in attempts)
+    console.print(
+        f"webhooks: {outcomes['delivered']} delivered, {outcomes['pending']} to retry, "
+        f"{outcomes['dead']} dead-lettered"
+    )
+
+
+@rules_app.command("run")
+@friendly_errors
+def rules_run(
+    now: NowOpt = None,
+    send: Annotated[bool, typer.Option(help="Deliver queued webhooks after the run.")] = True,
+) -> None:
+    """Evaluate rules.yaml over the score history: open and clear alerts, queue their actions."""
+    from serving.workflows.service import Workflows
+
+    workflows = Workflows.from_settings(Settings())
+    summary = workflows.run(_moment(now))
+    console.print(f"[green]{summary.line()}[/]")
+    if send:
+        _send_webhooks(workflows)
+
+
+@rules_app.command("send")
+@friendly_errors
+def rules_send() -> None:
+    """Deliver queued webhooks (retries, back-off, dead letters); run it from cron or a loop."""
+    from serving.workflows.service import Workflows
+
+    _send_webhooks(Workflows.from_settings(Settings()))
+
+
+@rules_app.command("check")
+@friendly_errors
+def rules_check() -> None:
+    """Validate rules.yaml; exit 1 naming the line and the reason of each problem."""
+    from serving.workflows.config import WorkflowSettings, load_rules
+
+    path = WorkflowSettings().rules_path
+    config = load_rules(path)
+    console.print(f"[green]{path}: valid[/] ({len(config.rules)} rules)")
+
+
+@app.command()
+@friendly_errors
+def report(
+    quarter: Annotated[
+        str | None, typer.Option(help="Quarterly review of this quarter, e.g. 2025Q1.")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Write the markdown here.")] = None,
+    now: NowOpt = None,
+) -> None:
+    """The closed loop (effect of actions, exits, rule precision, goal) or a quarterly review."""
+    from serving.workflows.loop import quarterly_review
+    from serving.workflows.review import loop_markdown, review_markdown
+    from serving.workflows.service import Workflows
+
+    loop, inputs = Workflows.from_settings(Settings()).closed_loop(_moment(now))
+    text = (
+        review_markdown(quarterly_review(loop, inputs, quarter)) if quarter else loop_markdown(loop)
+    )
+    if out is None:
+        typer.echo(text)
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+        console.print(f"[green]wrote[/] {out}")
 
 
 def main() -> None:  # pragma: no cover - console entry point

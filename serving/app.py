@@ -59,6 +59,7 @@ from serving.schemas import (
 )
 from serving.state import ReloadOutcome, Runtime, ServingState, iso_utc
 from serving.ui import mount_ui
+from serving.workflows.routes import mount_workflows
 
 log = logging.getLogger("churn.serving")
 
@@ -446,6 +447,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         return Response(orjson.dumps(body), media_type=JSON)
 
     mount_ui(app, lambda: runtime, settings)
+    mount_workflows(app, settings, api_key_check(settings))
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

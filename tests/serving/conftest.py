@@ -11,6 +11,7 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -98,3 +99,25 @@ def live_features(snapshot: pd.DataFrame, model: ChurnModel, row: int) -> dict[s
     """A snapshot row as the ``features`` object a CRM would send (NaN -> null)."""
     record = snapshot.iloc[row]
     return {name: (None if pd.isna(record[name]) else record[name]) for name in model.features}
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """One headless Debian Chromium per test process, shared by the UI and workflow tests:
+    Playwright's sync API refuses to start a second instance while one is running."""
+    chromium_path = shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(chromium_path).exists():
+        pytest.skip(
+            "Debian's chromium is not installed (Playwright cannot download browsers here): "
+            "run `make browser` or `apt-get install chromium`."
+        )
+    from playwright.sync_api import sync_playwright
+
+    args = [
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    ]  # fmt: skip
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=chromium_path, args=args)
+        yield chromium
+        chromium.close()

@@ -48,17 +48,6 @@ def ui_server(ui_world: ScoredWorld) -> Iterator[str]:
         yield server.base_url
 
 
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
-    require_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     """Keep each phase's report on the test item, for the screenshot-on-failure teardown."""

@@ -1,0 +1,299 @@
+"""The workflows API under ``/workflows``: alerts, tasks, interventions, exit interviews, verdicts,
+dead letters and the closed-loop report, for CRMs and scripts.
+
+Same conventions as the scoring API: the ``X-API-Key`` dependency of ``serving.app`` (passed in,
+so this module does not import the app), errors as ``ChurnError`` subclasses (mapped to HTTP by
+``serving.errors``), request bodies validated by pydantic (422 naming each field).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from typing import Annotated, Any, Literal
+
+import orjson
+import pandas as pd
+from fastapi import APIRouter, Depends, Query
+from fastapi import Path as PathParam
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from serving.schemas import ErrorBody
+from serving.workflows.service import Workflows
+
+JSON = "application/json"
+INTERVENTION_TYPES = (
+    "call",
+    "meeting",
+    "email",
+    "training",
+    "offer",
+    "escalation",
+    "executive_sponsor",
+    "re_onboarding",
+    "other",
+)
+OUTCOMES = ("saved", "improving", "no_change", "no_response", "churned", "pending")
+EXIT_CATEGORIES = (
+    "product",
+    "price",
+    "service",
+    "competitor",
+    "unavoidable",
+)  # = features.contract
+
+# SQLite rowids are signed 64-bit: a larger id is a 422, not an overflow deep in the ledger
+MAX_ROW_ID = 2**63 - 1
+RowId = Annotated[int, Field(ge=1, le=MAX_ROW_ID)]
+RowIdPath = Annotated[int, PathParam(ge=1, le=MAX_ROW_ID)]
+# the closed loop computes with pandas timestamps (years 1677-2262); keep recorded days plausible
+Day = Annotated[date, Field(ge=date(1970, 1, 1), le=date(2200, 12, 31))]
+InterventionType = Literal[
+    "call",
+    "meeting",
+    "email",
+    "training",
+    "offer",
+    "escalation",
+    "executive_sponsor",
+    "re_onboarding",
+    "other",
+]
+Outcome = Literal["saved", "improving", "no_change", "no_response", "churned", "pending"]
+ExitCategory = Literal["product", "price", "service", "competitor", "unavoidable"]
+
+
+class InterventionIn(BaseModel):
+    """What a CSM did for a customer (optionally for an alert or a task)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    customer_id: str = Field(min_length=1, max_length=200)
+    type: InterventionType
+    date: Day
+    owner: str = Field(min_length=1, max_length=200)
+    outcome: Outcome
+    notes: str | None = Field(None, max_length=5000)
+    alert_id: RowId | None = None
+    task_id: RowId | None = None
+
+
+class TaskClose(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    by: str = Field(min_length=1, max_length=200)
+    outcome: str = Field(min_length=1, max_length=2000)
+
+
+class ExitInterviewIn(BaseModel):
+    """The five standard questions, a reason category and the avoidable flag."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    customer_id: str = Field(min_length=1, max_length=200)
+    churned_at: Day
+    main_reason: str = Field(min_length=1, max_length=5000, description="Main reason for leaving.")
+    asked_for_help: Literal["yes", "no"] = Field(description="Did they ask us for help first?")
+    help_experience: str | None = Field(None, max_length=5000, description="How did that go?")
+    improve: str = Field(min_length=1, max_length=5000, description="What should we improve?")
+    replacement: str = Field(min_length=1, max_length=500, description="What replaces us?")
+    win_back: str = Field(min_length=1, max_length=5000, description="What would bring them back?")
+    category: ExitCategory
+    avoidable: bool
+    recorded_by: str = Field(min_length=1, max_length=200)
+
+
+class VerdictIn(BaseModel):
+    """A CSM's judgement of one alert, so noisy rules are found."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    useful: bool
+    comment: str | None = Field(None, max_length=2000)
+    by: str = Field(min_length=1, max_length=200)
+
+
+class GoalIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    baseline: float = Field(gt=0, lt=1)
+    target: float = Field(gt=0, lt=1)
+    start: Day
+    months: int = Field(ge=1, le=60)
+    by: str = Field(min_length=1, max_length=200)
+
+
+def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """DataFrame rows as JSON-safe dicts (NaN -> null)."""
+    out = []
+    for row in frame.to_dict(orient="records"):
+        out.append(
+            {
+                str(k): (None if isinstance(v, float) and math.isnan(v) else v)
+                for k, v in row.items()
+            }
+        )
+    return out
+
+
+def _json(body: Any, status: int = 200) -> Response:
+    return Response(
+        orjson.dumps(
+            body, default=str, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+        ),
+        status_code=status,
+        media_type=JSON,
+    )
+
+
+WORKFLOW_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "Body is not JSON, or a request the state forbids."},
+    401: {"model": ErrorBody, "description": "Missing or invalid X-API-Key."},
+    404: {"model": ErrorBody, "description": "Unknown alert, task, customer or webhook (named)."},
+    409: {"model": ErrorBody, "description": "Conflicts with the current state (e.g. closed)."},
+    413: {"model": ErrorBody, "description": "Body too large."},
+    422: {"model": ErrorBody, "description": "Invalid request; `fields` names each bad field."},
+}
+
+
+def workflows_router(
+    workflows: Workflows,
+    auth: Callable[..., Any],
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> APIRouter:
+    """The ``/workflows`` API; ``auth`` is ``serving.app.api_key_check(settings)``."""
+    router = APIRouter(
+        prefix="/workflows",
+        tags=["workflows"],
+        dependencies=[Depends(auth)],
+        responses=WORKFLOW_ERRORS,
+    )
+    ledger = workflows.ledger
+
+    @router.get("/alerts", summary="Alerts, newest first (open, cleared or all)")
+    def list_alerts(
+        status: Annotated[Literal["open", "cleared", "all"], Query()] = "open",
+        rule_id: str | None = None,
+        customer_id: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        offset: Annotated[int, Query(ge=0, le=MAX_ROW_ID)] = 0,
+    ) -> Response:
+        frame = ledger.alerts(
+            None if status == "all" else status, rule_id, customer_id, limit, offset
+        )
+        return _json({"count": len(frame), "items": records(frame.drop(columns=["context"]))})
+
+    @router.get("/alerts/{alert_id}", summary="One alert with the context its actions used")
+    def get_alert(alert_id: RowIdPath) -> Response:
+        alert = ledger.alert(alert_id)
+        alert["context"] = orjson.loads(alert["context"])
+        return _json(alert)
+
+    @router.post(
+        "/alerts/{alert_id}/verdict", status_code=201, summary="Mark an alert useful or not valid"
+    )
+    def verdict(alert_id: RowIdPath, body: VerdictIn) -> Response:
+        verdict_id = ledger.add_verdict(alert_id, body.useful, body.comment, body.by, clock())
+        return _json({"verdict_id": verdict_id, "alert_id": alert_id}, 201)
+
+    @router.get("/tasks", summary="Tasks (open by default), soonest deadline first")
+    def list_tasks(
+        status: Annotated[Literal["open", "closed", "all"], Query()] = "open",
+        owner: str | None = None,
+    ) -> Response:
+        where: list[str] = ["1 = 1"]
+        params: list[str] = []
+        if status != "all":
+            where.append("status = ?")
+            params.append(status)
+        if owner:
+            where.append("owner = ?")
+            params.append(owner)
+        frame = ledger.table(
+            "tasks", order="due_at, task_id", where=" AND ".join(where), params=params
+        )
+        return _json({"count": len(frame), "items": records(frame)})
+
+    @router.post("/tasks/{task_id}/close", summary="Close a task with its outcome")
+    def close_task(task_id: RowIdPath, body: TaskClose) -> Response:
+        ledger.close_task(task_id, body.by, body.outcome, clock())
+        return _json({"task_id": task_id, "status": "closed"})
+
+    @router.post("/interventions", status_code=201, summary="Record what was done for a customer")
+    def add_intervention(body: InterventionIn) -> Response:
+        new_id = ledger.add_intervention(body.model_dump(), clock())
+        return _json({"intervention_id": new_id}, 201)
+
+    @router.get("/interventions", summary="Recorded interventions, newest first")
+    def list_interventions(customer_id: str | None = None) -> Response:
+        where, params = ("customer_id = ?", [customer_id]) if customer_id else ("1 = 1", [])
+        frame = ledger.table(
+            "interventions", order="date DESC, intervention_id DESC", where=where, params=params
+        )
+        return _json({"count": len(frame), "items": records(frame)})
+
+    @router.post(
+        "/exit-interviews", status_code=201, summary="Record a churned customer's exit interview"
+    )
+    def add_exit_interview(body: ExitInterviewIn) -> Response:
+        new_id = ledger.add_exit_interview(body.model_dump(), clock())
+        return _json({"interview_id": new_id}, 201)
+
+    @router.get("/exit-interviews", summary="Recorded exit interviews")
+    def list_exit_interviews() -> Response:
+        frame = ledger.table("exit_interviews", order="interview_id DESC")
+        return _json({"count": len(frame), "items": records(frame)})
+
+    @router.get("/segments/{tag}", summary="Customers currently tagged with a segment")
+    def segment(tag: str) -> Response:
+        members = ledger.segment(tag)
+        return _json({"tag": tag, "count": len(members), "customer_ids": members})
+
+    @router.get("/drafts", summary="Email drafts for CSMs (never sent by the service)")
+    def drafts(customer_id: str | None = None) -> Response:
+        where, params = ("customer_id = ?", [customer_id]) if customer_id else ("1 = 1", [])
+        frame = ledger.table("drafts", order="draft_id DESC", where=where, params=params)
+        return _json({"count": len(frame), "items": records(frame)})
+
+    @router.get("/webhooks/dead-letters", summary="Webhooks that failed max_attempts times")
+    def dead_letters() -> Response:
+        frame = ledger.table("outbox", order="outbox_id", where="status = 'dead'")
+        return _json({"count": len(frame), "items": records(frame.drop(columns=["payload"]))})
+
+    @router.post("/webhooks/{outbox_id}/requeue", summary="Send a dead letter again (same key)")
+    def requeue(outbox_id: RowIdPath) -> Response:
+        ledger.requeue(outbox_id, clock().timestamp())
+        return _json({"outbox_id": outbox_id, "status": "pending"})
+
+    @router.put("/goal", summary="Set the retention goal (monthly churn from baseline to target)")
+    def set_goal(body: GoalIn) -> Response:
+        ledger.set_goal(body.baseline, body.target, body.start, body.months, body.by, clock())
+        return _json(ledger.latest_goal())
+
+    @router.get(
+        "/report", summary="The closed loop: effect of actions, exits, rule precision, goal"
+    )
+    def report() -> Response:
+        loop, _ = workflows.closed_loop()
+        return _json(loop_json(loop))
+
+    return router
+
+
+def loop_json(loop: Any) -> dict[str, Any]:
+    """The closed loop as JSON (DataFrames as lists of rows, NaN as null)."""
+    out: dict[str, Any] = {}
+    for name, value in vars(loop).items():
+        if isinstance(value, pd.DataFrame):
+            out[name] = records(value.drop(columns=[c for c in ("opened",) if c in value.columns]))
+        elif isinstance(value, float) and math.isnan(value):
+            out[name] = None
+        elif isinstance(value, dict):
+            out[name] = {
+                k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in value.items()
+            }
+        else:
+            out[name] = value
+    return out

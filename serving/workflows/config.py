@@ -1,0 +1,442 @@
+"""``rules.yaml``: which conditions open an alert, and what each alert does.
+
+The CS team edits ``rules.yaml`` (repository root, ``CHURN_RULES_PATH``) without code: a rule is
+a condition ``kind`` from :data:`CONDITION_KINDS` with its parameters, optional filters and a
+list of actions. Adding a rule, changing a threshold or a webhook is a YAML change. The file is
+validated when it is loaded; every problem names the file, the line and the key, so a typo is
+rejected before a single alert is opened. Keys and examples: ``docs/workflows.md``.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from churn.settings import Settings
+from features.catalog import Group
+from serving.workflows.errors import RulesError
+
+TierName = Literal["healthy", "low", "medium", "high"]
+RuleId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+DEFAULT_TEMPLATES = Path(__file__).with_name("emails")
+
+
+class WorkflowSettings(BaseSettings):
+    """Where the rules, the workflow database and the score history live (``CHURN_RULES_PATH``,
+    ``CHURN_WORKFLOWS_DB``, ``CHURN_SCORE_HISTORY``).
+
+    Kept beside :class:`churn.settings.Settings` until the lead merges these two fields into it;
+    :meth:`of` derives the defaults from the deployment's store folder.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="CHURN_", env_file=".env", extra="ignore")
+
+    rules_path: Path = Path("rules.yaml")
+    workflows_db: Path | None = None
+    score_history: Path | None = None
+
+    def db_path(self, settings: Settings) -> Path:
+        return self.workflows_db or settings.store_dir / "workflows.db"
+
+    def history_path(self, settings: Settings) -> Path:
+        """The score history (a Parquet file or folder) that ``churn score-all`` appends to."""
+        return self.score_history or settings.store_dir / "history"
+
+
+# ----- conditions --------------------------------------------------------------------------
+
+
+class _Condition(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HealthBelow(_Condition):
+    """Health score below ``threshold`` on every day of the last ``days`` days (inclusive).
+
+    Between two scorings the last known score holds; a gap longer than ``max_gap_days`` (if set)
+    breaks the run, because nobody knows what the score did in between.
+    """
+
+    kind: Literal["health_below"]
+    threshold: float = Field(ge=0, le=100)
+    days: int = Field(ge=1)
+    max_gap_days: int | None = Field(None, ge=1)
+
+
+class TierDropped(_Condition):
+    """Latest tier at least ``min_steps`` riskier than the best tier of the last ``window_days``."""
+
+    kind: Literal["tier_dropped"]
+    window_days: int = Field(30, ge=1)
+    min_steps: int = Field(1, ge=1, le=3)
+    to: list[TierName] | None = Field(None, description="Only drops into these tiers.")
+
+
+class ScoreDrop(_Condition):
+    """Health score at least ``points`` below its highest value of the last ``days`` days."""
+
+    kind: Literal["score_drop"]
+    points: float = Field(gt=0, le=100)
+    days: int = Field(ge=1)
+
+
+class ValueAtRisk(_Condition):
+    """A customer in the top ``top_share`` by MRR whose latest tier is one of ``tiers``."""
+
+    kind: Literal["value_at_risk"]
+    top_share: float = Field(0.1, gt=0, le=1)
+    tiers: list[TierName] = Field(default_factory=lambda: _tiers("medium"), min_length=1)
+
+
+class DaysSinceSignup(_Condition):
+    """A lifecycle touch: ``days`` after signup, open for ``window_days`` so a missed daily run
+    still catches it; it fires once per customer because signup never moves."""
+
+    kind: Literal["days_since_signup"]
+    days: int = Field(ge=0)
+    window_days: int = Field(7, ge=1)
+
+
+class Inactive(_Condition):
+    """No product activity, no purchase (paid invoice or new subscription), or neither, for
+    ``days`` days; a customer who never had one counts from signup."""
+
+    kind: Literal["inactive"]
+    days: int = Field(ge=1)
+    source: Literal["activity", "purchase", "any"] = "activity"
+
+
+Condition = Annotated[
+    HealthBelow | TierDropped | ScoreDrop | ValueAtRisk | DaysSinceSignup | Inactive,
+    Field(discriminator="kind"),
+]
+CONDITION_KINDS = (
+    "health_below",
+    "tier_dropped",
+    "score_drop",
+    "value_at_risk",
+    "days_since_signup",
+    "inactive",
+)
+_TYPES = ("task", "webhook", "tag", "email_draft")
+RISK_KINDS = frozenset({"health_below", "tier_dropped", "score_drop", "value_at_risk"})
+
+
+def _tiers(*names: TierName) -> list[TierName]:
+    return list(names)
+
+
+# Stated exit category -> the catalog groups whose drivers tell the same story (rules.yaml may
+# override): "product" problems show as usage decline, "price" as commercial signals, ...
+EXIT_GROUPS: dict[str, list[Group]] = {
+    "product": ["usage"],
+    "price": ["commercial"],
+    "service": ["support"],
+    "competitor": ["usage", "marketing"],
+    "unavoidable": [],
+}
+
+
+class Only(BaseModel):
+    """Filters every rule may add: the customer's latest tier, MRR and segment attributes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tiers: list[TierName] | None = None
+    min_mrr: float | None = Field(None, ge=0)
+    segments: dict[
+        Literal["industry", "company_size", "region", "plan", "acquisition_channel", "csm_owner"],
+        list[str],
+    ] = Field(default_factory=dict)
+
+
+# ----- actions -----------------------------------------------------------------------------
+
+
+class _Action(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TaskAction(_Action):
+    """A task for the customer's ``csm_owner``, due by the playbook SLA of its tier."""
+
+    type: Literal["task"]
+    title: str = Field(min_length=1, description="Jinja text; sees the alert's fields.")
+    sla_tier: TierName | None = Field(None, description="Use this tier's SLA, not the customer's.")
+
+
+class WebhookAction(_Action):
+    """A signed JSON POST to one of the ``webhooks`` endpoints, through the outbox."""
+
+    type: Literal["webhook"]
+    endpoint: str
+
+
+class TagAction(_Action):
+    """Segment membership: ``tag`` on the customer; removed when the episode clears if
+    ``while_open``."""
+
+    type: Literal["tag"]
+    tag: str = Field(pattern=r"^[a-z0-9][a-z0-9_:-]{0,63}$")
+    while_open: bool = True
+
+
+class EmailDraftAction(_Action):
+    """An email draft for the CSM from a template in ``email_templates``; never sent by us."""
+
+    type: Literal["email_draft"]
+    template: str = Field(pattern=r"^[a-z0-9_-]+$")
+
+
+Action = Annotated[
+    TaskAction | WebhookAction | TagAction | EmailDraftAction, Field(discriminator="type")
+]
+
+
+class RuleSpec(BaseModel):
+    """One rule: a condition, optional filters, and what an alert of it does."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: RuleId
+    description: str = Field(min_length=1)
+    when: Condition
+    only: Only = Field(default_factory=Only)
+    holdout: bool = Field(True, description="May this rule's alerts be drawn into the hold-out?")
+    enabled: bool = True
+    actions: list[Action] = Field(default_factory=list)
+
+    @property
+    def kind(self) -> str:
+        return self.when.kind
+
+    @property
+    def is_risk(self) -> bool:
+        """Risk rules (not lifecycle touches) are the ones whose outcome precision means
+        'did the customer churn'."""
+        return self.when.kind in RISK_KINDS
+
+
+# ----- deployment-wide sections ------------------------------------------------------------
+
+
+class WebhookEndpoint(BaseModel):
+    """A CRM endpoint; the HMAC secret comes from the environment variable ``secret_env``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: HttpUrl
+    secret_env: str = Field(pattern=r"^[A-Z][A-Z0-9_]*$")
+    max_attempts: int = Field(6, ge=1, le=50, description="Dead-letter after this many failures.")
+    backoff_seconds: float = Field(30.0, ge=0, description="Wait after the 1st failure; x2 each.")
+    max_backoff_seconds: float = Field(3600.0, ge=0)
+    timeout_seconds: float = Field(10.0, gt=0)
+
+    def backoff(self, failures: int) -> float:
+        """Seconds to wait after the ``failures``-th failed attempt (1-based), capped."""
+        return min(self.backoff_seconds * 2 ** max(failures - 1, 0), self.max_backoff_seconds)
+
+    def secret(self, environ: dict[str, str] | None = None) -> bytes:
+        """The signing secret; an error names the variable to set."""
+        value = (os.environ if environ is None else environ).get(self.secret_env, "")
+        if not value:
+            raise RulesError(
+                f"The webhook secret is not set: export {self.secret_env}=<shared secret> "
+                "(the same value the receiving CRM verifies with)."
+            )
+        return value.encode()
+
+
+class Holdout(BaseModel):
+    """A random share of new alerts gets no action, so the effect of acting can be measured."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    share: float = Field(0.0, ge=0, lt=1)
+    seed: int = 0
+
+
+class Goal(BaseModel):
+    """A retention goal: monthly customer churn from ``baseline`` to ``target`` in ``months``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    metric: Literal["monthly_churn_rate"] = "monthly_churn_rate"
+    baseline: float = Field(gt=0, lt=1)
+    target: float = Field(gt=0, lt=1)
+    start: date
+    months: int = Field(ge=1, le=60)
+
+
+class RulesConfig(BaseModel):
+    """The whole ``rules.yaml``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_score_age_days: int = Field(
+        7, ge=0, description="Risk rules ignore customers not scored for longer than this."
+    )
+    outcome_days: int = Field(
+        90, ge=1, description="An alert's outcome (retained or churned) is read this long after."
+    )
+    holdout: Holdout = Field(default_factory=Holdout)
+    goal: Goal | None = None
+    email_templates: Path = DEFAULT_TEMPLATES
+    exit_reason_groups: dict[str, list[Group]] = Field(default_factory=lambda: dict(EXIT_GROUPS))
+    webhooks: dict[str, WebhookEndpoint] = Field(default_factory=dict)
+    rules: list[RuleSpec] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _categories(self) -> RulesConfig:
+        # imported here: features.contract pulls in pandera, and the webhook sender process
+        # that imports this module should start in well under a second
+        from features.contract import EXIT_CATEGORIES
+
+        unknown = sorted(set(self.exit_reason_groups) - set(EXIT_CATEGORIES))
+        if unknown:
+            raise ValueError(
+                f"exit_reason_groups: {', '.join(unknown)} not an exit category; "
+                f"use {', '.join(EXIT_CATEGORIES)}"
+            )
+        return self
+
+    def rule(self, rule_id: str) -> RuleSpec | None:
+        return next((r for r in self.rules if r.id == rule_id), None)
+
+    @property
+    def active_rules(self) -> list[RuleSpec]:
+        return [r for r in self.rules if r.enabled]
+
+
+# ----- loading with line numbers -----------------------------------------------------------
+
+
+def _line_index(node: yaml.Node, path: tuple[Any, ...], out: dict[tuple[Any, ...], int]) -> None:
+    """Every key path of a composed YAML document -> its 1-based line."""
+    out.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            child = (*path, str(key.value))
+            out[child] = key.start_mark.line + 1
+            _line_index(value, child, out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _line_index(item, (*path, i), out)
+
+
+def _located(lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> str:
+    """``line N, rules.2.when.days`` for the deepest prefix of ``loc`` that has a line.
+
+    pydantic adds the discriminator value to the location of a union member's error
+    (``rules.0.when.health_below.days``); those parts are not YAML keys and are skipped.
+    """
+    keys = tuple(
+        part
+        for i, part in enumerate(loc)
+        if not (
+            (i >= 1 and loc[i - 1] == "when" and part in CONDITION_KINDS)
+            or (i >= 2 and loc[i - 2] == "actions" and part in _TYPES)
+        )
+    )
+    dotted = ".".join(str(k) for k in keys) or "(top level)"
+    for end in range(len(keys), -1, -1):
+        if keys[:end] in lines:
+            return f"line {lines[keys[:end]]}, {dotted}"
+    return dotted
+
+
+def _cross_checks(config: RulesConfig) -> list[tuple[tuple[Any, ...], str]]:
+    """Problems pydantic cannot see alone: duplicate ids, unknown endpoints and templates."""
+    problems: list[tuple[tuple[Any, ...], str]] = []
+    seen: dict[str, int] = {}
+    for i, rule in enumerate(config.rules):
+        if rule.id in seen:
+            problems.append(
+                (("rules", i, "id"), f"duplicate rule id '{rule.id}' (also rule {seen[rule.id]})")
+            )
+        seen.setdefault(rule.id, i)
+        for j, action in enumerate(rule.actions):
+            where = ("rules", i, "actions", j)
+            if isinstance(action, WebhookAction) and action.endpoint not in config.webhooks:
+                known = ", ".join(sorted(config.webhooks)) or "none defined"
+                problems.append(
+                    (
+                        (*where, "endpoint"),
+                        f"unknown webhook endpoint '{action.endpoint}' (known: {known}); "
+                        "add it under 'webhooks'",
+                    )
+                )
+            if isinstance(action, EmailDraftAction):
+                template = config.email_templates / f"{action.template}.txt.j2"
+                if not template.is_file():
+                    names = sorted(
+                        p.name.removesuffix(".txt.j2")
+                        for p in config.email_templates.glob("*.txt.j2")
+                    )
+                    problems.append(
+                        (
+                            (*where, "template"),
+                            f"no template {template}; add the file or use one of "
+                            f"{', '.join(names)}",
+                        )
+                    )
+    if config.goal is not None and config.goal.target >= config.goal.baseline:
+        problems.append(
+            (("goal", "target"), "target must be below baseline (a churn rate to reduce)")
+        )
+    return problems
+
+
+def parse_rules(text: str, source: str = "<rules>", base_dir: Path | None = None) -> RulesConfig:
+    """Validate rules YAML; every problem names ``source``, the line, the key and the reason.
+
+    ``email_templates`` is resolved against ``base_dir`` (the folder of the file) when relative.
+    """
+    try:
+        node = yaml.compose(text)
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise RulesError(f"{source} is not valid YAML: {exc}") from None
+    if node is None or not isinstance(raw, dict):
+        raise RulesError(
+            f"{source}: expected a mapping with a 'rules' list; see docs/workflows.md."
+        )
+    lines: dict[tuple[Any, ...], int] = {}
+    _line_index(node, (), lines)
+    if base_dir is not None and "email_templates" in raw:
+        templates = Path(str(raw["email_templates"]))
+        raw["email_templates"] = templates if templates.is_absolute() else base_dir / templates
+    try:
+        config = RulesConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = []
+        for e in exc.errors():
+            loc = tuple(e["loc"])
+            if e["type"] in ("union_tag_invalid", "union_tag_not_found"):
+                loc = (*loc, "kind" if loc and loc[-1] == "when" else "type")  # point at the tag
+            problems.append((loc, e["msg"]))
+    else:
+        problems = _cross_checks(config)
+        if not problems:
+            return config
+    listed = "\n".join(f"  - {_located(lines, loc)}: {msg}" for loc, msg in problems)
+    raise RulesError(f"{source}: invalid rules:\n{listed}\nSee docs/workflows.md for the keys.")
+
+
+def load_rules(path: Path) -> RulesConfig:
+    """Read and validate ``rules.yaml``."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RulesError(
+            f"Cannot read the rules file {path}: {exc.strerror or exc}. Set CHURN_RULES_PATH to "
+            "the rules.yaml of the repository."
+        ) from None
+    return parse_rules(text, str(path), path.parent)

@@ -1,0 +1,29 @@
+"""Errors of the retention workflows.
+
+They derive from the serving errors so the app's one table (``serving.errors.HTTP_STATUS``) maps
+them without a new entry: an unknown alert or task is a 404 like an unknown customer, a request
+the workflows cannot act on (closing a closed task) is a 400.
+"""
+
+from __future__ import annotations
+
+from features.errors import ChurnError
+from serving.errors import RequestError, UnknownCustomerError
+
+
+class RulesError(ChurnError):
+    """``rules.yaml`` is missing or invalid, or a rule run cannot start; the message says where."""
+
+    code = "invalid_rules"
+
+
+class UnknownRecordError(UnknownCustomerError):
+    """No alert, task, customer or outbox row with this id in the workflow database."""
+
+    code = "unknown_record"
+
+
+class WorkflowRequestError(RequestError):
+    """A workflow request that contradicts the recorded state (a task already closed, ...)."""
+
+    code = "workflow_conflict"

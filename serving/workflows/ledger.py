@@ -1,0 +1,640 @@
+"""The workflow ledger: every alert, task, tag, draft, webhook, intervention, exit interview and
+verdict, in one SQLite file (``data/store/workflows.db``, WAL mode).
+
+Why SQLite: the rules run, the webhook sender and the API are separate processes that must agree
+on what was already done. One file with transactions gives that without a server: a rule run
+writes its alerts *and* everything they trigger (tasks, tags, drafts, outbox rows) in one
+transaction, so a crash leaves either the whole run or none of it (the outbox pattern).
+
+Times: ISO 8601 UTC text for what people read (``opened_at``, ``due_at``); the outbox's
+scheduling columns (``next_attempt_at``, ``claimed_at``) are Unix seconds (REAL) because the
+sender compares them with sub-second back-offs.
+
+Delivery guarantee (see ``docs/workflows.md``): an alert's outbox row is written with the alert,
+so no alert is lost; a row is *claimed* (lease), *sent*, then *marked*. A sender that dies after
+claiming leaves the claim to expire and the row is sent again **with the same idempotency key and
+the same body**. We never send a row that is marked delivered or dead. A receiver that
+deduplicates on ``Idempotency-Key`` therefore processes each alert exactly once; one that does
+not may see a duplicate only after a crash between sending and marking (or a lost response).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from serving.workflows.errors import RulesError, UnknownRecordError, WorkflowRequestError
+
+if TYPE_CHECKING:  # pandas is imported on first read: the sender process needs no pandas
+    import pandas as pd
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+  run_id INTEGER PRIMARY KEY, now TEXT NOT NULL, started_at TEXT NOT NULL,
+  rules_digest TEXT NOT NULL, evaluated INTEGER NOT NULL, opened INTEGER NOT NULL,
+  cleared INTEGER NOT NULL, held_out INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS alerts (
+  alert_id INTEGER PRIMARY KEY, rule_id TEXT NOT NULL, customer_id TEXT NOT NULL,
+  opened_at TEXT NOT NULL, since TEXT, detail TEXT NOT NULL, run_id INTEGER NOT NULL,
+  cleared_at TEXT, holdout INTEGER NOT NULL DEFAULT 0,
+  tier TEXT, health_score REAL, probability REAL, mrr REAL, customer_name TEXT, csm_owner TEXT,
+  context TEXT NOT NULL DEFAULT '{}',
+  UNIQUE (rule_id, customer_id, opened_at)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS one_open_episode ON alerts (rule_id, customer_id)
+  WHERE cleared_at IS NULL;
+CREATE INDEX IF NOT EXISTS alerts_customer ON alerts (customer_id);
+CREATE TABLE IF NOT EXISTS tasks (
+  task_id INTEGER PRIMARY KEY, alert_id INTEGER REFERENCES alerts, customer_id TEXT NOT NULL,
+  title TEXT NOT NULL, owner TEXT NOT NULL, tier TEXT, sla TEXT, due_at TEXT NOT NULL,
+  created_at TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'open', closed_at TEXT,
+  closed_by TEXT, outcome TEXT
+);
+CREATE TABLE IF NOT EXISTS tags (
+  alert_id INTEGER NOT NULL REFERENCES alerts, customer_id TEXT NOT NULL, tag TEXT NOT NULL,
+  while_open INTEGER NOT NULL, added_at TEXT NOT NULL, removed_at TEXT,
+  PRIMARY KEY (alert_id, tag)
+);
+CREATE TABLE IF NOT EXISTS drafts (
+  draft_id INTEGER PRIMARY KEY, alert_id INTEGER REFERENCES alerts, customer_id TEXT NOT NULL,
+  template TEXT NOT NULL, to_owner TEXT, subject TEXT NOT NULL, body TEXT NOT NULL,
+  created_at TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'draft'
+);
+CREATE TABLE IF NOT EXISTS outbox (
+  outbox_id INTEGER PRIMARY KEY, alert_id INTEGER NOT NULL REFERENCES alerts,
+  endpoint TEXT NOT NULL, idempotency_key TEXT NOT NULL UNIQUE, payload TEXT NOT NULL,
+  status TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0,
+  next_attempt_at REAL NOT NULL, claimed_at REAL, claimed_by TEXT, delivered_at TEXT,
+  last_error TEXT, created_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (status, next_attempt_at);
+CREATE TABLE IF NOT EXISTS deliveries (
+  delivery_id INTEGER PRIMARY KEY, outbox_id INTEGER NOT NULL REFERENCES outbox,
+  attempt INTEGER NOT NULL, sender TEXT NOT NULL, started_at REAL NOT NULL, finished_at REAL,
+  status_code INTEGER, outcome TEXT NOT NULL, error TEXT
+);
+CREATE TABLE IF NOT EXISTS interventions (
+  intervention_id INTEGER PRIMARY KEY, customer_id TEXT NOT NULL,
+  alert_id INTEGER REFERENCES alerts, task_id INTEGER REFERENCES tasks, type TEXT NOT NULL,
+  date TEXT NOT NULL, owner TEXT NOT NULL, outcome TEXT NOT NULL, notes TEXT,
+  recorded_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS interventions_customer ON interventions (customer_id);
+CREATE TABLE IF NOT EXISTS exit_interviews (
+  interview_id INTEGER PRIMARY KEY, customer_id TEXT NOT NULL, churned_at TEXT NOT NULL,
+  main_reason TEXT NOT NULL, asked_for_help TEXT NOT NULL, help_experience TEXT,
+  improve TEXT NOT NULL, replacement TEXT NOT NULL, win_back TEXT NOT NULL,
+  category TEXT NOT NULL, avoidable INTEGER NOT NULL, recorded_by TEXT NOT NULL,
+  recorded_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS verdicts (
+  verdict_id INTEGER PRIMARY KEY, alert_id INTEGER NOT NULL REFERENCES alerts,
+  useful INTEGER NOT NULL, comment TEXT, by TEXT NOT NULL, at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS goals (
+  goal_id INTEGER PRIMARY KEY, baseline REAL NOT NULL, target REAL NOT NULL, start TEXT NOT NULL,
+  months INTEGER NOT NULL, set_by TEXT NOT NULL, set_at TEXT NOT NULL
+);
+"""
+
+
+def iso(moment: datetime | date | None) -> str | None:
+    """UTC ISO 8601 text (seconds); a naive datetime is UTC; a date stays a date; NaT -> None."""
+    if moment is None or moment != moment:  # None, NaN, NaT
+        return None
+    if not isinstance(moment, datetime):
+        return moment.isoformat()
+    aware = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return datetime(*aware.timetuple()[:6], tzinfo=UTC).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class PlannedTask:
+    title: str
+    owner: str
+    tier: str
+    sla: str
+    due_at: datetime
+
+
+@dataclass(frozen=True)
+class PlannedDraft:
+    template: str
+    to_owner: str
+    subject: str
+    body: str
+
+
+@dataclass(frozen=True)
+class PlannedAlert:
+    """A new episode and everything it triggers, written in the run's one transaction."""
+
+    rule_id: str
+    customer_id: str
+    since: datetime | None
+    detail: str
+    holdout: bool
+    tier: str | None
+    health_score: float | None
+    probability: float | None
+    mrr: float | None
+    customer_name: str | None
+    csm_owner: str | None
+    context: dict[str, Any]
+    tasks: list[PlannedTask] = field(default_factory=list)
+    tags: list[tuple[str, bool]] = field(default_factory=list)
+    drafts: list[PlannedDraft] = field(default_factory=list)
+    webhooks: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    """A webhook delivery as the sender sees it after claiming it."""
+
+    outbox_id: int
+    alert_id: int
+    endpoint: str
+    idempotency_key: str
+    payload: str
+    attempts: int
+
+
+def idempotency_key(rule_id: str, customer_id: str, opened_at: str, endpoint: str) -> str:
+    """Stable per alert episode and endpoint: a CRM that dedups on it never books twice."""
+    import hashlib
+
+    raw = f"{rule_id}|{customer_id}|{opened_at}|{endpoint}".encode()
+    return "churn-" + hashlib.sha256(raw).hexdigest()[:32]
+
+
+class Ledger:
+    """Access to ``workflows.db``; one short connection per operation (threads, processes)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        con = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        try:
+            con.execute("PRAGMA journal_mode=WAL")  # readers never block the rule run or sender
+            con.executescript(SCHEMA)
+        finally:
+            con.close()
+
+    @contextmanager
+    def connect(self, immediate: bool = False) -> Iterator[sqlite3.Connection]:
+        """A connection in one transaction: committed on success, rolled back on error.
+
+        ``immediate`` takes the write lock at the start (claims, runs), so two writers never
+        both read the same 'pending' row before either updates it.
+        """
+        con = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        con.row_factory = sqlite3.Row
+        try:
+            con.execute("PRAGMA foreign_keys=ON")
+            con.execute("PRAGMA busy_timeout=30000")
+            con.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+            try:
+                yield con
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+        finally:
+            con.close()
+
+    def frame(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
+        import pandas as pd
+
+        with self.connect() as con:
+            cursor = con.execute(sql, params)
+            columns = [c[0] for c in cursor.description]
+            return pd.DataFrame([tuple(r) for r in cursor.fetchall()], columns=columns)
+
+    # ----- rule runs ---------------------------------------------------------------------
+
+    def last_run_now(self) -> str | None:
+        with self.connect() as con:
+            row = con.execute("SELECT MAX(now) FROM runs").fetchone()
+        return row[0] if row else None
+
+    def open_episodes(self) -> pd.DataFrame:
+        """(alert_id, rule_id, customer_id) of every episode not cleared yet."""
+        return self.frame(
+            "SELECT alert_id, rule_id, customer_id FROM alerts WHERE cleared_at IS NULL"
+        )
+
+    def record_run(
+        self,
+        now: datetime,
+        rules_digest: str,
+        evaluated: int,
+        planned: list[PlannedAlert],
+        cleared: list[int],
+        payload_of: Any,
+        next_attempt_at: float,
+    ) -> int:
+        """Write one rule run: new alerts with their tasks, tags, drafts and outbox rows, and
+        the end of cleared episodes, all or nothing. ``payload_of(alert_id, planned)`` builds a
+        webhook body once the alert has its id. Returns the run id."""
+        at = iso(now)
+        assert at is not None
+        with self.connect(immediate=True) as con:
+            last = con.execute("SELECT MAX(now) FROM runs").fetchone()[0]
+            if last is not None and at < last:
+                raise RulesError(
+                    f"A rule run for {at} is older than the last run ({last}); episodes only "
+                    "move forward in time. Pass --now at or after the last run."
+                )
+            run_id = con.execute(
+                "INSERT INTO runs (now, started_at, rules_digest, evaluated, opened, cleared, "
+                "held_out) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    at,
+                    iso(datetime.now(UTC)),
+                    rules_digest,
+                    evaluated,
+                    len(planned),
+                    len(cleared),
+                    sum(p.holdout for p in planned),
+                ),
+            ).lastrowid
+            for alert_id in cleared:
+                con.execute("UPDATE alerts SET cleared_at = ? WHERE alert_id = ?", (at, alert_id))
+                con.execute(
+                    "UPDATE tags SET removed_at = ? WHERE alert_id = ? AND while_open = 1 "
+                    "AND removed_at IS NULL",
+                    (at, alert_id),
+                )
+            for p in planned:
+                new_id = con.execute(
+                    "INSERT INTO alerts (rule_id, customer_id, opened_at, since, detail, run_id, "
+                    "holdout, tier, health_score, probability, mrr, customer_name, csm_owner, "
+                    "context) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        p.rule_id,
+                        p.customer_id,
+                        at,
+                        iso(p.since),
+                        p.detail,
+                        run_id,
+                        int(p.holdout),
+                        p.tier,
+                        p.health_score,
+                        p.probability,
+                        p.mrr,
+                        p.customer_name,
+                        p.csm_owner,
+                        json.dumps(p.context, default=str),
+                    ),
+                ).lastrowid
+                alert_id = int(new_id or 0)
+                for t in p.tasks:
+                    con.execute(
+                        "INSERT INTO tasks (alert_id, customer_id, title, owner, tier, sla, "
+                        "due_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            alert_id,
+                            p.customer_id,
+                            t.title,
+                            t.owner,
+                            t.tier,
+                            t.sla,
+                            iso(t.due_at),
+                            at,
+                        ),
+                    )
+                for tag, while_open in p.tags:
+                    con.execute(
+                        "INSERT INTO tags (alert_id, customer_id, tag, while_open, added_at) "
+                        "VALUES (?, ?, ?, ?, ?)",
+                        (alert_id, p.customer_id, tag, int(while_open), at),
+                    )
+                for d in p.drafts:
+                    con.execute(
+                        "INSERT INTO drafts (alert_id, customer_id, template, to_owner, subject, "
+                        "body, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (alert_id, p.customer_id, d.template, d.to_owner, d.subject, d.body, at),
+                    )
+                for endpoint in p.webhooks:
+                    con.execute(
+                        "INSERT INTO outbox (alert_id, endpoint, idempotency_key, payload, "
+                        "next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                        (
+                            alert_id,
+                            endpoint,
+                            idempotency_key(p.rule_id, p.customer_id, at, endpoint),
+                            payload_of(alert_id, p, endpoint),
+                            next_attempt_at,
+                            at,
+                        ),
+                    )
+        return int(run_id or 0)
+
+    # ----- outbox ------------------------------------------------------------------------
+
+    def claim_next(
+        self, sender: str, now: float, lease_seconds: float, endpoints: Sequence[str]
+    ) -> OutboxRow | None:
+        """Claim the oldest due row: pending and due, or claimed by a sender whose lease ran
+        out (it crashed or hung). The attempt counter and the log are written with the claim."""
+        marks = ",".join("?" * len(endpoints))
+        with self.connect(immediate=True) as con:
+            row = con.execute(
+                f"SELECT * FROM outbox WHERE endpoint IN ({marks}) AND ("
+                "(status = 'pending' AND next_attempt_at <= ?) OR "
+                "(status = 'claimed' AND claimed_at + ? <= ?)) "
+                "ORDER BY next_attempt_at, outbox_id LIMIT 1",
+                (*endpoints, now, lease_seconds, now),
+            ).fetchone()
+            if row is None:
+                return None
+            attempts = int(row["attempts"]) + 1
+            con.execute(
+                "UPDATE outbox SET status = 'claimed', claimed_at = ?, claimed_by = ?, "
+                "attempts = ? WHERE outbox_id = ?",
+                (now, sender, attempts, row["outbox_id"]),
+            )
+            if row["status"] == "claimed":
+                con.execute(
+                    "UPDATE deliveries SET outcome = 'abandoned', error = 'claim expired' "
+                    "WHERE outbox_id = ? AND outcome = 'in_flight'",
+                    (row["outbox_id"],),
+                )
+            con.execute(
+                "INSERT INTO deliveries (outbox_id, attempt, sender, started_at, outcome) "
+                "VALUES (?, ?, ?, ?, 'in_flight')",
+                (row["outbox_id"], attempts, sender, now),
+            )
+        return OutboxRow(
+            int(row["outbox_id"]),
+            int(row["alert_id"]),
+            str(row["endpoint"]),
+            str(row["idempotency_key"]),
+            str(row["payload"]),
+            attempts,
+        )
+
+    def mark_delivered(self, row: OutboxRow, sender: str, now: float, status_code: int) -> bool:
+        """Mark a claimed row delivered; False if the claim was lost to another sender."""
+        with self.connect(immediate=True) as con:
+            updated = con.execute(
+                "UPDATE outbox SET status = 'delivered', delivered_at = ?, last_error = NULL "
+                "WHERE outbox_id = ? AND status = 'claimed' AND claimed_by = ? AND attempts = ?",
+                (iso(datetime.fromtimestamp(now, UTC)), row.outbox_id, sender, row.attempts),
+            ).rowcount
+            self._log(con, row, now, status_code, "delivered", None)
+        return bool(updated)
+
+    def mark_failed(
+        self,
+        row: OutboxRow,
+        sender: str,
+        now: float,
+        status_code: int | None,
+        error: str,
+        retry_at: float | None,
+    ) -> str:
+        """Record a failed attempt: back to pending at ``retry_at``, or dead when None."""
+        status = "dead" if retry_at is None else "pending"
+        with self.connect(immediate=True) as con:
+            con.execute(
+                "UPDATE outbox SET status = ?, next_attempt_at = COALESCE(?, next_attempt_at), "
+                "claimed_at = NULL, claimed_by = NULL, last_error = ? "
+                "WHERE outbox_id = ? AND status = 'claimed' AND claimed_by = ? AND attempts = ?",
+                (status, retry_at, error, row.outbox_id, sender, row.attempts),
+            )
+            self._log(con, row, now, status_code, "dead" if retry_at is None else "failed", error)
+        return status
+
+    @staticmethod
+    def _log(
+        con: sqlite3.Connection,
+        row: OutboxRow,
+        now: float,
+        code: int | None,
+        outcome: str,
+        error: str | None,
+    ) -> None:
+        con.execute(
+            "UPDATE deliveries SET finished_at = ?, status_code = ?, outcome = ?, error = ? "
+            "WHERE outbox_id = ? AND attempt = ? AND outcome = 'in_flight'",
+            (now, code, outcome, error, row.outbox_id, row.attempts),
+        )
+
+    def busy(self, endpoints: Sequence[str]) -> bool:
+        """Any row of these endpoints still pending or claimed?"""
+        marks = ",".join("?" * len(endpoints))
+        with self.connect() as con:
+            row = con.execute(
+                f"SELECT 1 FROM outbox WHERE status IN ('pending', 'claimed') "
+                f"AND endpoint IN ({marks}) LIMIT 1",
+                tuple(endpoints),
+            ).fetchone()
+        return row is not None
+
+    def requeue(self, outbox_id: int, now: float) -> None:
+        """Send a dead letter again (after the CRM is fixed), same key, attempts reset."""
+        with self.connect(immediate=True) as con:
+            updated = con.execute(
+                "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = ? "
+                "WHERE outbox_id = ? AND status = 'dead'",
+                (now, outbox_id),
+            ).rowcount
+        if not updated:
+            raise UnknownRecordError(f"No dead-lettered webhook with outbox_id {outbox_id}.")
+
+    # ----- what people record ------------------------------------------------------------
+
+    def close_task(self, task_id: int, by: str, outcome: str, now: datetime) -> None:
+        with self.connect(immediate=True) as con:
+            row = con.execute("SELECT status FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
+            if row is None:
+                raise UnknownRecordError(
+                    f"No task {task_id}; list open tasks at GET /workflows/tasks."
+                )
+            if row["status"] != "open":
+                raise WorkflowRequestError(f"Task {task_id} is already closed.")
+            con.execute(
+                "UPDATE tasks SET status = 'closed', closed_at = ?, closed_by = ?, outcome = ? "
+                "WHERE task_id = ?",
+                (iso(now), by, outcome, task_id),
+            )
+
+    def add_intervention(self, values: dict[str, Any], now: datetime) -> int:
+        with self.connect(immediate=True) as con:
+            self._check_refs(con, values.get("alert_id"), values.get("task_id"))
+            return int(
+                con.execute(
+                    "INSERT INTO interventions (customer_id, alert_id, task_id, type, date, owner, "
+                    "outcome, notes, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        values["customer_id"],
+                        values.get("alert_id"),
+                        values.get("task_id"),
+                        values["type"],
+                        iso(values["date"]),
+                        values["owner"],
+                        values["outcome"],
+                        values.get("notes"),
+                        iso(now),
+                    ),
+                ).lastrowid
+                or 0
+            )
+
+    @staticmethod
+    def _check_refs(con: sqlite3.Connection, alert_id: int | None, task_id: int | None) -> None:
+        if (
+            alert_id is not None
+            and not con.execute("SELECT 1 FROM alerts WHERE alert_id = ?", (alert_id,)).fetchone()
+        ):
+            raise UnknownRecordError(f"No alert {alert_id}.")
+        if (
+            task_id is not None
+            and not con.execute("SELECT 1 FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
+        ):
+            raise UnknownRecordError(f"No task {task_id}.")
+
+    def add_exit_interview(self, values: dict[str, Any], now: datetime) -> int:
+        with self.connect(immediate=True) as con:
+            return int(
+                con.execute(
+                    "INSERT INTO exit_interviews (customer_id, churned_at, main_reason, "
+                    "asked_for_help, help_experience, improve, replacement, win_back, category, "
+                    "avoidable, recorded_by, recorded_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        values["customer_id"],
+                        iso(values["churned_at"]),
+                        values["main_reason"],
+                        values["asked_for_help"],
+                        values.get("help_experience"),
+                        values["improve"],
+                        values["replacement"],
+                        values["win_back"],
+                        values["category"],
+                        int(values["avoidable"]),
+                        values["recorded_by"],
+                        iso(now),
+                    ),
+                ).lastrowid
+                or 0
+            )
+
+    def add_verdict(
+        self, alert_id: int, useful: bool, comment: str | None, by: str, now: datetime
+    ) -> int:
+        with self.connect(immediate=True) as con:
+            self._check_refs(con, alert_id, None)
+            return int(
+                con.execute(
+                    "INSERT INTO verdicts (alert_id, useful, comment, by, at) VALUES (?,?,?,?,?)",
+                    (alert_id, int(useful), comment, by, iso(now)),
+                ).lastrowid
+                or 0
+            )
+
+    def set_goal(
+        self, baseline: float, target: float, start: date, months: int, by: str, now: datetime
+    ) -> None:
+        with self.connect(immediate=True) as con:
+            con.execute(
+                "INSERT INTO goals (baseline, target, start, months, set_by, set_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (baseline, target, start.isoformat(), months, by, iso(now)),
+            )
+
+    def latest_goal(self) -> dict[str, Any] | None:
+        with self.connect() as con:
+            row = con.execute("SELECT * FROM goals ORDER BY goal_id DESC LIMIT 1").fetchone()
+        return dict(row) if row else None
+
+    # ----- reading -----------------------------------------------------------------------
+
+    def alerts(
+        self,
+        status: str | None = None,
+        rule_id: str | None = None,
+        customer_id: str | None = None,
+        limit: int = 500,
+        offset: int = 0,
+    ) -> pd.DataFrame:
+        """Alerts, newest first, with their open task, latest verdict and outbox state."""
+        where, params = ["1 = 1"], []
+        if status == "open":
+            where.append("a.cleared_at IS NULL")
+        elif status == "cleared":
+            where.append("a.cleared_at IS NOT NULL")
+        if rule_id:
+            where.append("a.rule_id = ?")
+            params.append(rule_id)
+        if customer_id:
+            where.append("a.customer_id = ?")
+            params.append(customer_id)
+        sql = f"""
+            SELECT a.*,
+              (SELECT task_id FROM tasks t WHERE t.alert_id = a.alert_id ORDER BY task_id LIMIT 1)
+                AS task_id,
+              (SELECT status FROM tasks t WHERE t.alert_id = a.alert_id ORDER BY task_id LIMIT 1)
+                AS task_status,
+              (SELECT due_at FROM tasks t WHERE t.alert_id = a.alert_id ORDER BY task_id LIMIT 1)
+                AS due_at,
+              (SELECT useful FROM verdicts v WHERE v.alert_id = a.alert_id
+                 ORDER BY verdict_id DESC LIMIT 1) AS verdict_useful,
+              (SELECT comment FROM verdicts v WHERE v.alert_id = a.alert_id
+                 ORDER BY verdict_id DESC LIMIT 1) AS verdict_comment,
+              (SELECT group_concat(endpoint || ':' || status) FROM outbox o
+                 WHERE o.alert_id = a.alert_id) AS webhooks,
+              (SELECT COUNT(*) FROM interventions i WHERE i.customer_id = a.customer_id
+                 AND i.date >= substr(a.opened_at, 1, 10)) AS interventions
+            FROM alerts a WHERE {" AND ".join(where)}
+            ORDER BY a.opened_at DESC, a.alert_id DESC LIMIT ? OFFSET ?
+        """
+        return self.frame(sql, [*params, limit, offset])
+
+    def alert(self, alert_id: int) -> dict[str, Any]:
+        found = self.alerts_by_id([alert_id])
+        if not found:
+            raise UnknownRecordError(f"No alert {alert_id}; list alerts at GET /workflows/alerts.")
+        return found[0]
+
+    def alerts_by_id(self, ids: Sequence[int]) -> list[dict[str, Any]]:
+        marks = ",".join("?" * len(ids)) or "NULL"
+        with self.connect() as con:
+            rows = con.execute(f"SELECT * FROM alerts WHERE alert_id IN ({marks})", tuple(ids))
+            return [dict(r) for r in rows.fetchall()]
+
+    def table(
+        self, name: str, order: str = "1", where: str = "1 = 1", params: Sequence[Any] = ()
+    ) -> pd.DataFrame:
+        """A whole workflow table (fixed names only) for reports and listings."""
+        if name not in {
+            "runs",
+            "alerts",
+            "tasks",
+            "tags",
+            "drafts",
+            "outbox",
+            "deliveries",
+            "interventions",
+            "exit_interviews",
+            "verdicts",
+            "goals",
+        }:
+            raise ValueError(f"no table {name}")
+        return self.frame(f"SELECT * FROM {name} WHERE {where} ORDER BY {order}", params)
+
+    def segment(self, tag: str) -> list[str]:
+        """Customers currently in the segment ``tag`` (any open membership row)."""
+        frame = self.frame(
+            "SELECT DISTINCT customer_id FROM tags WHERE tag = ? AND removed_at IS NULL "
+            "ORDER BY customer_id",
+            (tag,),
+        )
+        return [str(c) for c in frame["customer_id"]]

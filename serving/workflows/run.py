@@ -1,0 +1,284 @@
+"""One rule run: conditions -> episodes -> actions, written to the ledger in one transaction.
+
+An alert fires **once per episode**: a (rule, customer) whose condition starts to hold gets a new
+alert and its actions; while it keeps holding, later runs do nothing; when it stops holding the
+episode is closed (``cleared_at``, and ``while_open`` tags are removed); if it holds again later,
+that is a new episode with a new alert. Running twice with the same ``now`` changes nothing.
+
+Hold-out: when ``holdout.share`` > 0, each new alert of a rule with ``holdout: true`` is drawn
+into the hold-out with that probability, by a hash of (seed, rule, customer, opened_at) — the
+same inputs always give the same draw, so a replay is reproducible. A held-out alert is
+recorded (``holdout = 1``) but runs no action: no task, tag, draft or webhook. Comparing it with
+the acted-on alerts measures what the actions change (``serving.workflows.loop``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, cast
+
+import jinja2
+import pandas as pd
+
+from serving.playbook import Playbook
+from serving.workflows.conditions import evaluate
+from serving.workflows.config import (
+    EmailDraftAction,
+    RulesConfig,
+    RuleSpec,
+    TagAction,
+    TaskAction,
+    WebhookAction,
+)
+from serving.workflows.inputs import daily_scores, latest_scores, utc
+from serving.workflows.ledger import Ledger, PlannedAlert, PlannedDraft, PlannedTask, iso
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What one run did, for the CLI and logs."""
+
+    run_id: int
+    now: str
+    evaluated: int
+    holding: int
+    opened: int
+    held_out: int
+    cleared: int
+    tasks: int
+    webhooks: int
+
+    def line(self) -> str:
+        return (
+            f"rules run {self.run_id} at {self.now}: {self.holding} conditions hold over "
+            f"{self.evaluated:,} customers; {self.opened} new alerts ({self.held_out} held out), "
+            f"{self.cleared} cleared; {self.tasks} tasks, {self.webhooks} webhooks queued"
+        )
+
+
+def in_holdout(seed: int, rule_id: str, customer_id: str, opened_at: str, share: float) -> bool:
+    """The seeded, order-independent hold-out draw of one new alert."""
+    if share <= 0:
+        return False
+    digest = hashlib.sha256(f"{seed}|{rule_id}|{customer_id}|{opened_at}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < share
+
+
+def rules_digest(config: RulesConfig) -> str:
+    """A short hash of the rules in force, stored with each run (which rules opened an alert)."""
+    return hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:12]
+
+
+def email_environment(folder: Path) -> jinja2.Environment:
+    """Plain-text templates; a missing variable is an error, not an empty string in an email."""
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(folder)),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,  # plain-text email drafts, never HTML
+        keep_trailing_newline=True,
+    )
+
+
+def render_draft(
+    env: jinja2.Environment, template: str, context: dict[str, Any]
+) -> tuple[str, str]:
+    """(subject, body) of a template whose first line is ``Subject: ...``."""
+    text = env.get_template(f"{template}.txt.j2").render(**context)
+    first, _, body = text.partition("\n")
+    subject = first.removeprefix("Subject:").strip() if first.startswith("Subject:") else template
+    return subject, body.lstrip("\n") if first.startswith("Subject:") else text
+
+
+def _number(value: Any) -> float | None:
+    return None if value is None or pd.isna(value) else float(value)
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None or (not isinstance(value, str) and pd.isna(value)) else str(value)
+
+
+def alert_context(
+    rule: RuleSpec,
+    customer_id: str,
+    detail: str,
+    since: Any,
+    score: pd.Series | None,
+    fact: pd.Series | None,
+    playbook: Playbook,
+    now: datetime,
+) -> dict[str, Any]:
+    """Everything an alert's actions may use: who, how risky, why, and the playbook's step."""
+    tier = str(score["tier"]) if score is not None else None
+    drivers: list[dict[str, Any]] = list(score["top_drivers"]) if score is not None else []
+    risk = [d for d in drivers if (d.get("contribution") or 0) > 0]
+    recommended = None
+    if tier in playbook.tiers:
+        rec = playbook.recommend(tier, [d["feature"] for d in risk])
+        deadline = iso(rec.play.sla.deadline(utc(now).to_pydatetime()))
+        recommended = rec.as_dict(deadline or "")
+    name = _text(fact["name"]) if fact is not None else None
+    owner = _text(fact["csm_owner"]) if fact is not None else None
+    return {
+        "rule_id": rule.id,
+        "rule": rule.description,
+        "customer_id": customer_id,
+        "customer_name": name or customer_id,
+        "csm_owner": owner or "your customer success manager",
+        "csm_owner_id": owner,
+        "tier": tier,
+        "health_score": _number(score["health_score"]) if score is not None else None,
+        "probability": _number(score["probability"]) if score is not None else None,
+        "model_version": str(score["model_version"]) if score is not None else None,
+        "scored_as_of": iso(score["as_of"].date()) if score is not None else None,
+        "mrr": _number(fact["mrr"]) if fact is not None else None,
+        "detail": detail,
+        "since": iso(since),
+        "top_drivers": drivers,
+        "risk_drivers": risk,
+        "recommended_action": recommended or {"action": "", "refinement": None},
+    }
+
+
+def plan_alert(
+    rule: RuleSpec,
+    context: dict[str, Any],
+    holdout: bool,
+    playbook: Playbook,
+    emails: jinja2.Environment,
+    now: datetime,
+) -> PlannedAlert:
+    """A new alert and, unless held out, its tasks, tags, drafts and webhooks."""
+    tasks, tags, drafts, hooks = [], [], [], []
+    moment = utc(now).to_pydatetime()
+    for action in [] if holdout else rule.actions:
+        if isinstance(action, TaskAction):
+            tier = action.sla_tier or context["tier"] or "low"
+            play = playbook.tiers[tier]
+            title = jinja2.Template(action.title, undefined=jinja2.StrictUndefined).render(
+                **context
+            )
+            owner = context["csm_owner_id"] or play.owner
+            tasks.append(
+                PlannedTask(title, owner, tier, play.sla.describe(), play.sla.deadline(moment))
+            )
+        elif isinstance(action, TagAction):
+            tags.append((action.tag, action.while_open))
+        elif isinstance(action, EmailDraftAction):
+            subject, body = render_draft(emails, action.template, context)
+            drafts.append(PlannedDraft(action.template, context["csm_owner"], subject, body))
+        elif isinstance(action, WebhookAction):
+            hooks.append(action.endpoint)
+    return PlannedAlert(
+        rule_id=rule.id,
+        customer_id=context["customer_id"],
+        since=pd.Timestamp(context["since"]).to_pydatetime() if context["since"] else None,
+        detail=context["detail"],
+        holdout=holdout,
+        tier=context["tier"],
+        health_score=context["health_score"],
+        probability=context["probability"],
+        mrr=context["mrr"],
+        customer_name=context["customer_name"],
+        csm_owner=context["csm_owner_id"],
+        context=context,
+        tasks=tasks,
+        tags=tags,
+        drafts=drafts,
+        webhooks=hooks,
+    )
+
+
+def webhook_payload(alert_id: int, planned: PlannedAlert, endpoint: str, opened_at: str) -> str:
+    """The JSON body a CRM receives for a new alert (fixed at enqueue time: a retry sends the
+    same bytes)."""
+    c = planned.context
+    body = {
+        "event": "churn.alert.opened",
+        "alert_id": alert_id,
+        "endpoint": endpoint,
+        "rule_id": planned.rule_id,
+        "rule": c["rule"],
+        "customer_id": planned.customer_id,
+        "customer_name": c["customer_name"],
+        "csm_owner": c["csm_owner_id"],
+        "opened_at": opened_at,
+        "since": c["since"],
+        "detail": planned.detail,
+        "tier": planned.tier,
+        "health_score": planned.health_score,
+        "churn_probability": planned.probability,
+        "mrr": planned.mrr,
+        "model_version": c["model_version"],
+        "top_drivers": c["top_drivers"],
+        "recommended_action": c["recommended_action"],
+        "task": None
+        if not planned.tasks
+        else {
+            "owner": planned.tasks[0].owner,
+            "due_at": iso(planned.tasks[0].due_at),
+            "title": planned.tasks[0].title,
+        },
+        "tags": [t for t, _ in planned.tags],
+    }
+    return json.dumps(body, sort_keys=True, default=str)
+
+
+def run_rules(
+    config: RulesConfig,
+    ledger: Ledger,
+    history: pd.DataFrame,
+    facts: pd.DataFrame,
+    playbook: Playbook,
+    now: datetime,
+    known_at: datetime | None = None,
+) -> RunSummary:
+    """Evaluate every rule at ``now`` and record new and cleared episodes (see module doc);
+    ``known_at`` replays the history as it was then (``inputs.daily_scores``)."""
+    daily = daily_scores(history, now, known_at)
+    holds = evaluate(config, daily, facts, now)
+    latest = latest_scores(daily)
+    open_now = ledger.open_episodes()
+    key = ["rule_id", "customer_id"]
+    merged = holds.merge(open_now, on=key, how="outer", indicator=True)
+    starting = merged[merged["_merge"] == "left_only"]
+    ended = merged[merged["_merge"] == "right_only"]
+    # an episode of a rule removed from rules.yaml or disabled ends too: nothing evaluates it
+    opened_at = iso(now) or ""
+    emails = email_environment(config.email_templates)
+    planned = []
+    for row in starting.itertuples(index=False):
+        rule = config.rule(str(row.rule_id))
+        assert rule is not None
+        cid = str(row.customer_id)
+        score = cast(pd.Series, latest.loc[cid]) if cid in latest.index else None
+        fact = cast(pd.Series, facts.loc[cid]) if cid in facts.index else None
+        context = alert_context(rule, cid, str(row.detail), row.since, score, fact, playbook, now)
+        held = rule.holdout and in_holdout(
+            config.holdout.seed, rule.id, cid, opened_at, config.holdout.share
+        )
+        planned.append(plan_alert(rule, context, held, playbook, emails, now))
+    cleared = [int(a) for a in ended["alert_id"]]
+    run_id = ledger.record_run(
+        now,
+        rules_digest(config),
+        int(max(daily["customer_id"].nunique(), len(facts))),
+        planned,
+        cleared,
+        lambda alert_id, p, endpoint: webhook_payload(alert_id, p, endpoint, opened_at),
+        0.0,  # due at once: the sender runs on the wall clock, ``now`` may be a replayed day
+    )
+    return RunSummary(
+        run_id=run_id,
+        now=opened_at,
+        evaluated=int(max(daily["customer_id"].nunique(), len(facts))),
+        holding=len(holds),
+        opened=len(planned),
+        held_out=sum(p.holdout for p in planned),
+        cleared=len(cleared),
+        tasks=sum(len(p.tasks) for p in planned),
+        webhooks=sum(len(p.webhooks) for p in planned),
+    )

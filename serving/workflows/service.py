@@ -1,0 +1,154 @@
+"""Wiring for the CLI and the app: settings -> rules, ledger, playbook, history and facts.
+
+The library functions (``run.run_rules``, ``loop.closed_loop``) take frames and an explicit
+``now``; this module is the one place that reads files for them. The contract tables are read
+once and kept until their folder changes, so the closed-loop page does not re-read an export on
+every request.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from churn.settings import Settings
+from features.contract import RawTables
+from serving.playbook import Playbook, load_playbook
+from serving.workflows.config import RulesConfig, WorkflowSettings, load_rules
+from serving.workflows.inputs import customer_facts, daily_scores, facts_frame, read_score_history
+from serving.workflows.ledger import Ledger
+from serving.workflows.loop import ClosedLoop, LoopInputs, closed_loop
+from serving.workflows.run import RunSummary, run_rules
+from serving.workflows.webhooks import Attempt, WebhookSender
+
+
+def default_now(
+    history: pd.DataFrame, max_age_days: int, clock: datetime | None = None
+) -> datetime:
+    """``now`` when none is given: the wall clock for a live deployment; the latest ``as_of``
+    (midnight UTC) when the history belongs to an older export (the demo world), so the rules
+    see that world as of its last scoring instead of finding every score stale."""
+    wall = clock or datetime.now(UTC)
+    if history.empty:
+        return wall
+    latest = pd.Timestamp(history["as_of"].max()).to_pydatetime().replace(tzinfo=UTC)
+    return wall if wall - latest <= timedelta(days=max_age_days + 1) else latest
+
+
+@dataclass
+class Workflows:
+    """One deployment's workflows: where everything is, loaded once."""
+
+    settings: Settings
+    config: RulesConfig
+    ledger: Ledger
+    playbook: Playbook
+    history_path: Path
+    _tables: tuple[float, RawTables] | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, wf: WorkflowSettings | None = None) -> Workflows:
+        wf = wf or WorkflowSettings()
+        return cls(
+            settings=settings,
+            config=load_rules(wf.rules_path),
+            ledger=Ledger(wf.db_path(settings)),
+            playbook=load_playbook(settings.playbook_path),
+            history_path=wf.history_path(settings),
+        )
+
+    def history(self) -> pd.DataFrame:
+        return read_score_history(self.history_path)
+
+    def tables(self) -> RawTables | None:
+        """The contract tables of ``data_dir`` (cached by folder mtime); None if absent."""
+        from features.contract import load_valid_tables
+
+        folder = self.settings.data_dir
+        if not folder.exists():
+            return None
+        stamp = max((p.stat().st_mtime for p in folder.iterdir()), default=0.0)
+        with self._lock:
+            if self._tables is None or self._tables[0] != stamp:
+                tables, _ = load_valid_tables(folder, now=pd.Timestamp.now(tz="UTC"))
+                self._tables = (stamp, tables)
+            return self._tables[1]
+
+    def facts(self, now: datetime) -> pd.DataFrame:
+        tables = self.tables()
+        return customer_facts(tables, now) if tables is not None else facts_frame([])
+
+    def resolve_now(self, now: datetime | None, history: pd.DataFrame) -> datetime:
+        return now or default_now(history, self.config.max_score_age_days)
+
+    def run(self, now: datetime | None = None) -> RunSummary:
+        """``churn rules run``: evaluate the rules and record the run (webhooks queued)."""
+        history = self.history()
+        moment = self.resolve_now(now, history)
+        return run_rules(
+            self.config, self.ledger, history, self.facts(moment), self.playbook, moment
+        )
+
+    def send(self, timeout_seconds: float = 60.0) -> list[Attempt]:
+        """Deliver queued webhooks (needs each endpoint's secret in the environment)."""
+        if not self.config.webhooks:
+            return []
+        return WebhookSender.from_config(self.ledger, self.config).drain(timeout_seconds)
+
+    def contract_exits(self) -> pd.DataFrame | None:
+        tables = self.tables()
+        return tables.exit_reasons if tables is not None else None
+
+    def monthly_churn(self) -> pd.DataFrame | None:
+        tables = self.tables()
+        return monthly_churn(tables) if tables is not None else None
+
+    def goal(self) -> dict[str, Any] | None:
+        """The goal set in the UI (latest), else the one in rules.yaml."""
+        stored = self.ledger.latest_goal()
+        if stored:
+            return {k: stored[k] for k in ("baseline", "target", "start", "months")}
+        return self.config.goal.model_dump() if self.config.goal else None
+
+    def loop_inputs(self, now: datetime | None = None) -> LoopInputs:
+        history = self.history()
+        moment = self.resolve_now(now, history)
+        ledger = self.ledger
+        return LoopInputs(
+            config=self.config,
+            now=moment,
+            alerts=ledger.table("alerts", order="alert_id"),
+            interventions=ledger.table("interventions", order="intervention_id"),
+            verdicts=ledger.table("verdicts", order="verdict_id"),
+            tasks=ledger.table("tasks", order="task_id"),
+            outbox=ledger.table("outbox", order="outbox_id"),
+            interviews=ledger.table("exit_interviews", order="interview_id"),
+            contract_exits=self.contract_exits(),
+            facts=self.facts(moment),
+            daily=daily_scores(history, moment),
+            goal=self.goal(),
+            monthly_churn=self.monthly_churn(),
+        )
+
+    def closed_loop(self, now: datetime | None = None) -> tuple[ClosedLoop, LoopInputs]:
+        inputs = self.loop_inputs(now)
+        return closed_loop(inputs), inputs
+
+
+def monthly_churn(tables: RawTables) -> pd.DataFrame | None:
+    """Monthly customer churn over the export's full months (``features.metrics``)."""
+    from features.engine import observed_until
+    from features.metrics import churn_rates
+    from features.pipeline import data_start
+
+    start, end = data_start(tables), observed_until(tables) + timedelta(days=1)
+    try:
+        return churn_rates(tables, start, end)
+    except Exception:  # too short an export has no full month: the goal shows no figures
+        return None

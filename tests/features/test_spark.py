@@ -1,0 +1,191 @@
+"""Spark runs the same definitions as DuckDB and gives the same tables (``features/spark_engine``).
+
+Local mode (``local[2]``), small data, one session for every Spark test module of a pytest
+process (they share an xdist group). Without Java the Spark tests skip with the reason; without
+PySpark (the optional ``spark`` extra) this module skips.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+pytest.importorskip("pyspark", reason="PySpark not installed: uv sync --extra spark")
+
+from pyspark.sql import SparkSession
+
+from features.catalog import KEY_COLUMNS
+from features.contract import parse_tables
+from features.engine import build_features, build_labeled_set, definition
+from features.generator import generate_world
+from features.labels import LabelSpec
+from features.pipeline import default_as_of, snapshot_as_of
+from features.spark_engine import (
+    SparkDialectError,
+    SparkEngine,
+    build_labeled_set_spark,
+    default_as_of_spark,
+    local_session,
+    read_export,
+    snapshot_as_of_spark,
+    to_spark_sql,
+)
+from tests.features.test_leakage import DAYS, START, perturb_after, random_world
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("spark")]
+
+DEFINITIONS = sorted(
+    p.stem for p in (Path(__file__).parents[2] / "features/definitions").glob("*.sql")
+)
+
+
+def java_problem() -> str | None:
+    """Why Spark cannot start here, or None: PySpark needs a Java runtime (17+)."""
+    home = os.environ.get("JAVA_HOME")
+    java = str(Path(home) / "bin" / "java") if home else shutil.which("java")
+    if not java or not Path(java).exists():
+        where = f"JAVA_HOME={home} has no bin/java" if home else "no `java` on PATH, no JAVA_HOME"
+        return f"{where}; install OpenJDK 17 to run the Spark tests"
+    try:
+        subprocess.run([java, "-version"], capture_output=True, check=True, timeout=30)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"`{java} -version` failed: {exc}"
+    return None
+
+
+def spark_session() -> SparkSession:
+    """The shared local session, or a skip that says why Java is missing."""
+    problem = java_problem()
+    if problem:
+        pytest.skip(f"Java not found: {problem}")
+    return local_session(cores=2, memory="1g", shuffle_partitions=2, tiny_data=True)
+
+
+@pytest.fixture(scope="module")
+def spark() -> Iterator[SparkSession]:
+    # Not stopped at module end: the serving Spark tests in the same process reuse it.
+    yield spark_session()
+
+
+def assert_same_table(duck: pd.DataFrame, spark: pd.DataFrame) -> None:
+    """Same columns in the same order, same rows; numbers within 1e-9; categories equal."""
+    assert list(spark.columns) == list(duck.columns)
+    keys = list(KEY_COLUMNS)
+    duck = duck.sort_values(keys, ignore_index=True)
+    spark = spark.sort_values(keys, ignore_index=True)
+    assert len(spark) == len(duck)
+    for column in duck.columns:
+        left, right = duck[column], spark[column]
+        if column == "as_of":
+            assert (pd.to_datetime(left).to_numpy() == pd.to_datetime(right).to_numpy()).all()
+        elif pd.api.types.is_numeric_dtype(left) and not pd.api.types.is_bool_dtype(left):
+            np.testing.assert_allclose(
+                right.to_numpy(np.float64), left.to_numpy(np.float64),
+                rtol=1e-9, atol=1e-9, err_msg=column,
+            )  # fmt: skip
+        else:
+            as_text = [s.astype(object).where(s.notna(), None).tolist() for s in (left, right)]
+            assert as_text[0] == as_text[1], column
+
+
+# ----- transpiling (no Spark needed) -----
+
+
+@pytest.mark.parametrize("name", DEFINITIONS)
+def test_transpiled_definitions_avoid_lossy_spark_functions(name: str) -> None:
+    sql = to_spark_sql(definition(name)).upper()
+    assert "UNIX_TIMESTAMP" not in sql  # drops fractional seconds
+    assert "DATEDIFF(DAY" not in sql  # whole 24 h periods, not midnights crossed
+    assert "TIMESTAMP_NTZ" not in sql  # one timestamp type: UTC instants
+
+
+def test_decimal_literals_become_doubles_so_division_is_not_rounded() -> None:
+    assert "CAST(86400.0 AS DOUBLE)" in to_spark_sql("SELECT x / 86400.0 FROM t")
+
+
+def test_date_diff_in_units_with_other_semantics_is_refused() -> None:
+    with pytest.raises(SparkDialectError, match="boundaries"):
+        to_spark_sql("SELECT DATE_DIFF('second', a, b) FROM t")
+
+
+# ----- identical tables -----
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [LabelSpec(), LabelSpec(kind="noncontractual", lead_days=7, horizon_days=7)],
+    ids=["contractual", "noncontractual"],
+)
+def test_spark_and_duckdb_give_identical_labeled_sets_on_a_random_world(
+    spark: SparkSession, spec: LabelSpec
+) -> None:
+    tables = random_world(11)
+    as_of = [(START + pd.Timedelta(days=d)).date() for d in (40, 90, 130)]
+    duck = build_labeled_set(tables, as_of, spec)
+    engine = SparkEngine(spark)
+    on_spark = build_labeled_set(tables, as_of, spec, engine=engine)
+    engine.close()
+    assert len(duck) > 10 and duck["churned"].nunique() == 2
+    assert_same_table(duck, on_spark)
+
+
+def test_spark_reads_contract_parquet_and_matches_duckdb_on_a_generated_world(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    """The scale path: Parquet -> Spark-side preparation -> labeled set, no pandas on the way."""
+    world = generate_world(300, 8, seed=1)
+    (tmp_path / "export").mkdir()
+    for name, frame in world.tables.present().items():  # as exported, with pandas' types
+        frame.to_parquet(tmp_path / "export" / f"{name}.parquet", index=False)
+    tables = parse_tables(world.tables)
+    spec = LabelSpec(horizon_days=60)
+    export = read_export(spark, str(tmp_path / "export"))
+    as_of = default_as_of_spark(export)
+    assert as_of == default_as_of(tables)
+    assert snapshot_as_of_spark(export) == snapshot_as_of(tables)
+    engine = SparkEngine(spark)
+    on_spark = build_labeled_set_spark(engine, export, as_of, spec).toPandas()
+    engine.close()
+    duck = build_labeled_set(tables, as_of, spec)
+    assert len(duck) > 500 and duck["churned"].nunique() == 2
+    assert_same_table(duck, on_spark)
+
+
+def test_absent_required_table_is_a_clear_error(spark: SparkSession, tmp_path: Path) -> None:
+    from features.errors import ChurnError
+
+    pd.DataFrame({"customer_id": ["c1"]}).to_parquet(tmp_path / "customers.parquet")
+    with pytest.raises(ChurnError, match=r"subscriptions\.parquet"):
+        read_export(spark, str(tmp_path))
+
+
+# ----- the leakage guard holds on Spark too -----
+
+
+@settings(max_examples=2, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    world_seed=st.integers(0, 2**16),
+    change_seed=st.integers(0, 2**16),
+    as_of_day=st.integers(20, DAYS - 10),
+)
+def test_rows_stamped_on_or_after_as_of_change_no_feature_on_spark(
+    spark: SparkSession, world_seed: int, change_seed: int, as_of_day: int
+) -> None:
+    tables = random_world(world_seed)
+    as_of = START + pd.Timedelta(days=as_of_day)
+    day: list[date] = [as_of.date()]
+    engine = SparkEngine(spark)
+    before = build_features(tables, day, engine=engine)
+    after = build_features(perturb_after(tables, as_of, change_seed), day, engine=engine)
+    engine.close()
+    assert_same_table(before, after)
