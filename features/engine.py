@@ -8,6 +8,7 @@ customers or dates.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from datetime import date
 from importlib import resources
@@ -77,10 +78,9 @@ class DuckDBEngine:
     def __init__(self, threads: int | None = None, memory_limit: str | None = None) -> None:
         self.con = duckdb.connect()
         self.con.execute("SET TimeZone = 'UTC'")
-        try:
+        # Jupyter without ipywidgets refuses the setting: the bar is off there already
+        with contextlib.suppress(duckdb.InvalidInputException):
             self.con.execute("SET enable_progress_bar = false")
-        except duckdb.InvalidInputException:  # Jupyter without ipywidgets: the bar is off already
-            pass
         if threads:
             self.con.execute(f"SET threads = {int(threads)}")
         if memory_limit:
