@@ -30,6 +30,33 @@ err_console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 DataOpt = Annotated[Path | None, typer.Option("--data", help="Folder of contract tables.")]
+# Spark reads any URI (s3a://...), which a Path would mangle: keep it a string on that path
+DataUriOpt = Annotated[str | None, typer.Option("--data", help="Folder or URI of contract tables.")]
+EngineOpt = Annotated[str, typer.Option("--engine", help="duckdb (default, in-process) or spark.")]
+
+
+def _engine(engine: str) -> str:
+    if engine not in ("duckdb", "spark"):
+        raise ChurnError(f"--engine must be duckdb or spark, got {engine!r}")
+    return engine
+
+
+def _spark_export(data: str) -> tuple[Any, Any]:
+    """A Spark engine and the export at ``data`` (any URI Spark reads)."""
+    try:
+        from pyspark.sql import SparkSession
+
+        from features.spark_engine import SparkEngine, read_export
+    except ImportError:
+        raise ChurnError(
+            "--engine spark needs PySpark and Java 17: pip install '.[spark]'."
+        ) from None
+    spark = (
+        SparkSession.builder.appName("churn")
+        .config("spark.sql.session.timeZone", "UTC")
+        .getOrCreate()
+    )
+    return SparkEngine(spark), read_export(spark, data)
 
 
 def friendly_errors(command: F) -> F:
@@ -164,7 +191,7 @@ def print_metrics(metrics: dict[str, Any], title: str = "Retention metrics") -> 
 @app.command()
 @friendly_errors
 def features(
-    data: DataOpt = None,
+    data: DataUriOpt = None,
     as_of: Annotated[str | None, typer.Option(help="Comma-separated as-of dates.")] = None,
     monthly: Annotated[
         bool, typer.Option(help="Every month start with 90 days of history.")
@@ -173,6 +200,7 @@ def features(
     lead: Annotated[str, typer.Option(help="Lead time before the horizon, e.g. 14d.")] = "0d",
     label: Annotated[str, typer.Option(help="contractual or noncontractual.")] = "contractual",
     out: Annotated[Path | None, typer.Option(help="Output Parquet file.")] = None,
+    engine: EngineOpt = "duckdb",
 ) -> None:
     """Build the point-in-time labeled training set."""
     from features.engine import build_labeled_set, feature_columns
@@ -181,7 +209,6 @@ def features(
     from features.pipeline import default_as_of
 
     settings = Settings()
-    tables = load_tables(data or settings.data_dir)
     if label not in ("contractual", "noncontractual"):
         raise ChurnError(f"--label must be contractual or noncontractual, got {label!r}")
     spec = LabelSpec(
@@ -190,6 +217,26 @@ def features(
         lead_days=parse_days(lead),
         gap_days=settings.resubscribe_gap_days,
     )
+    if _engine(engine) == "spark":
+        from features.spark_engine import (
+            build_labeled_set_spark,
+            default_as_of_spark,
+            write_parquet_spark,
+        )
+
+        spark_engine, export = _spark_export(data or str(settings.data_dir))
+        spark_dates = (
+            parse_dates(as_of) if as_of else default_as_of_spark(export) if monthly else []
+        )
+        if not spark_dates:
+            raise ChurnError("Pass --as-of YYYY-MM-DD[,...] or --monthly.")
+        spark_target = str(out or settings.features_path)
+        write_parquet_spark(
+            build_labeled_set_spark(spark_engine, export, spark_dates, spec), spark_target
+        )
+        console.print(f"[green]wrote[/] {spark_target} (Spark, {len(spark_dates)} as-of dates)")
+        return
+    tables = load_tables(Path(data) if data else settings.data_dir)
     dates = parse_dates(as_of) if as_of else default_as_of(tables) if monthly else []
     if not dates:
         raise ChurnError("Pass --as-of YYYY-MM-DD[,...] or --monthly.")
@@ -208,19 +255,28 @@ def features(
 @app.command()
 @friendly_errors
 def snapshot(
-    data: DataOpt = None,
+    data: DataUriOpt = None,
     as_of: Annotated[
         str | None, typer.Option(help="As-of date; default the day after the export's last record.")
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Snapshot file.")] = None,
+    engine: EngineOpt = "duckdb",
 ) -> None:
     """Write every active customer's features as of now to the feature store serving reads."""
     from features.io import write_parquet
     from features.pipeline import build_snapshot
 
     settings = Settings()
-    tables = load_tables(data or settings.data_dir)
     day = parse_dates(as_of)[0] if as_of else None
+    if _engine(engine) == "spark":
+        from features.spark_engine import build_snapshot_spark, write_parquet_spark
+
+        spark_engine, export = _spark_export(data or str(settings.data_dir))
+        spark_target = str(out or settings.store_dir / "snapshot.parquet")
+        write_parquet_spark(build_snapshot_spark(spark_engine, export, day), spark_target)
+        console.print(f"[green]wrote[/] {spark_target} (Spark)")
+        return
+    tables = load_tables(Path(data) if data else settings.data_dir)
     snap = build_snapshot(tables, day)
     target = out or settings.store_dir / "snapshot.parquet"
     write_parquet(snap, target)
@@ -365,6 +421,7 @@ def score_all(
         str | None, typer.Option(help="Registered model, e.g. churn-model@champion.")
     ] = None,
     rules: Annotated[bool, typer.Option("--rules/--no-rules", help="Run rules.yaml after.")] = True,
+    engine: EngineOpt = "duckdb",
 ) -> None:
     """Score every snapshot customer with the champion into the score store serving loads."""
     from serving.history import append_history
@@ -377,6 +434,23 @@ def score_all(
     alias = alias or settings.model_alias
     configure(settings.mlflow_tracking_uri, settings.mlflow_artifact_root)
     churn_model, version = load_registered(name, alias)
+    if _engine(engine) == "spark":
+        from pyspark.sql import SparkSession
+
+        from features.spark_engine import write_parquet_spark
+        from serving.spark_scoring import score_spark
+
+        spark = (
+            SparkSession.builder.appName("churn")
+            .config("spark.sql.session.timeZone", "UTC")
+            .getOrCreate()
+        )
+        source = str(snapshot_file or settings.snapshot_path)
+        spark_out = str(out or settings.store_dir / "scores_spark.parquet")
+        scored = score_spark(spark.read.parquet(source), churn_model, settings.top_k)
+        write_parquet_spark(scored, spark_out)
+        console.print(f"[green]wrote[/] {spark_out} (Spark; scored by {name} v{version})")
+        return
     target, customers = write_score_store(
         churn_model, ModelRef(name, version, alias), snapshot_file or settings.snapshot_path,
         out or settings.score_store_path, settings.top_k, settings.scoring_threads,
