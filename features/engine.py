@@ -179,15 +179,9 @@ def monthly_as_of(start: date, end: date) -> list[date]:
     return [d.date() for d in months if d.date() >= start]
 
 
-def _load(
-    tables: RawTables, as_of: Sequence[date], spec: LabelSpec, engine: SqlEngine | None
-) -> SqlEngine:
-    engine = engine or DuckDBEngine()
-    for name, frame in prepare(tables).items():
-        engine.register(name, frame)
-    engine.register("as_of_dates", as_of_frame(as_of))
-    until = spec.observed_until or observed_until(tables)
-    params = pd.DataFrame(
+def label_params(spec: LabelSpec, until: date) -> pd.DataFrame:
+    """The one-row ``params`` table the label SQL reads (day numbers keep it engine-portable)."""
+    return pd.DataFrame(
         {
             "horizon_days": [spec.horizon_days],
             "lead_days": [spec.lead_days],
@@ -196,7 +190,16 @@ def _load(
             "observed_until_day": [(pd.Timestamp(until) - pd.Timestamp("1970-01-01")).days],
         }
     )
-    engine.register("params", params)
+
+
+def _load(
+    tables: RawTables, as_of: Sequence[date], spec: LabelSpec, engine: SqlEngine | None
+) -> SqlEngine:
+    engine = engine or DuckDBEngine()
+    for name, frame in prepare(tables).items():
+        engine.register(name, frame)
+    engine.register("as_of_dates", as_of_frame(as_of))
+    engine.register("params", label_params(spec, spec.observed_until or observed_until(tables)))
     if spec.kind == "noncontractual" and tables.events is None:
         raise ChurnError(
             "Non-contractual labels need the events table (activity or purchases); "

@@ -45,6 +45,7 @@ from features.engine import (
     TIME_COLUMNS,
     as_of_frame,
     definition,
+    label_params,
     monthly_as_of,
 )
 from features.errors import ChurnError
@@ -398,16 +399,7 @@ def _load_spark(
         engine.register_frame(name, frame)
     engine.register("as_of_dates", as_of_frame(as_of))
     until = spec.observed_until or export.profile.observed_until
-    params = pd.DataFrame(
-        {
-            "horizon_days": [spec.horizon_days],
-            "lead_days": [spec.lead_days],
-            "gap_days": [spec.gap_days],
-            "free_is_churn": [int(spec.free_is_churn)],
-            "observed_until_day": [(pd.Timestamp(until) - pd.Timestamp("1970-01-01")).days],
-        }
-    )
-    engine.register("params", params)
+    engine.register("params", label_params(spec, until))
     if spec.kind == "noncontractual" and "events" not in tables:
         raise ChurnError(
             "Non-contractual labels need the events table (activity or purchases); "

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from datetime import UTC, date, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import orjson
 import pandas as pd
@@ -20,30 +20,11 @@ from fastapi import Path as PathParam
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from features.contract import EXIT_CATEGORIES
 from serving.schemas import ErrorBody
 from serving.workflows.service import Workflows
 
 JSON = "application/json"
-INTERVENTION_TYPES = (
-    "call",
-    "meeting",
-    "email",
-    "training",
-    "offer",
-    "escalation",
-    "executive_sponsor",
-    "re_onboarding",
-    "other",
-)
-OUTCOMES = ("saved", "improving", "no_change", "no_response", "churned", "pending")
-EXIT_CATEGORIES = (
-    "product",
-    "price",
-    "service",
-    "competitor",
-    "unavoidable",
-)  # = features.contract
-
 # SQLite rowids are signed 64-bit: a larger id is a 422, not an overflow deep in the ledger
 MAX_ROW_ID = 2**63 - 1
 RowId = Annotated[int, Field(ge=1, le=MAX_ROW_ID)]
@@ -62,7 +43,10 @@ InterventionType = Literal[
     "other",
 ]
 Outcome = Literal["saved", "improving", "no_change", "no_response", "churned", "pending"]
+INTERVENTION_TYPES: tuple[str, ...] = get_args(InterventionType)
+OUTCOMES: tuple[str, ...] = get_args(Outcome)
 ExitCategory = Literal["product", "price", "service", "competitor", "unavoidable"]
+assert get_args(ExitCategory) == EXIT_CATEGORIES, "keep in step with features.contract"
 
 
 class InterventionIn(BaseModel):
