@@ -54,7 +54,7 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=5000)
     parser.add_argument("--months", type=int, default=24)
     args = parser.parse_args()
-    console = Console()
+    console = Console(width=150)
     tables = generate_world(args.customers, args.months, seed=42).tables
     from features.contract import parse_tables
 

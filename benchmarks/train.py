@@ -52,7 +52,7 @@ def main() -> None:
     for stage, seconds in timings:
         table.add_row(stage, f"{seconds:.1f}")
     table.add_row("total", f"{sum(s for _, s in timings):.1f}")
-    Console().print(table)
+    Console(width=150).print(table)
     auc = report.result.metrics["model"]["roc_auc"]
     Console().print(f"ROC-AUC {auc:.4f}, {report.result.model.booster.num_trees()} trees; "
                     "target: total <= 120 s on 2 cores")  # fmt: skip
