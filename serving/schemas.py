@@ -45,7 +45,7 @@ EXAMPLE_RESULT: dict[str, Any] = {
     "customer_id": "C000042",
     "churn_probability": 0.187,
     "horizon_days": 90,
-    "health_score": 52.4,
+    "health_score": 52.0,
     "tier": "medium",
     "top_drivers": [EXAMPLE_DRIVER],
     "recommended_action": EXAMPLE_ACTION,

@@ -44,7 +44,9 @@ class ScoreMap:
     def health(self, probability: np.ndarray) -> np.ndarray:
         xs = np.array([0.0, *self.anchors, 1.0])
         ys = np.array([100.0, 80.0, 60.0, 40.0, 0.0])
-        return np.round(np.interp(probability, xs, ys), 1)
+        # whole points, like the hand-weighted scores it replaces; the tier is read from the same
+        # rounded number, so a displayed 40 is never "high risk"
+        return np.round(np.interp(probability, xs, ys))
 
 
 @dataclass

@@ -68,3 +68,12 @@ def test_save_and_load_round_trip_gives_identical_scores(model: ChurnModel, tmp_
     loaded = ChurnModel.load(model.save(tmp_path / "m"))
     np.testing.assert_array_equal(loaded.contributions(X), model.contributions(X))
     assert loaded.categories == model.categories and loaded.platt == model.platt
+
+
+def test_health_is_whole_points_so_the_tier_matches_the_number_shown(model: ChurnModel) -> None:
+    """A probability just past the 40-point anchor rounds to 40: shown as 40, tier medium."""
+    from training.health_score import tier_of
+
+    health = model.health(np.array([0.2001, 0.0501, 0.09]))
+    np.testing.assert_array_equal(health, np.round(health))
+    assert list(tier_of(health)) == ["medium", "healthy", "low"]
