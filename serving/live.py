@@ -81,6 +81,4 @@ def invalid_message(problems: list[FieldProblem]) -> str:
 
 def encode_checked(model: ChurnModel, rows: list[dict[str, Any]]) -> np.ndarray:
     """Already-checked feature objects as the n x f matrix the booster reads (no DataFrame)."""
-    if len(rows) == 1:
-        return model.encode_row(rows[0])
-    return np.vstack([model.encode_row(row) for row in rows])
+    return model.encode_rows(rows)

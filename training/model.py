@@ -61,6 +61,9 @@ class ChurnModel:
     horizon_days: int
     label: str
     meta: dict[str, Any] = field(default_factory=dict)
+    _code_cache: dict[str, dict[Any, float]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     # ----- encoding: one float matrix, categoricals as codes (unseen or missing -> NaN) -----
     def encode(self, frame: pd.DataFrame) -> np.ndarray:
@@ -77,15 +80,29 @@ class ChurnModel:
 
     def encode_row(self, values: dict[str, Any]) -> np.ndarray:
         """One customer's features (already validated) as a 1 x k matrix, with no DataFrame."""
-        row = np.empty((1, len(self.features)), dtype=np.float64)
-        for j, name in enumerate(self.features):
-            value = values.get(name)
-            if name in self.categories:
-                levels = self.categories[name]
-                row[0, j] = levels.index(value) if value in levels else np.nan
-            else:
-                row[0, j] = np.nan if value is None else float(value)
-        return row
+        return self.encode_rows([values])
+
+    def encode_rows(self, rows: list[dict[str, Any]]) -> np.ndarray:
+        """Several customers' validated features as one n x k matrix (one allocation)."""
+        codes = self._codes()
+        out = np.empty((len(rows), len(self.features)), dtype=np.float64)
+        for i, values in enumerate(rows):
+            for j, name in enumerate(self.features):
+                value = values.get(name)
+                if name in codes:
+                    out[i, j] = codes[name].get(value, np.nan)  # unseen or missing -> NaN
+                else:
+                    out[i, j] = np.nan if value is None else float(value)
+        return out
+
+    def _codes(self) -> dict[str, dict[Any, float]]:
+        """Category -> code lookups, built once: the live path must not scan level lists."""
+        if self._code_cache is None:
+            self._code_cache = {
+                name: {level: float(i) for i, level in enumerate(levels)}
+                for name, levels in self.categories.items()
+            }
+        return self._code_cache
 
     # ----- scores -----
     def margin(self, X: np.ndarray, num_threads: int = 0) -> np.ndarray:
