@@ -14,8 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.catalog import feature_info
-from features.engine import feature_columns
+from features.engine import catalog_of, feature_columns
 from features.errors import InsufficientDataError
 from training.evaluation import evaluate
 from training.fit import (
@@ -113,6 +112,7 @@ def train(
         score_map=ScoreMap.from_base_rate(train_rate),
         horizon_days=config.horizon_days,
         label=config.label,
+        catalog={n: e for n, e in catalog_of(labeled).items() if n in features},
     )
     X = model.encode(labeled)
     model.booster = fit_booster(
@@ -153,7 +153,7 @@ def train(
     importance = pd.DataFrame(
         {
             "feature": features,
-            "group": [feature_info(f).group for f in features],
+            "group": [model.info(f).group for f in features],
             "mean_abs_contribution": np.abs(contributions[:, :-1]).mean(axis=0),
         }
     ).sort_values("mean_abs_contribution", ascending=False, kind="stable")
