@@ -129,14 +129,29 @@ def validate(data: DataOpt = None) -> None:
     from features.contract import print_report, validate_folder
 
     folder = data or Settings().data_dir
-    _, report = validate_folder(folder, pd.Timestamp.now(tz="UTC"))
+    tables, report = validate_folder(folder, pd.Timestamp.now(tz="UTC"))
     print_report(report, console)
+    if tables is not None and report.ok:
+        _print_vocabulary(tables)
     if not report.ok:
         err_console.print(
             f"[bold red]{folder}: the data breaks the contract; see the errors above."
         )
         raise typer.Exit(1)
     console.print(f"[green]{folder}: valid[/] ({report.warning_count} warnings)")
+
+
+def _print_vocabulary(tables: Any) -> None:
+    """The attribute types and event vocabulary the features will be built from."""
+    from features.attributes import render_attributes
+    from features.engine import default_vocabulary
+    from features.pipeline import default_as_of
+    from features.vocabulary import render_vocabulary
+
+    console.print(render_attributes(tables.customers, tables.options.attributes))
+    if tables.events is not None and len(tables.events):
+        vocabulary = default_vocabulary(tables, default_as_of(tables))
+        console.print(render_vocabulary(vocabulary, tables.events))
 
 
 def load_tables(folder: Path) -> Any:

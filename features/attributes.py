@@ -18,6 +18,7 @@ prints what each column became (:func:`describe_attributes`).
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from rich.table import Table
 
 from features.catalog import BY_NAME, KEY_COLUMNS, NON_FEATURE_ATTRIBUTES, Feature
 from features.contract import TABLE_COLUMNS
@@ -302,6 +304,15 @@ def attribute_features(
     return out
 
 
-def describe_attributes(specs: Sequence[AttributeSpec]) -> list[tuple[str, str, str, str]]:
-    """(column, type, origin, what it becomes) per extra customer column, for ``validate``."""
-    return [(s.column, s.type or "drop", s.origin, s.becomes()) for s in specs]
+def render_attributes(customers: pd.DataFrame, overrides: Mapping[str, Override]) -> Table:
+    """What ``churn validate`` shows: each customer attribute, its type and what it becomes."""
+    table = Table(title="Customer attributes (types: inferred, or set in features.yaml)")
+    for name in ("column", "type", "from", "becomes"):
+        table.add_column(name, overflow="fold")
+    for spec in infer_attributes(customers, overrides):
+        table.add_row(spec.column, spec.type or "drop", spec.origin, spec.becomes())
+    for name in unknown_overrides(customers, overrides):
+        close = difflib.get_close_matches(name, list(customers.columns), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        table.add_row(name, overrides[name], "features.yaml", f"[yellow]no such column{hint}[/]")
+    return table

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import pandas as pd
+from rich.table import Table
 
 from features.catalog import KEY_COLUMNS, Feature
 
@@ -28,7 +29,7 @@ PREFIX = {"event_type": "type", "feature": "uses"}
 """Column prefixes; no hand-written catalog name starts with them, so no name can collide."""
 NOUN = {"event_type": "events", "feature": "uses"}
 METRICS = ("30d", "90d", "change_30d", "days_since", "share_90d", "per_user_30d")
-_SQL_METRIC = {
+SQL_METRIC = {
     "30d": "n_30d", "90d": "n_90d", "change_30d": "change_30d", "days_since": "days_since",
     "share_90d": "share_90d", "per_user_30d": "per_user_30d",
 }  # fmt: skip
@@ -181,7 +182,7 @@ def pivot(long: pd.DataFrame, vocabulary: Vocabulary, keys: pd.DataFrame) -> pd.
             rows = frame.iloc[:0].droplevel("term")
         rows = rows.reindex(index)
         for metric in METRICS:
-            columns[term.column(metric)] = rows[_SQL_METRIC[metric]].astype("float64")
+            columns[term.column(metric)] = rows[SQL_METRIC[metric]].astype("float64")
     for source in SOURCES:
         mine = [t for t in terms if t.source == source]
         for metric in ("30d", "90d"):
@@ -235,3 +236,34 @@ def drop_unavailable(frame: pd.DataFrame, vocabulary: Vocabulary, with_users: bo
     if with_users:
         return frame
     return frame.drop(columns=[t.column("per_user_30d") for t in vocabulary.terms()])
+
+
+def render_vocabulary(vocabulary: Vocabulary, events: pd.DataFrame) -> Table:
+    """What ``churn validate`` shows: the event types and features with their own columns."""
+    table = Table(title="Event vocabulary (the most frequent get their own features)")
+    for name in ("source", "value", "events", "columns"):
+        table.add_column(name, overflow="fold")
+    for source, values in (
+        ("event_type", vocabulary.event_types),
+        ("feature", vocabulary.features),
+    ):
+        if source not in events.columns:
+            continue
+        counts = events[source].astype("string").value_counts()
+        for term in vocabulary.terms():
+            if term.source != source:
+                continue
+            if term.value == "" and term.key == OTHER:
+                n = int(counts[~counts.index.isin(values)].sum())
+                shown = f"{len(counts) - len(values)} others"
+            else:
+                n, shown = int(counts.get(term.value, 0)), term.value
+                if source == "event_type" and term.value in vocabulary.sign_in:
+                    shown += " (sign-in)"
+            table.add_row(source, shown, f"{n:,}", f"{term.column('*')}")
+    if not vocabulary.sign_in:
+        table.caption = (
+            "No event type reads as a sign-in, so login features are absent; name them with "
+            "sign_in_events in features.yaml."
+        )
+    return table
