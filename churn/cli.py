@@ -414,7 +414,7 @@ def evaluate(
 @app.command("import")
 @friendly_errors
 def import_data(
-    dataset: Annotated[str, typer.Argument(help="Data set: telco, cdnow or ravenstack.")],
+    dataset: Annotated[str, typer.Argument(help="Data set: telco, cdnow, ravenstack or churnsim.")],
     src: Annotated[Path, typer.Option(help="Source file or folder, e.g. ../shared/data/telco.")],
     out: Annotated[Path, typer.Option(help="Contract folder to write (atomically).")],
 ) -> None:
