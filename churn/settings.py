@@ -54,6 +54,20 @@ class Settings(BaseSettings):
     scoring_threads: int = Field(
         0, ge=0, description="LightGBM threads for batch scoring (0 = all cores)."
     )
+    reload_max_shrink: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="A reload or poll that would drop more than this share of the served "
+        "customers is refused and the old state keeps serving; a drop to zero always is "
+        "(POST /admin/reload?allow_shrink=true overrides both).",
+    )
+    ready_max_age_days: int = Field(
+        0,
+        ge=0,
+        description="/readyz is not ready when the snapshot's newest as_of is older "
+        "than this many days (0 = no limit).",
+    )
 
     def api_key_list(self) -> list[str]:
         return [k.strip() for k in self.api_keys.split(",") if k.strip()]

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -73,6 +74,21 @@ def error_json(status: int, code: str, message: str, fields: list[FieldProblem])
     body = {"error": code, "message": message,
             "fields": [{"field": f.field, "problem": f.problem} for f in fields]}  # fmt: skip
     return Response(orjson.dumps(body), status_code=status, media_type=JSON)
+
+
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.])/(?:[^\s/:;,'\"()]+/)+([^\s/:;,'\"()]+)")
+
+
+def public_paths(value: Any) -> Any:
+    """``value`` with every absolute path cut to its file name: open endpoints (``/readyz``)
+    say which file is wrong without telling the network how the host is laid out."""
+    if isinstance(value, str):
+        return _ABSOLUTE_PATH.sub(r"\1", value)
+    if isinstance(value, dict):
+        return {k: public_paths(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [public_paths(v) for v in value]
+    return value
 
 
 def churn_error_response(exc: ChurnError) -> Response:
@@ -199,8 +215,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
             ref = state.ref
             metrics.served(ref.name, ref.version, ref.alias, len(state.customer_ids))
 
-    async def reload(force: bool) -> ReloadOutcome:
-        outcome = await asyncio.to_thread(runtime.reload, force)
+    async def reload(force: bool, allow_shrink: bool = False) -> ReloadOutcome:
+        outcome = await asyncio.to_thread(runtime.reload, force, allow_shrink)
         record(outcome)
         return outcome
 
@@ -398,9 +414,16 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     @app.get(
         "/readyz",
         response_model=Readiness,
-        responses={503: {"model": Readiness, "description": "No model loaded."}},
+        responses={
+            503: {
+                "model": Readiness,
+                "description": "No model loaded, no customers served, or the snapshot is older "
+                "than CHURN_READY_MAX_AGE_DAYS; `problem` says which.",
+            }
+        },
         tags=["operations"],
-        summary="A model is loaded (degraded: the last reload failed, the old one serves)",
+        summary="A model and customers are served (degraded: the last reload failed or was "
+        "refused, the old state serves)",
     )
     async def readyz() -> Response:
         state, last = runtime.state, runtime.last
@@ -412,10 +435,15 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         }
         if state is None:
             body |= {"ready": False, "status": "not ready"}
-            return Response(orjson.dumps(body), status_code=503, media_type=JSON)
+            return Response(orjson.dumps(public_paths(body)), status_code=503, media_type=JSON)
         body |= state.summary()
+        unready = runtime.readiness_problem(datetime.now(UTC).date())
+        if unready is not None:
+            problem = "; ".join(p for p in (unready, runtime.last_error) if p)
+            body |= {"ready": False, "status": "not ready", "problem": problem}
+            return Response(orjson.dumps(public_paths(body)), status_code=503, media_type=JSON)
         body |= {"ready": True, "status": "degraded" if runtime.last_error else "ready"}
-        return Response(orjson.dumps(body), media_type=JSON)
+        return Response(orjson.dumps(public_paths(body)), media_type=JSON)
 
     @app.get(
         "/metrics",
@@ -436,8 +464,13 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         tags=["operations"],
         summary="Load the current champion, snapshot, score store and playbook now",
     )
-    async def admin_reload() -> Response:
-        outcome = await reload(True)
+    async def admin_reload(
+        allow_shrink: Annotated[
+            bool,
+            Query(description="Accept a snapshot with far fewer customers (or none) than served."),
+        ] = False,
+    ) -> Response:
+        outcome = await reload(True, allow_shrink)
         if outcome.outcome == "failed":
             raise ReloadError(f"Reload failed: {outcome.detail}")
         state = runtime.current()
