@@ -38,6 +38,17 @@ class Settings(BaseSettings):
     mlflow_artifact_root: Path = Path("mlruns/artifacts")
     model_name: str = "churn-model"
     api_keys: str = Field("demo-key", description="Comma-separated API keys (CHURN_API_KEYS).")
+    auth_failures_before_backoff: int = Field(
+        5,
+        ge=1,
+        description="Failed API-key checks or sign-ins one client may make before each "
+        "further failure doubles a lock-out (1 s up to 5 min; 429 with Retry-After).",
+    )
+    ui_session_secret: str | None = Field(
+        None,
+        description="Secret that signs UI session cookies (CHURN_UI_SESSION_SECRET, 32+ "
+        "characters); unset: derived from the API keys, allowed on loopback only.",
+    )
     # ----- serving -----
     model_alias: str = Field("champion", description="Registry alias the API serves.")
     playbook_path: Path = Field(
