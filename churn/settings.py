@@ -44,6 +44,11 @@ class Settings(BaseSettings):
         description="Failed API-key checks or sign-ins one client may make before each "
         "further failure doubles a lock-out (1 s up to 5 min; 429 with Retry-After).",
     )
+    api_docs: bool | None = Field(
+        None,
+        description="Serve /docs, /redoc and /openapi.json (CHURN_API_DOCS); unset: only when "
+        "`churn serve` listens on loopback.",
+    )
     ui_session_secret: str | None = Field(
         None,
         description="Secret that signs UI session cookies (CHURN_UI_SESSION_SECRET, 32+ "

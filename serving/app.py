@@ -60,6 +60,7 @@ from serving.schemas import (
     ScoreResult,
     TierName,
 )
+from serving.security import SecurityMiddleware
 from serving.state import ReloadOutcome, Runtime, ServingState, iso_utc
 from serving.throttle import FailureThrottle
 from serving.ui import mount_ui
@@ -249,6 +250,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     """The API for one deployment; ``runtime`` may be pre-loaded (tests, benchmarks)."""
     runtime = runtime or Runtime(settings)
     metrics = ServingMetrics()
+    docs_open = settings.api_docs is not False  # None: `churn serve` decides from the host
 
     def record(outcome: ReloadOutcome) -> None:
         metrics.reloads.labels(outcome.outcome).inc()
@@ -293,6 +295,9 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
             "`docs/crm-integration.md`; how the numbers are made: `docs/scoring.md`."
         ),
         lifespan=lifespan,
+        docs_url="/docs" if docs_open else None,
+        redoc_url="/redoc" if docs_open else None,
+        openapi_url="/openapi.json" if docs_open else None,
     )
     app.state.runtime = runtime
     app.state.metrics = metrics
@@ -527,5 +532,6 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     mount_ui(app, lambda: runtime, settings, auth_throttle, metrics)
     mount_workflows(app, settings, require_key)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    app.add_middleware(SecurityMiddleware)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

@@ -109,6 +109,15 @@ def check_exposure(settings: Settings, host: str) -> None:
         )
 
 
+def served_settings(settings: Settings, host: str) -> Settings:
+    """``settings`` as served on ``host``: checked (:func:`check_exposure`), and with the API's
+    docs open only on loopback unless ``CHURN_API_DOCS`` says otherwise."""
+    check_exposure(settings, host)
+    if settings.api_docs is None:
+        return settings.model_copy(update={"api_docs": is_loopback(host)})
+    return settings
+
+
 def app_from_env() -> FastAPI:
     """App factory for uvicorn workers: each worker reads the settings (env, ``.env``) once."""
     from serving.app import create_app
@@ -122,7 +131,7 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000, workers
     the model and store and polls for reloads itself; ``/metrics`` sums all workers.
     Refuses a non-loopback ``host`` with the demo key or no session secret
     (:func:`check_exposure`)."""
-    check_exposure(settings, host)
+    settings = served_settings(settings, host)
     # Workers are fresh processes: hand them this deployment's settings through the environment.
     os.environ.update(
         {f"CHURN_{k.upper()}": str(v) for k, v in settings.model_dump().items() if v is not None}

@@ -164,3 +164,55 @@ def test_a_non_ascii_session_or_csrf_cookie_is_not_a_server_error(
         posted = client.post("/ui/signin", data=form, headers={"Cookie": bad},
                              follow_redirects=False)  # fmt: skip
         assert posted.status_code == 400
+
+
+def test_every_response_has_the_security_headers_and_a_csp_without_inline_script(
+    client: TestClient,
+) -> None:
+    for response in (client.get("/healthz"), client.get("/ui/signin"),
+                     client.post("/score", json={}, headers=HEADERS)):  # fmt: skip
+        assert response.headers["x-frame-options"] == "DENY"
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["referrer-policy"] == "same-origin"
+        csp = response.headers["content-security-policy"]
+        script_src = next(d for d in csp.split(";") if d.strip().startswith("script-src"))
+        assert script_src.split() == ["script-src", "'self'"]
+        assert "frame-ancestors 'none'" in csp
+
+
+def test_ui_pages_carry_no_inline_script(client: TestClient) -> None:
+    cookie = signed_in(client)
+    for path in ("/ui/signin", "/ui/", "/ui/analytics", "/ui/workflows/alerts"):
+        html = client.get(path, cookies={SESSION_COOKIE: cookie}).text
+        for tag in re.findall(r"<script\b[^>]*>", html):
+            assert "src=" in tag or 'type="application/json"' in tag, (path, tag)
+        assert not re.search(r"\son[a-z]+=", html), path  # no inline event handlers
+
+
+def test_a_cross_origin_state_change_is_refused_before_any_handler(client: TestClient) -> None:
+    evil = client.post("/admin/reload", headers={**HEADERS, "Origin": "http://evil.test"})
+    assert evil.status_code == 403 and evil.json()["error"] == "cross_origin"
+    site = client.post("/admin/reload", headers={**HEADERS, "Sec-Fetch-Site": "cross-site"})
+    assert site.status_code == 403
+    own = client.post("/admin/reload", headers={**HEADERS, "Origin": "http://testserver"})
+    assert own.status_code == 200
+    assert client.post("/admin/reload", headers=HEADERS).status_code == 200  # a CRM: no Origin
+
+
+def test_docs_and_openapi_can_be_turned_off_and_are_off_by_default_on_a_network(
+    deployment: Deployment,
+) -> None:
+    from serving.server import is_loopback, served_settings
+
+    with TestClient(create_app(deployment.with_settings(api_docs=False))) as closed:
+        assert closed.get("/openapi.json").status_code == 404
+        assert closed.get("/docs").status_code == 404
+    with TestClient(create_app(deployment.settings)) as opened:
+        assert opened.get("/openapi.json").status_code == 200
+    assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1")
+    assert not is_loopback("0.0.0.0") and not is_loopback("10.1.2.3")
+    network = Settings(api_keys=STRONG_KEY, ui_session_secret=SECRET)
+    assert served_settings(network, "0.0.0.0").api_docs is False
+    assert served_settings(network, "127.0.0.1").api_docs is True
+    asked = network.model_copy(update={"api_docs": True})
+    assert served_settings(asked, "0.0.0.0").api_docs is True
