@@ -28,7 +28,6 @@ from serving.workflows.loop import ClosedLoop, LoopInputs, closed_loop
 from serving.workflows.run import RunSummary, run_rules
 from serving.workflows.webhooks import Attempt, WebhookSender
 
-
 REPORT_WAIT_SECONDS = 20.0  # a caller waits this long for a report being computed, then 503
 
 
