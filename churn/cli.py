@@ -491,10 +491,12 @@ def serve(
     workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
 ) -> None:
     """Serve the scoring API (docs/crm-integration.md) with uvicorn until interrupted."""
+    from serving.server import check_exposure
     from serving.server import serve as run_server
     from serving.store import example_customer_id
 
     settings = Settings()
+    check_exposure(settings, host)
     cid = example_customer_id(settings.snapshot_path) or "C000001"
     key = "demo-key" if settings.api_key_list() == ["demo-key"] else "$CHURN_KEY"
     console.print(
