@@ -399,11 +399,36 @@ def evaluate(
 @app.command("import")
 @friendly_errors
 def import_data(
-    dataset: Annotated[str, typer.Argument(help="Data set: telco, cdnow or ravenstack.")],
-    src: Annotated[Path, typer.Option(help="Source file or folder, e.g. ../shared/data/telco.")],
-    out: Annotated[Path, typer.Option(help="Contract folder to write (atomically).")],
+    dataset: Annotated[
+        str | None, typer.Argument(help="Data set: telco, cdnow or ravenstack (or use --map).")
+    ] = None,
+    src: Annotated[
+        Path, typer.Option(help="Source file or folder, e.g. ../shared/data/telco.")
+    ] = Path("."),
+    out: Annotated[Path, typer.Option(help="Contract folder to write (atomically).")] = Path(
+        "data/imported"
+    ),
+    mapping: Annotated[
+        Path | None,
+        typer.Option("--map", help="Mapping file (docs/bring-your-own-data.md) for --src DIR."),
+    ] = None,
 ) -> None:
-    """Map a public data set onto the raw-data contract; then `churn validate --data OUT`."""
+    """Map a public data set, or your exports with --map, onto the contract; then validate."""
+    if mapping is not None:
+        if dataset is not None:
+            raise ChurnError("Pass either a data set name or --map, not both.")
+        from features.importers.mapped import import_mapped
+
+        result = import_mapped(mapping, src, out)
+        counts = ", ".join(f"{t} {n:,}" for t, n in result.manifest["row_counts"].items())
+        console.print(
+            f"[green]wrote[/] {result.folder}/: {counts} (see {result.folder}/manifest.json)"
+        )
+        for warning in result.warnings:
+            err_console.print(f"[yellow]warning:[/] {warning}")
+        return
+    if dataset is None:
+        raise ChurnError("Name a data set (telco, cdnow, ravenstack) or pass --map mapping.yaml.")
     from features.importers import import_to_folder
 
     folder = import_to_folder(dataset, src, out)
