@@ -126,10 +126,15 @@ def generate(
 @friendly_errors
 def validate(data: DataOpt = None) -> None:
     """Check a folder of raw tables against the data contract; exit 1 on errors."""
-    from features.contract import print_report, validate_folder
+    from features.contract import ValidationReport, print_report, validate_folder
+    from features.importers.plausibility import plausibility_findings
 
     folder = data or Settings().data_dir
-    _, report = validate_folder(folder, pd.Timestamp.now(tz="UTC"))
+    now = pd.Timestamp.now(tz="UTC")
+    tables, report = validate_folder(folder, now)
+    if tables is not None:  # the contract's report, then what looks implausible
+        extra = tuple(plausibility_findings(tables, now))
+        report = ValidationReport(report.findings + extra, report.row_counts)
     print_report(report, console)
     if not report.ok:
         err_console.print(

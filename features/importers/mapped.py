@@ -382,7 +382,10 @@ def typed(source: _Source, spec: FieldSpec, table: str, column: str) -> str:
             "unix_ms": f"churn_ts_unix({text}, 1000.0)",
         }[spec.time]
         checked = f"churn_checked({parsed}, {text}, {what} || ' (not a time)')"
-        return f"CAST({checked} AS DATE)" if kind == "date" else checked
+        if kind == "date":  # a calendar day stays that day; an instant is cut in UTC
+            day = f"regexp_full_match({text}, '\\d{{4}}-\\d\\d-\\d\\d')"
+            return f"CASE WHEN {day} THEN CAST({text} AS DATE) ELSE CAST({checked} AS DATE) END"
+        return checked
     if kind == "boolean":
         return f"churn_checked(churn_bool({text}), {text}, {what} || ' (not true/false)')"
     number = f"churn_checked(TRY_CAST({text} AS DOUBLE), {text}, {what} || ' (not a number)')"
@@ -583,6 +586,16 @@ def _rows(con: duckdb.DuckDBPyConnection, query: str) -> list[tuple[Any, ...]]:
     return list(relation.fetchall())
 
 
+def _set_aside_ambiguous(con: duckdb.DuckDBPyConnection) -> None:
+    """Move aliases that name several customers out of the crosswalk, so they link nothing."""
+    con.sql("""
+        INSERT INTO ambiguous SELECT kind, value, count(DISTINCT customer) FROM crosswalk
+        GROUP BY kind, value HAVING count(DISTINCT customer) > 1""")
+    con.sql("""
+        DELETE FROM crosswalk WHERE (kind, value) IN (SELECT (kind, value) FROM ambiguous)""")
+    con.sql("CREATE OR REPLACE TEMP TABLE crosswalk AS SELECT DISTINCT * FROM crosswalk")
+
+
 def _build_crosswalk(
     con: duckdb.DuckDBPyConnection, sources: list[_Source], readers: dict[str, str], key: str
 ) -> list[dict[str, Any]]:
@@ -611,6 +624,10 @@ def _build_crosswalk(
                     f"{quote(key)} FROM {table} WHERE {quote(kind)} IS NOT NULL AND "
                     f"{quote(key)} IS NOT NULL"
                 )
+    con.sql(
+        "CREATE OR REPLACE TEMP TABLE ambiguous (kind VARCHAR, value VARCHAR, customers BIGINT)"
+    )
+    _set_aside_ambiguous(con)
     for _ in range(len(linking)):
         before = _scalar(con, "SELECT count(*) FROM crosswalk")
         for source in linking:
@@ -628,20 +645,13 @@ def _build_crosswalk(
                           ON x.kind = {literal(known)} AND x.value = i.{quote(known)}
                         WHERE i.{quote(other)} IS NOT NULL AND NOT EXISTS (
                           SELECT 1 FROM crosswalk y WHERE y.kind = {literal(other)}
-                          AND y.value = i.{quote(other)} AND y.customer = x.customer)""")
+                          AND y.value = i.{quote(other)} AND y.customer = x.customer)
+                        AND NOT EXISTS (SELECT 1 FROM ambiguous a WHERE a.kind = {literal(other)}
+                          AND a.value = i.{quote(other)})""")
+        _set_aside_ambiguous(con)
         if _scalar(con, "SELECT count(*) FROM crosswalk") == before:
             break
-    ambiguous = _rows(
-        con,
-        """
-        SELECT kind, value, count(DISTINCT customer) AS customers FROM crosswalk
-        GROUP BY kind, value HAVING count(DISTINCT customer) > 1 ORDER BY customers DESC, value
-    """,
-    )
-    con.sql("""
-        CREATE OR REPLACE TEMP TABLE crosswalk AS
-        SELECT kind, value, any_value(customer) AS customer
-        FROM crosswalk GROUP BY kind, value HAVING count(DISTINCT customer) = 1""")
+    ambiguous = _rows(con, "SELECT * FROM ambiguous ORDER BY customers DESC, kind, value")
     return [{"identity": k, "value": v, "customers": n} for k, v, n in ambiguous]
 
 

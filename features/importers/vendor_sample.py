@@ -6,7 +6,7 @@ track calls (ISO 8601, some with a UTC offset, plus identify calls to be skipped
 Organization / Ticket objects (integer ids, good/bad satisfaction), and a HubSpot companies CSV
 (domains written as ``www.`` or ``https://``). ``mapping.yaml`` beside the exports maps them with
 the built-in presets; ``truth/`` holds what the import must recover: each subscription's MRR in
-dollars, each customer's churn date and exit reason, each customer's ticket count and CSAT.
+dollars, each customer's churn date and exit reason, every ticket's customer, times and CSAT.
 
 Churn is driven by a hidden health score that also drives sign-ins and tickets, with usage fading
 in the two months before a customer leaves, so a model has something to find. Seeded: the same
@@ -348,7 +348,6 @@ def generate_vendor_sample(
                     "created_at": _iso(created),
                 }
             )
-            count, csats = 0, []
             month = created
             while month < min(life_end, end):
                 for _ in range(int(rng.poisson(0.25 * np.exp(-0.6 * health)))):
@@ -360,9 +359,14 @@ def generate_vendor_sample(
                     rated = rng.random() < 0.6
                     good = rng.random() < 1 / (1 + np.exp(-(1.2 + health)))
                     score = ("good" if good else "bad") if rated else "unoffered"
-                    if rated:
-                        csats.append(5.0 if good else 1.0)
-                    count += 1
+                    truth_tickets.append(
+                        {
+                            "customer_id": cus,
+                            "opened_at": opened,
+                            "resolved_at": solved if solved < end else None,
+                            "csat": (5.0 if good else 1.0) if rated else None,
+                        }
+                    )
                     tickets.append(
                         {
                             "id": ticket_id,
@@ -380,13 +384,6 @@ def generate_vendor_sample(
                         }
                     )
                 month += timedelta(days=30.44)
-            truth_tickets.append(
-                {
-                    "customer_id": cus,
-                    "tickets": count,
-                    "csat_mean": float(np.mean(csats)) if csats else None,
-                }
-            )
             companies.append(
                 {
                     "hs_object_id": company_base + i,
