@@ -18,8 +18,13 @@ FIT_KEYS = {"params", "max_trees", "early_stopping", "seed", "num_threads", "imb
 
 def load_train_config(path: Path | None) -> TrainConfig:
     """Defaults, overridden by the keys of ``path``; unknown keys are errors, not ignored."""
+    return read_train_config(path)[0]
+
+
+def read_train_config(path: Path | None) -> tuple[TrainConfig, set[str]]:
+    """The config of ``path`` and the top-level keys it sets (to check them against the data)."""
     if path is None:
-        return TrainConfig()
+        return TrainConfig(), set()
     if not Path(path).exists():
         raise ChurnError(f"Training config {path} does not exist.")
     try:
@@ -46,6 +51,6 @@ def load_train_config(path: Path | None) -> TrainConfig:
         fit = FitConfig(params=params, **fit_raw)
         if "health_score_config" in raw:
             raw["health_score_config"] = Path(raw["health_score_config"])
-        return TrainConfig(fit=fit, **raw)
+        return TrainConfig(fit=fit, **raw), set(raw)
     except (TypeError, ValueError) as exc:
         raise ChurnError(f"{path}: {exc}") from None

@@ -6,8 +6,7 @@ promotion gate live in ``training.registry``; the CLI and notebooks call both.
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,8 @@ import pandas as pd
 
 from features.catalog import feature_info
 from features.engine import feature_columns
-from features.errors import InsufficientDataError
+from features.errors import ChurnError, InsufficientDataError
+from features.pipeline import DEFAULT_ORIGIN, fingerprint
 from training.evaluation import evaluate
 from training.fit import (
     FitConfig,
@@ -30,10 +30,17 @@ from training.health_score import HealthScore, load_config
 from training.model import ChurnModel, ScoreMap
 from training.split import Split, out_of_time_split
 
+LABEL_FIELDS = {"horizon_days": "horizon_days", "lead_days": "lead_days", "label": "kind"}
+"""Config field -> label record key: the fields a labeled set decides (see ``resolve_label``)."""
+
 
 @dataclass
 class TrainConfig:
-    """Training options (``churn train --config FILE`` reads them from YAML)."""
+    """Training options (``churn train --config FILE`` reads them from YAML).
+
+    ``horizon_days``, ``lead_days`` and ``label`` belong to the labeled set, which carries them
+    in its Parquet metadata; set here they only check that the set is what you expect.
+    """
 
     horizon_days: int = 90
     lead_days: int = 0
@@ -60,10 +67,36 @@ class TrainResult:
     dropped_features: list[str]
 
 
-def fingerprint(frame: pd.DataFrame) -> str:
-    """A stable hash of a labeled set, logged so a run can be traced to its exact data."""
-    hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy()
-    return hashlib.sha256(hashed.tobytes()).hexdigest()[:16]
+def resolve_label(
+    config: TrainConfig, record: dict[str, Any] | None, explicit: set[str] | None = None
+) -> TrainConfig:
+    """``config`` with its label fields taken from the labeled set's ``record``.
+
+    ``explicit``: the fields the user set (a config file's keys); one that contradicts the
+    record is an error naming both values, since training a 90-day model on 30-day labels would
+    stamp the wrong horizon on every score.
+    """
+    if record is None:
+        return config
+    values = {}
+    for name, key in LABEL_FIELDS.items():
+        ours, theirs = getattr(config, name), record[key]
+        if explicit is not None and name in explicit and ours != theirs:
+            raise ChurnError(
+                f"The training config sets {name} = {ours!r} but the labeled set was built with "
+                f"{key} = {theirs!r} (its Parquet metadata). Rebuild the set with `churn "
+                f"features` for {ours!r}, or remove {name} from the config."
+            )
+        values[name] = theirs
+    return replace(config, **values)
+
+
+def record_of(config: TrainConfig, record: dict[str, Any] | None) -> dict[str, Any]:
+    """The label spec a model was trained on: the set's record, else what the config says."""
+    if record is not None:
+        return dict(record)
+    return {"kind": config.label, "horizon_days": config.horizon_days,
+            "lead_days": config.lead_days}  # fmt: skip
 
 
 def usable_features(frame: pd.DataFrame, train_mask: np.ndarray) -> tuple[list[str], list[str]]:
@@ -82,13 +115,16 @@ def train(
     labeled: pd.DataFrame,
     config: TrainConfig | None = None,
     oracle: pd.Series | None = None,
+    record: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Fit the calibrated LightGBM model and score it and both baselines on the test window.
 
     ``oracle`` (synthetic data only): the true churn probability of each labeled row, aligned
     with ``labeled``; its ROC-AUC on the test window is the best any model can reach.
+    ``record``: the labeled set's label record (``features.pipeline.label_record``); its
+    horizon, lead and kind win over ``config`` and travel with the model.
     """
-    config = config or TrainConfig()
+    config = resolve_label(config or TrainConfig(), record)
     labeled = labeled.reset_index(drop=True)
     split = out_of_time_split(
         labeled,
@@ -159,6 +195,8 @@ def train(
     ).sort_values("mean_abs_contribution", ascending=False, kind="stable")
     model.meta.update(
         {
+            "label_spec": record_of(config, record),
+            "origin": (record or {}).get("origin", DEFAULT_ORIGIN),
             "split": split.description,
             "train_rate": train_rate,
             "dropped_features": dropped,
