@@ -427,6 +427,7 @@ def train(
 
         with console.status(f"optuna: {tune} trials"):
             train_config.fit.params = tune_params(labeled, train_config, tune)
+        train_config.capacity_search = False  # optuna's parameters replace the small search
     with console.status("training"):
         report = train_and_register(
             labeled,
@@ -443,6 +444,15 @@ def train(
         f"[bold]{result.split.description}[/]\n{train_config.label} labels, "
         f"{train_config.horizon_days}-day horizon"
         + (f", {train_config.lead_days}-day lead" if train_config.lead_days else "")
+    )
+    for candidate in result.candidates:
+        console.print(f"  capacity candidate: {candidate.describe()}")
+    console.print(
+        f"capacity: {result.model.meta['trees']} trees of "
+        f"{result.model.meta['params'].get('num_leaves')} leaves, TreeSHAP "
+        f"{result.shap_ms:.3f} ms per customer "
+        f"(budget {train_config.explain_budget_ms} ms); served model: "
+        f"{result.model.meta['fitted_on']}"
     )
     console.print(metrics_table(result.metrics, title="Test window: model vs baselines"))
     top = ", ".join(result.importance["feature"].head(5))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +12,8 @@ from features.errors import ChurnError
 from training.fit import DEFAULT_PARAMS, FitConfig
 from training.pipeline import TrainConfig
 
-TOP_LEVEL = {"horizon_days", "lead_days", "label", "test_dates", "valid_dates", "shap_sample",
-             "health_score_config", "fit"}  # fmt: skip
-FIT_KEYS = {"params", "max_trees", "early_stopping", "seed", "num_threads", "imbalance"}
+TOP_LEVEL = {f.name for f in fields(TrainConfig)}  # one definition: the dataclasses
+FIT_KEYS = {f.name for f in fields(FitConfig)}
 
 
 def load_train_config(path: Path | None) -> TrainConfig:

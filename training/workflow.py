@@ -100,13 +100,23 @@ def train_and_register(
         "valid_dates": config.valid_dates,
         **{f"lgb.{k}": v for k, v in config.fit.params.items()},
         **{f"fit.{k}": v for k, v in asdict(config.fit).items() if k != "params"},
+        "capacity_search": config.capacity_search,
+        "explain_budget_ms": config.explain_budget_ms,
+        "refit": config.refit,
         "features": len(result.model.features),
         "trees": result.model.meta.get("trees"),
+        **{
+            f"chosen.{k}": result.model.meta["params"].get(k)
+            for k in ("num_leaves", "max_depth", "min_child_samples")
+        },
+        "shap_ms_per_customer": round(float(result.shap_ms), 4),
+        "fitted_on": result.model.meta["fitted_on"][:500],
+        "origin": result.model.meta.get("origin"),
     }
     figs = figures(result)
     try:
         run_id, version, decision = log_and_register(
-            result, labeled, model_name, params, figs, card
+            result, labeled, model_name, params, figs, card, config
         )
     finally:
         import matplotlib.pyplot as plt
