@@ -10,6 +10,7 @@ import re
 import sys
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from functools import wraps
 from pathlib import Path
@@ -33,6 +34,26 @@ DataOpt = Annotated[Path | None, typer.Option("--data", help="Folder of contract
 # Spark reads any URI (s3a://...), which a Path would mangle: keep it a string on that path
 DataUriOpt = Annotated[str | None, typer.Option("--data", help="Folder or URI of contract tables.")]
 EngineOpt = Annotated[str, typer.Option("--engine", help="duckdb (default, in-process) or spark.")]
+
+
+ObservedOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--observed-until",
+        help="The export date (YYYY-MM-DD) when the last record is earlier than the day the "
+        "export was taken; default: import.json, else the last record.",
+    ),
+]
+
+
+def _day(text: str | None) -> date | None:
+    """An optional YYYY-MM-DD option as a date, with a clear error."""
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise ChurnError(f"Cannot read the date {text!r}: use YYYY-MM-DD.") from None
 
 
 def _engine(engine: str) -> str:
@@ -216,25 +237,35 @@ def features(
     monthly: Annotated[
         bool, typer.Option(help="Every month start with 90 days of history.")
     ] = False,
-    horizon: Annotated[str, typer.Option(help="Churn horizon, e.g. 90d or 13w.")] = "90d",
-    lead: Annotated[str, typer.Option(help="Lead time before the horizon, e.g. 14d.")] = "0d",
+    horizon: Annotated[
+        str | None, typer.Option(help="Churn horizon, e.g. 90d or 13w (default: settings).")
+    ] = None,
+    lead: Annotated[
+        str | None, typer.Option(help="Lead time before the horizon, e.g. 14d (default: settings).")
+    ] = None,
     label: Annotated[str, typer.Option(help="contractual or noncontractual.")] = "contractual",
     out: Annotated[Path | None, typer.Option(help="Output Parquet file.")] = None,
     engine: EngineOpt = "duckdb",
+    observed_until_opt: ObservedOpt = None,
 ) -> None:
-    """Build the point-in-time labeled training set."""
+    """Build the point-in-time labeled training set; its label spec travels in its metadata."""
     from features.engine import build_labeled_set, feature_columns
-    from features.io import write_parquet
     from features.labels import LabelSpec
-    from features.pipeline import default_as_of
+    from features.pipeline import (
+        default_as_of,
+        export_origin,
+        label_record,
+        resolve_observed_until,
+        write_labeled_set,
+    )
 
     settings = Settings()
     if label not in ("contractual", "noncontractual"):
         raise ChurnError(f"--label must be contractual or noncontractual, got {label!r}")
     spec = LabelSpec(
         kind=label,  # type: ignore[arg-type]
-        horizon_days=parse_days(horizon),
-        lead_days=parse_days(lead),
+        horizon_days=parse_days(horizon) if horizon else settings.horizon_days,
+        lead_days=parse_days(lead) if lead else settings.lead_days,
         gap_days=settings.resubscribe_gap_days,
     )
     if _engine(engine) == "spark":
@@ -256,20 +287,31 @@ def features(
         )
         console.print(f"[green]wrote[/] {spark_target} (Spark, {len(spark_dates)} as-of dates)")
         return
-    tables = load_tables(Path(data) if data else settings.data_dir)
-    dates = parse_dates(as_of) if as_of else default_as_of(tables) if monthly else []
+    folder = Path(data) if data else settings.data_dir
+    tables = load_tables(folder)
+    until = resolve_observed_until(tables, folder, _day(observed_until_opt))
+    spec = replace(spec, observed_until=until)
+    dates = parse_dates(as_of) if as_of else default_as_of(tables, until=until) if monthly else []
     if not dates:
         raise ChurnError("Pass --as-of YYYY-MM-DD[,...] or --monthly.")
     labeled = build_labeled_set(tables, dates, spec)
     target = out or settings.features_path
-    write_parquet(labeled, target)
+    write_labeled_set(labeled, label_record(spec, until, labeled, export_origin(folder)), target)
     complete = labeled[labeled["label_complete"]]
+    rate = f"{complete['churned'].mean():.2%}" if len(complete) else "n/a"
     console.print(
         f"[green]wrote[/] {target}: {len(labeled):,} rows, {len(feature_columns(labeled))} "
         f"features, {labeled['as_of'].nunique()} as-of dates "
         f"({labeled['as_of'].min():%Y-%m-%d} .. {labeled['as_of'].max():%Y-%m-%d}), "
-        f"label rate {complete['churned'].mean():.2%} on {len(complete):,} complete rows"
+        f"{spec.horizon_days}-day horizon, export date {until}, "
+        f"label rate {rate} on {len(complete):,} complete rows"
     )
+    if complete.empty:
+        err_console.print(
+            f"[yellow]no label is complete: every horizon runs past the export date {until}. "
+            "Use earlier --as-of dates, a shorter --horizon, or pass the real export date with "
+            "--observed-until."
+        )
 
 
 @app.command()
@@ -281,10 +323,11 @@ def snapshot(
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Snapshot file.")] = None,
     engine: EngineOpt = "duckdb",
+    observed_until_opt: ObservedOpt = None,
 ) -> None:
     """Write every active customer's features as of now to the feature store serving reads."""
     from features.io import write_parquet
-    from features.pipeline import build_snapshot
+    from features.pipeline import build_snapshot, resolve_observed_until
 
     settings = Settings()
     day = parse_dates(as_of)[0] if as_of else None
@@ -296,8 +339,10 @@ def snapshot(
         write_parquet_spark(build_snapshot_spark(spark_engine, export, day), spark_target)
         console.print(f"[green]wrote[/] {spark_target} (Spark)")
         return
-    tables = load_tables(Path(data) if data else settings.data_dir)
-    snap = build_snapshot(tables, day)
+    folder = Path(data) if data else settings.data_dir
+    tables = load_tables(folder)
+    until = resolve_observed_until(tables, folder, _day(observed_until_opt))
+    snap = build_snapshot(tables, day, until)
     target = out or settings.store_dir / "snapshot.parquet"
     write_parquet(snap, target)
     console.print(
@@ -322,25 +367,52 @@ def metrics(data: DataOpt = None) -> None:
 
 
 def _labeled_set(
-    settings: Settings, data: Path | None, features_file: Path | None, horizon_days: int
-) -> tuple[pd.DataFrame, Path | None, str]:
-    """Read a labeled set, or build it (monthly as-of dates) from a validated folder."""
+    settings: Settings, data: Path | None, features_file: Path | None, spec: Any
+) -> tuple[pd.DataFrame, Path | None, str, dict[str, Any] | None]:
+    """A labeled set and its label record: read from ``--features``, or built (monthly as-of
+    dates, ``spec``) from a validated folder."""
     from features.engine import build_labeled_set
-    from features.labels import LabelSpec
-    from features.pipeline import default_as_of
+    from features.pipeline import (
+        default_as_of,
+        export_origin,
+        label_record,
+        read_labeled_set,
+        resolve_observed_until,
+    )
 
     folder = data or settings.data_dir
     truth = folder / "truth"
     if features_file is not None:
-        if not features_file.exists():
-            raise ChurnError(f"{features_file} does not exist: build it with `churn features`.")
-        labeled_set = pd.read_parquet(features_file)
-        return labeled_set, (truth if truth.exists() else None), f"labeled set {features_file}"
+        labeled_set, record = read_labeled_set(features_file)
+        if record is None:
+            err_console.print(
+                f"[yellow]{features_file} carries no label spec (written before it was "
+                "recorded); assuming the training config's horizon. Rebuild it with `churn "
+                "features` to be sure."
+            )
+        truth_dir = truth if data is not None and truth.exists() else None
+        return labeled_set, truth_dir, f"labeled set {features_file}", record
     tables = load_tables(folder)
-    spec = LabelSpec(horizon_days=horizon_days, gap_days=settings.resubscribe_gap_days)
+    until = resolve_observed_until(tables, folder)
+    spec = replace(spec, observed_until=until)
     with console.status("building the point-in-time labeled set"):
-        labeled = build_labeled_set(tables, default_as_of(tables), spec)
-    return labeled, (truth if truth.exists() else None), f"contract tables in {folder}"
+        labeled = build_labeled_set(tables, default_as_of(tables, until=until), spec)
+    record = label_record(spec, until, labeled, export_origin(folder))
+    return labeled, (truth if truth.exists() else None), f"contract tables in {folder}", record
+
+
+def _spec_for(settings: Settings, train_config: Any, explicit: set[str]) -> Any:
+    """The label spec to build a set with: the config's fields where it sets them, else the
+    settings (``CHURN_HORIZON_DAYS``, ``CHURN_LEAD_DAYS``)."""
+    from features.labels import LabelSpec
+
+    return LabelSpec(
+        kind=train_config.label,
+        horizon_days=train_config.horizon_days if "horizon_days" in explicit
+        else settings.horizon_days,
+        lead_days=train_config.lead_days if "lead_days" in explicit else settings.lead_days,
+        gap_days=settings.resubscribe_gap_days,
+    )  # fmt: skip
 
 
 @app.command()
@@ -352,41 +424,63 @@ def train(
         Path | None, typer.Option("--features", help="Use this labeled set instead of --data.")
     ] = None,
     tune: Annotated[int, typer.Option(help="Optuna trials before the final fit (0 = off).")] = 0,
+    name: Annotated[
+        str | None,
+        typer.Option("--name", help="Registered model (default: settings, per export origin)."),
+    ] = None,
 ) -> None:
     """Train, compare with the baselines, log to MLflow, register; the gate moves champion."""
-    from training.config import load_train_config
+    from training.config import read_train_config
     from training.evaluation import metrics_table
+    from training.pipeline import resolve_label
     from training.workflow import train_and_register
 
     settings = Settings()
-    train_config = load_train_config(config)
-    labeled, truth, description = _labeled_set(
-        settings, data, features_file, train_config.horizon_days
+    train_config, explicit = read_train_config(config)
+    labeled, truth, description, record = _labeled_set(
+        settings, data, features_file, _spec_for(settings, train_config, explicit)
     )
+    train_config = resolve_label(train_config, record, explicit)
+    model_name = name or settings.model_name_for((record or {}).get("origin", "export"))
     if tune:
         from training.tune import tune_params
 
         with console.status(f"optuna: {tune} trials"):
             train_config.fit.params = tune_params(labeled, train_config, tune)
+        train_config.capacity_search = False  # optuna's parameters replace the small search
     with console.status("training"):
         report = train_and_register(
             labeled,
             train_config,
-            model_name=settings.model_name,
+            model_name=model_name,
             tracking_uri=settings.mlflow_tracking_uri,
             truth_dir=truth,
             data_description=description,
             metrics_out=settings.store_dir.parent / "metrics.json",
+            record=record,
         )
     result = report.result
-    console.print(f"[bold]{result.split.description}")
+    console.print(
+        f"[bold]{result.split.description}[/]\n{train_config.label} labels, "
+        f"{train_config.horizon_days}-day horizon"
+        + (f", {train_config.lead_days}-day lead" if train_config.lead_days else "")
+    )
+    for candidate in result.candidates:
+        console.print(f"  capacity candidate: {candidate.describe()}")
+    console.print(
+        f"capacity: {result.model.meta['trees']} trees of "
+        f"{result.model.meta['params'].get('num_leaves')} leaves, TreeSHAP "
+        f"{result.shap_ms:.3f} ms per customer "
+        f"(budget {train_config.explain_budget_ms} ms); served model: "
+        f"{result.model.meta['fitted_on']}"
+    )
     console.print(metrics_table(result.metrics, title="Test window: model vs baselines"))
     top = ", ".join(result.importance["feature"].head(5))
     console.print(f"top drivers (mean |SHAP|): {top}")
     colour = "green" if report.decision.promoted else "yellow"
     verdict = "promoted to champion" if report.decision.promoted else "kept as challenger"
     console.print(
-        f"[{colour}]{settings.model_name} v{report.version} {verdict}:[/] {report.decision.reason}"
+        f"[{colour}]{model_name} v{report.version} {verdict}:[/] {report.decision.reason}"
         f"\nrun {report.run_id}; metrics in {settings.store_dir.parent / 'metrics.json'}"
     )
 
@@ -401,18 +495,35 @@ def evaluate(
     features_file: Annotated[
         Path | None, typer.Option("--features", help="Use this labeled set instead of --data.")
     ] = None,
-    horizon: Annotated[str, typer.Option(help="Churn horizon, e.g. 90d.")] = "90d",
+    horizon: Annotated[
+        str | None, typer.Option(help="Churn horizon, e.g. 90d (default: the model's).")
+    ] = None,
 ) -> None:
     """Score a labeled data set with a registered model; print metrics against both baselines."""
+    from features.labels import LabelSpec
     from training.evaluation import metrics_table
+    from training.registry import configure, load_registered
     from training.workflow import evaluate_registered
 
     settings = Settings()
     name, _, ref = model.partition("@")
-    labeled, _, _ = _labeled_set(settings, data, features_file, parse_days(horizon))
+    configure(settings.mlflow_tracking_uri, settings.mlflow_artifact_root)
+    registered, _ = load_registered(name, ref or "champion")
+    days = parse_days(horizon) if horizon else registered.horizon_days
+    trained = registered.meta.get("label_spec", {})
+    spec = LabelSpec(kind=registered.label,  # type: ignore[arg-type]
+                     horizon_days=days, lead_days=int(trained.get("lead_days", 0)),
+                     gap_days=settings.resubscribe_gap_days)  # fmt: skip
+    labeled, _, _, record = _labeled_set(settings, data, features_file, spec)
+    if record is not None and horizon and int(record["horizon_days"]) != days:
+        raise ChurnError(
+            f"--horizon {days}d contradicts the labeled set, built with horizon_days = "
+            f"{record['horizon_days']}; drop --horizon or rebuild the set."
+        )
     results = evaluate_registered(
-        labeled, ref or "champion", model_name=name, tracking_uri=settings.mlflow_tracking_uri
-    )
+        labeled, ref or "champion", model_name=name, tracking_uri=settings.mlflow_tracking_uri,
+        record=record,
+    )  # fmt: skip
     console.print(metrics_table(results, title=f"{model} on the latest complete as-of date"))
 
 
@@ -433,6 +544,7 @@ def import_data(
         Path | None,
         typer.Option("--map", help="Mapping file (docs/bring-your-own-data.md) for --src DIR."),
     ] = None,
+    observed_until_opt: ObservedOpt = None,
 ) -> None:
     """Map a public data set, or your exports with --map, onto the contract; then validate."""
     if mapping is not None:
@@ -453,8 +565,12 @@ def import_data(
             "Name a data set (telco, cdnow, ravenstack, churnsim) or pass --map mapping.yaml."
         )
     from features.importers import import_to_folder
+    from features.pipeline import record_observed_until
 
     folder = import_to_folder(dataset, src, out)
+    day = _day(observed_until_opt)
+    if day is not None:
+        record_observed_until(folder, load_tables(folder), day)
     console.print(f"[green]wrote[/] {folder}/ (source, checksums, labeling: {folder}/import.json)")
 
 

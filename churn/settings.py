@@ -25,18 +25,24 @@ class Settings(BaseSettings):
     store_dir: Path = Field(
         Path("data/store"), description="Feature snapshot and score store read by serving."
     )
-    horizon_days: int = Field(90, gt=0, description="Churn within this many days after as_of.")
-    lead_days: int = Field(0, ge=0, description="Days between as_of and the start of the horizon.")
+    horizon_days: int = Field(
+        90, gt=0, description="Churn within this many days after as_of (default of `features`)."
+    )
+    lead_days: int = Field(
+        0, ge=0, description="Days between as_of and the start of the horizon (`features`)."
+    )
     resubscribe_gap_days: int = Field(
         7, ge=0, description="A new subscription within this gap is a renewal, not churn."
     )
-    seed: int = 42
     mlflow_tracking_uri: str | None = Field(
         None,
         description="MLflow store; default MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db.",
     )
     mlflow_artifact_root: Path = Path("mlruns/artifacts")
-    model_name: str = "churn-model"
+    model_name: str = Field(
+        "churn-model",
+        description="Registered model; unset, an import's models get `churn-model-<importer>`.",
+    )
     api_keys: str = Field("demo-key", description="Comma-separated API keys (CHURN_API_KEYS).")
     auth_failures_before_backoff: int = Field(
         5,
@@ -84,6 +90,13 @@ class Settings(BaseSettings):
         description="/readyz is not ready when the snapshot's newest as_of is older "
         "than this many days (0 = no limit).",
     )
+
+    def model_name_for(self, origin: str) -> str:
+        """The registered model a labeled set of ``origin`` trains: one name per export, so a
+        model of another export never becomes the champion serving this one."""
+        if "model_name" in self.model_fields_set or origin == "export":
+            return self.model_name
+        return f"{self.model_name}-{origin}"
 
     def api_key_list(self) -> list[str]:
         return [k.strip() for k in self.api_keys.split(",") if k.strip()]

@@ -22,6 +22,22 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None or pd.isna(value) else f"{value:.4f}"
 
 
+def _capacity(result: Any) -> str:
+    meta = result.model.meta
+    params = meta.get("params", {})
+    shape = ", ".join(f"{k} {params.get(k)}" for k in ("num_leaves", "max_depth",
+                                                      "min_child_samples"))  # fmt: skip
+    searched = (
+        f"chosen on the validation window among {len(result.candidates)} shapes"
+        if getattr(result, "candidates", None)
+        else "fixed by the config"
+    )
+    return (
+        f"{shape}, {meta.get('trees')} trees ({searched}); TreeSHAP "
+        f"{getattr(result, 'shap_ms', float('nan')):.3f} ms per customer"
+    )
+
+
 def model_card(result: Any, label: str, data_description: str, version: str | None = None) -> str:
     """Markdown: data window, label, metrics vs baselines, top drivers, known limits."""
     metrics: dict[str, dict[str, float]] = result.metrics
@@ -40,8 +56,17 @@ def model_card(result: Any, label: str, data_description: str, version: str | No
             else ""
         ),
         f"- Data fingerprint: `{result.data_fingerprint}`",
+        f"- Export origin: {result.model.meta.get('origin', 'export')}; horizon "
+        f"{result.model.horizon_days} days",
         "",
-        "## Test-window metrics",
+        "## What is served",
+        f"- Capacity: {_capacity(result)}",
+        f"- The served model: {result.model.meta.get('fitted_on', 'the held-out model')}.",
+        "- The metrics below are those of the held-out model (same recipe, fitted before the "
+        "test window and never on it); the served model has seen more data and should do at "
+        "least as well, but no figure here is measured on it.",
+        "",
+        "## Test-window metrics (held out)",
         "",
         "| metric | " + " | ".join(models) + " |",
         "|---|" + "---|" * len(models),
@@ -56,7 +81,7 @@ def model_card(result: Any, label: str, data_description: str, version: str | No
     lines += [
         "",
         "## Known limits",
-        "- The probability is calibrated on the validation window (Platt scaling); if churn "
+        "- The probability is Platt-calibrated (out of fold for the refit model); if churn "
         "rates shift, recalibrate by retraining.",
         "- Customer attributes are read as they are today, not as they were at each as-of date.",
         "- Explanations are associations learned from history, not causes; the closed-loop report "

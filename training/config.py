@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -11,15 +12,19 @@ from features.errors import ChurnError
 from training.fit import DEFAULT_PARAMS, FitConfig
 from training.pipeline import TrainConfig
 
-TOP_LEVEL = {"horizon_days", "lead_days", "label", "test_dates", "valid_dates", "shap_sample",
-             "health_score_config", "fit"}  # fmt: skip
-FIT_KEYS = {"params", "max_trees", "early_stopping", "seed", "num_threads", "imbalance"}
+TOP_LEVEL = {f.name for f in fields(TrainConfig)}  # one definition: the dataclasses
+FIT_KEYS = {f.name for f in fields(FitConfig)}
 
 
 def load_train_config(path: Path | None) -> TrainConfig:
     """Defaults, overridden by the keys of ``path``; unknown keys are errors, not ignored."""
+    return read_train_config(path)[0]
+
+
+def read_train_config(path: Path | None) -> tuple[TrainConfig, set[str]]:
+    """The config of ``path`` and the top-level keys it sets (to check them against the data)."""
     if path is None:
-        return TrainConfig()
+        return TrainConfig(), set()
     if not Path(path).exists():
         raise ChurnError(f"Training config {path} does not exist.")
     try:
@@ -46,6 +51,6 @@ def load_train_config(path: Path | None) -> TrainConfig:
         fit = FitConfig(params=params, **fit_raw)
         if "health_score_config" in raw:
             raw["health_score_config"] = Path(raw["health_score_config"])
-        return TrainConfig(fit=fit, **raw)
+        return TrainConfig(fit=fit, **raw), set(raw)
     except (TypeError, ValueError) as exc:
         raise ChurnError(f"{path}: {exc}") from None

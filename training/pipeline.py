@@ -6,8 +6,7 @@ promotion gate live in ``training.registry``; the CLI and notebooks call both.
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,9 @@ import numpy as np
 import pandas as pd
 
 from features.engine import catalog_of, feature_columns
-from features.errors import InsufficientDataError
+from features.errors import ChurnError, InsufficientDataError
+from features.pipeline import DEFAULT_ORIGIN, fingerprint
+from training.capacity import OOF_FOLDS, Candidate, refit_calibrated, search_capacity, shap_cost_ms
 from training.evaluation import evaluate
 from training.fit import (
     FitConfig,
@@ -27,12 +28,19 @@ from training.fit import (
 )
 from training.health_score import HealthScore, load_config
 from training.model import ChurnModel, ScoreMap
-from training.split import Split, out_of_time_split
+from training.split import Split, make_split, usable_rows
+
+LABEL_FIELDS = {"horizon_days": "horizon_days", "lead_days": "lead_days", "label": "kind"}
+"""Config field -> label record key: the fields a labeled set decides (see ``resolve_label``)."""
 
 
 @dataclass
 class TrainConfig:
-    """Training options (``churn train --config FILE`` reads them from YAML)."""
+    """Training options (``churn train --config FILE`` reads them from YAML).
+
+    ``horizon_days``, ``lead_days`` and ``label`` belong to the labeled set, which carries them
+    in its Parquet metadata; set here they only check that the set is what you expect.
+    """
 
     horizon_days: int = 90
     lead_days: int = 0
@@ -42,6 +50,12 @@ class TrainConfig:
     fit: FitConfig = field(default_factory=FitConfig)
     health_score_config: Path | None = None
     shap_sample: int = 2000
+    capacity_search: bool = True
+    explain_budget_ms: float = 0.3
+    refit: bool = True
+    gate_bootstrap: int = 1000
+    gate_confidence: float = 0.95
+    ece_tolerance: float = 0.01
 
 
 @dataclass
@@ -57,12 +71,41 @@ class TrainResult:
     sample_values: pd.DataFrame  # feature values of that sample
     data_fingerprint: str
     dropped_features: list[str]
+    heldout: ChurnModel | None = None  # the model scored on the test window (before the refit)
+    candidates: list[Candidate] = field(default_factory=list)  # the capacity search, if run
+    shap_ms: float = float("nan")  # measured TreeSHAP cost per customer (timing: not in the file)
 
 
-def fingerprint(frame: pd.DataFrame) -> str:
-    """A stable hash of a labeled set, logged so a run can be traced to its exact data."""
-    hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy()
-    return hashlib.sha256(hashed.tobytes()).hexdigest()[:16]
+def resolve_label(
+    config: TrainConfig, record: dict[str, Any] | None, explicit: set[str] | None = None
+) -> TrainConfig:
+    """``config`` with its label fields taken from the labeled set's ``record``.
+
+    ``explicit``: the fields the user set (a config file's keys); one that contradicts the
+    record is an error naming both values, since training a 90-day model on 30-day labels would
+    stamp the wrong horizon on every score.
+    """
+    if record is None:
+        return config
+    values = {}
+    for name, key in LABEL_FIELDS.items():
+        ours, theirs = getattr(config, name), record[key]
+        if explicit is not None and name in explicit and ours != theirs:
+            raise ChurnError(
+                f"The training config sets {name} = {ours!r} but the labeled set was built with "
+                f"{key} = {theirs!r} (its Parquet metadata). Rebuild the set with `churn "
+                f"features` for {ours!r}, or remove {name} from the config."
+            )
+        values[name] = theirs
+    return replace(config, **values)
+
+
+def record_of(config: TrainConfig, record: dict[str, Any] | None) -> dict[str, Any]:
+    """The label spec a model was trained on: the set's record, else what the config says."""
+    if record is not None:
+        return dict(record)
+    return {"kind": config.label, "horizon_days": config.horizon_days,
+            "lead_days": config.lead_days}  # fmt: skip
 
 
 def usable_features(frame: pd.DataFrame, train_mask: np.ndarray) -> tuple[list[str], list[str]]:
@@ -81,15 +124,18 @@ def train(
     labeled: pd.DataFrame,
     config: TrainConfig | None = None,
     oracle: pd.Series | None = None,
+    record: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Fit the calibrated LightGBM model and score it and both baselines on the test window.
 
     ``oracle`` (synthetic data only): the true churn probability of each labeled row, aligned
     with ``labeled``; its ROC-AUC on the test window is the best any model can reach.
+    ``record``: the labeled set's label record (``features.pipeline.label_record``); its
+    horizon, lead and kind win over ``config`` and travel with the model.
     """
-    config = config or TrainConfig()
+    config = resolve_label(config or TrainConfig(), record)
     labeled = labeled.reset_index(drop=True)
-    split = out_of_time_split(
+    split = make_split(
         labeled,
         config.horizon_days,
         config.lead_days,
@@ -100,11 +146,13 @@ def train(
     features, dropped = usable_features(labeled, split.train)
     if not features:
         raise InsufficientDataError("No feature varies in the training rows; nothing to learn.")
-    levels = categorical_levels(labeled.loc[split.train], features)
+    # category levels from every row: a vocabulary of inputs, not of labels, so no leakage;
+    # the held-out model and the refit then share one encoding
+    levels = categorical_levels(labeled, features)
     categorical = list(levels)
     y = labeled["churned"].to_numpy(np.int64)
     train_rate = float(y[split.train].mean())
-    model = ChurnModel(
+    heldout = ChurnModel(
         booster=None,  # type: ignore[arg-type]
         features=features,
         categories=levels,
@@ -114,15 +162,26 @@ def train(
         label=config.label,
         catalog={n: e for n, e in catalog_of(labeled).items() if n in features},
     )
-    X = model.encode(labeled)
-    model.booster = fit_booster(
-        X[split.train], y[split.train], X[split.valid], y[split.valid],
-        features, categorical, config.fit,
-    )  # fmt: skip
-    model.platt = fit_platt(model.margin(X[split.valid]), y[split.valid])
+    X = heldout.encode(labeled)
+    fit = config.fit
+    candidates: list[Candidate] = []
+    if config.capacity_search:
+        heldout.booster, chosen, candidates = search_capacity(
+            X[split.train], y[split.train], X[split.valid], y[split.valid],
+            features, categorical, config.fit, config.explain_budget_ms,
+        )  # fmt: skip
+        fit = replace(config.fit, params={**config.fit.params, **chosen.params})
+    else:
+        heldout.booster = fit_booster(
+            X[split.train], y[split.train], X[split.valid], y[split.valid],
+            features, categorical, config.fit,
+        )  # fmt: skip
+    heldout.platt = fit_platt(heldout.margin(X[split.valid]), y[split.valid])
+    trees = int(heldout.booster.num_trees())  # cut to the best iteration when fitted
+    shap_ms = shap_cost_ms(heldout.booster, X[split.valid])
 
     test = labeled.loc[split.test, ["customer_id", "as_of", "churned"]].copy()
-    test["p_model"] = model.probability(X[split.test])
+    test["p_model"] = heldout.probability(X[split.test])
     health = HealthScore.fit(labeled.loc[split.train], load_config(config.health_score_config))
     test["risk_health"] = health.risk(labeled.loc[split.test]).to_numpy()
     logistic = fit_logistic(labeled.loc[split.train], y[split.train], features, categorical,
@@ -146,10 +205,36 @@ def train(
             metrics["model"]["roc_auc"] / metrics["oracle"]["roc_auc"]
         )
 
+    usable = usable_rows(labeled)
+    dates = labeled.loc[usable, "as_of"]
+    if config.refit:
+        booster, platt = refit_calibrated(
+            X[usable], y[usable], labeled.loc[usable, "customer_id"].to_numpy(),
+            features, categorical, fit, trees,
+        )  # fmt: skip
+        model = ChurnModel(booster, features, levels, platt,
+                           ScoreMap.from_base_rate(float(y[usable].mean())),
+                           config.horizon_days, config.label,
+                           catalog=heldout.catalog)  # fmt: skip
+        fitted_on = (
+            f"refit on all {int(usable.sum()):,} complete labeled rows "
+            f"({dates.min():%Y-%m-%d}..{dates.max():%Y-%m-%d}, {dates.nunique()} as-of dates) "
+            f"with {trees} trees; Platt map from {OOF_FOLDS}-fold customer-grouped out-of-fold "
+            "margins"
+        )
+        fitted_until = f"{dates.max():%Y-%m-%d}"
+    else:
+        model = heldout
+        train_dates = labeled.loc[split.train, "as_of"]
+        fitted_on = (
+            f"the held-out model itself: fitted on the training set ({int(split.train.sum()):,} "
+            "rows), Platt map on the validation set"
+        )
+        fitted_until = f"{max(train_dates.max(), labeled.loc[split.valid, 'as_of'].max()):%Y-%m-%d}"
     rng = np.random.default_rng(config.fit.seed)
     test_idx = np.flatnonzero(split.test)
     sample = np.sort(rng.choice(test_idx, min(config.shap_sample, len(test_idx)), replace=False))
-    contributions = model.contributions(X[sample])
+    contributions = heldout.contributions(X[sample])
     importance = pd.DataFrame(
         {
             "feature": features,
@@ -159,10 +244,18 @@ def train(
     ).sort_values("mean_abs_contribution", ascending=False, kind="stable")
     model.meta.update(
         {
+            "label_spec": record_of(config, record),
+            "origin": (record or {}).get("origin", DEFAULT_ORIGIN),
             "split": split.description,
+            "split_kind": split.kind,
             "train_rate": train_rate,
             "dropped_features": dropped,
-            "trees": int(model.booster.num_trees()),  # cut to the best iteration when fitted
+            "trees": trees,
+            "params": {k: v for k, v in fit.params.items()},
+            "imbalance": fit.imbalance,
+            "fitted_on": fitted_on,
+            "fitted_until": fitted_until,
+            "heldout": {k: metrics["model"][k] for k in ("roc_auc", "pr_auc", "ece")},
         }
     )
     return TrainResult(
@@ -175,6 +268,9 @@ def train(
         sample_values=labeled.loc[sample, features].reset_index(drop=True),
         data_fingerprint=fingerprint(labeled),
         dropped_features=dropped,
+        heldout=heldout,
+        candidates=candidates,
+        shap_ms=shap_ms,
     )
 
 

@@ -101,54 +101,151 @@ def load_registered(name: str, ref: str) -> tuple[ChurnModel, str]:
     return ChurnModel.load(Path(local) / "artifacts" / "churn_model"), str(mv.version)
 
 
-def roc_auc_on(model: ChurnModel, frame: pd.DataFrame) -> float:
-    from sklearn.metrics import roc_auc_score
+SPEC_KEYS = ("kind", "lead_days", "gap_days", "free_is_churn")
+"""Label-spec fields (besides the horizon) that must match for two models to be compared."""
 
-    return float(roc_auc_score(frame["churned"], model.probability(model.encode(frame))))
+
+def refusal_for_spec(model: ChurnModel, champion: ChurnModel, champion_version: str) -> str | None:
+    """The one-sentence reason two models answer different questions, or ``None``."""
+    if model.horizon_days != champion.horizon_days:
+        return (
+            f"It predicts churn within {model.horizon_days} days but champion "
+            f"v{champion_version} serves {champion.horizon_days} days, and CRMs read the "
+            "probability, tier and revenue at risk under that horizon: register it under "
+            "another model name (churn train --name ...)."
+        )
+    ours, theirs = model.meta.get("label_spec", {}), champion.meta.get("label_spec", {})
+    for key in SPEC_KEYS:
+        if key in ours and key in theirs and ours[key] != theirs[key]:
+            return (
+                f"Its labels use {key} = {ours[key]!r} but champion v{champion_version}'s use "
+                f"{theirs[key]!r}, so they predict different things: register it under another "
+                "model name (churn train --name ...)."
+            )
+    origin, their_origin = model.meta.get("origin", "export"), champion.meta.get("origin", "export")
+    if origin != their_origin:
+        return (
+            f"It was trained on the {origin!r} export but champion v{champion_version} on "
+            f"{their_origin!r}, and a model of one export must not serve another's customers: "
+            f"register it under another model name (the default for this export is its own)."
+        )
+    return None
+
+
+def champion_predictions(
+    champion: ChurnModel, labeled: pd.DataFrame, split: Any, reach_days: int, seed: int
+) -> tuple[np.ndarray, str]:
+    """The champion's probabilities on the challenger's test rows, and how they were made.
+
+    A served champion refit on every complete row may have seen these very test rows; scoring it
+    there would favour it unfairly. Then its recipe (shape, trees, features) is refit on the
+    challenger's training rows and calibrated on its validation rows, like the challenger.
+    """
+    test = labeled.loc[split.test]
+    fitted_until = champion.meta.get("fitted_until")
+    test_start = pd.Timestamp(test["as_of"].min())
+    seen = fitted_until is not None and (
+        pd.Timestamp(fitted_until) + pd.Timedelta(days=reach_days) > test_start
+    )
+    if not seen or "params" not in champion.meta:
+        return champion.probability(champion.encode(test)), "as served"
+    from training.fit import FitConfig, categorical_levels, fit_fixed, fit_platt
+
+    features = [f for f in champion.features if f in labeled.columns]
+    levels = categorical_levels(labeled, features)
+    recipe = ChurnModel(None, features, levels, (1.0, 0.0), champion.score_map,  # type: ignore[arg-type]
+                        champion.horizon_days, champion.label)  # fmt: skip
+    X, y = recipe.encode(labeled), labeled["churned"].to_numpy(np.int64)
+    fit = FitConfig(params=dict(champion.meta["params"]), seed=seed,
+                    imbalance=str(champion.meta.get("imbalance", "none")))  # fmt: skip
+    recipe.booster = fit_fixed(X[split.train], y[split.train], features, list(levels), fit,
+                               int(champion.meta["trees"]))  # fmt: skip
+    recipe.platt = fit_platt(recipe.margin(X[split.valid]), y[split.valid])
+    return recipe.probability(X[split.test]), "its recipe refit on this training window"
 
 
 def promotion_gate(
     name: str,
     version: str,
-    model: ChurnModel,
-    test_rows: pd.DataFrame,
-    metrics: dict[str, dict[str, float]],
+    result: Any,
+    labeled: pd.DataFrame,
+    config: Any = None,
 ) -> GateDecision:
-    """Move ``champion`` to ``version`` only if it beats the current champion on the same test
-    window and beats the hand-weighted health score; otherwise it stays a challenger."""
+    """Move ``champion`` to ``version`` only when the two models are comparable and the
+    challenger is better beyond noise on the same test rows; otherwise it stays a challenger.
+
+    Refusals, each one sentence: it loses to the health score; it answers a different question
+    (horizon, label spec, export); its ROC-AUC gain is inside the paired-bootstrap interval;
+    its calibration (ECE) is worse than the champion's beyond ``ece_tolerance``.
+    """
+    from training.evaluation import evaluate
+    from training.gate import paired_auc_gain
+    from training.pipeline import TrainConfig
+
+    config = config or TrainConfig()
     client = MlflowClient()
+    metrics = result.metrics
+    model: ChurnModel = result.model
     ours = metrics["model"]["roc_auc"]
     baseline = metrics["health_score"]["roc_auc"]
     if not ours > baseline:
         return GateDecision(
             False,
-            f"ROC-AUC {ours:.4f} does not beat the hand-weighted health score ({baseline:.4f})",
+            f"Its ROC-AUC {ours:.4f} does not beat the hand-weighted health score "
+            f"({baseline:.4f}) on the test window.",
             version,
             None,
         )
     try:
-        current = client.get_model_version_by_alias(name, CHAMPION)
+        client.get_model_version_by_alias(name, CHAMPION)
     except mlflow.exceptions.MlflowException:
-        current = None
-    if current is not None:
-        champion, champion_version = load_registered(name, CHAMPION)
-        theirs = roc_auc_on(champion, test_rows)
-        if not ours > theirs:
-            return GateDecision(
-                False,
-                f"ROC-AUC {ours:.4f} does not beat champion v{champion_version} ({theirs:.4f}) "
-                "on the same test window",
-                version,
-                champion_version,
-            )
-        reason = (
-            f"ROC-AUC {ours:.4f} beats champion v{champion_version} ({theirs:.4f}) and the health "
-            f"score ({baseline:.4f})"
+        client.set_registered_model_alias(name, CHAMPION, version)
+        return GateDecision(
+            True, f"First champion; it beats the health score ({baseline:.4f}).", version, None
         )
-    else:
-        champion_version, reason = None, f"first champion; beats the health score ({baseline:.4f})"
+    champion, champion_version = load_registered(name, CHAMPION)
+    refusal = refusal_for_spec(model, champion, champion_version)
+    if refusal is not None:
+        return GateDecision(False, refusal, version, champion_version)
+    reach = model.horizon_days + int(model.meta.get("label_spec", {}).get("lead_days", 0))
+    theirs, how = champion_predictions(
+        champion, labeled.reset_index(drop=True), result.split, reach, config.fit.seed
+    )
+    y = result.test["churned"].to_numpy()
+    p_ours = result.test["p_model"].to_numpy()
+    gain, lower, upper = paired_auc_gain(
+        y, p_ours, theirs, config.gate_bootstrap, config.gate_confidence, config.fit.seed
+    )
+    their_metrics = evaluate(y, theirs, None)
+    level = f"{config.gate_confidence:.0%}"
+    if not lower > 0:
+        return GateDecision(
+            False,
+            f"Its ROC-AUC gain of {gain:+.4f} over champion v{champion_version} ({how}) on the "
+            f"same {len(y):,} test rows is inside the noise ({level} paired-bootstrap interval "
+            f"{lower:+.4f} to {upper:+.4f}), so the champion stays.",
+            version,
+            champion_version,
+        )
+    ece, their_ece = metrics["model"]["ece"], their_metrics["ece"]
+    if ece > their_ece + config.ece_tolerance:
+        return GateDecision(
+            False,
+            f"Its calibration error (ECE {ece:.4f}) is worse than champion v{champion_version}'s "
+            f"({their_ece:.4f}) by more than the tolerance {config.ece_tolerance:.3f}, so its "
+            "probabilities and tiers would mislead.",
+            version,
+            champion_version,
+        )
     client.set_registered_model_alias(name, CHAMPION, version)
-    return GateDecision(True, reason, version, champion_version)
+    return GateDecision(
+        True,
+        f"Its ROC-AUC {ours:.4f} beats champion v{champion_version} ({how}: "
+        f"{their_metrics['roc_auc']:.4f}) by {gain:+.4f} ({level} interval {lower:+.4f} to "
+        f"{upper:+.4f}) with ECE {ece:.4f} vs {their_ece:.4f}.",
+        version,
+        champion_version,
+    )
 
 
 def log_and_register(
@@ -158,6 +255,7 @@ def log_and_register(
     params: dict[str, Any],
     figures: dict[str, Any],
     model_card: str,
+    config: Any = None,
 ) -> tuple[str, str, GateDecision]:
     """Log a :class:`training.pipeline.TrainResult` as a run, register it, apply the gate.
 
@@ -173,6 +271,8 @@ def log_and_register(
                 "catalog_version": CATALOG_VERSION,
                 "data_fingerprint": result.data_fingerprint,
                 "split": result.split.description,
+                "origin": str(model.meta.get("origin", "export")),
+                "horizon_days": str(model.horizon_days),
             }
         )
         for model_name, values in result.metrics.items():
@@ -186,6 +286,12 @@ def log_and_register(
         mlflow.log_artifact(str(Path(tmp) / "model_card.md"))
         result.importance.to_csv(Path(tmp) / "importance.csv", index=False)
         mlflow.log_artifact(str(Path(tmp) / "importance.csv"))
+        if result.candidates:
+            pd.DataFrame([{**c.params, "trees": c.trees, "valid_log_loss": c.valid_log_loss,
+                           "shap_ms": c.shap_ms, "within_budget": c.within_budget}
+                          for c in result.candidates]).to_csv(Path(tmp) / "capacity.csv",
+                                                              index=False)  # fmt: skip
+            mlflow.log_artifact(str(Path(tmp) / "capacity.csv"))
         for fig_name, figure in figures.items():
             mlflow.log_figure(figure, f"plots/{fig_name}.png")
         example = test_rows[model.features].head(5)
@@ -202,7 +308,7 @@ def log_and_register(
             pip_requirements=[f"lightgbm=={lgb.__version__}", "pandas", "numpy", "scikit-learn"],
         )
         version = str(info.registered_model_version)
-        decision = promotion_gate(name, version, model, test_rows, result.metrics)
+        decision = promotion_gate(name, version, result, labeled, config)
         mlflow.set_tags({"promoted": str(decision.promoted), "gate": decision.reason})
         client = MlflowClient()
         client.set_model_version_tag(name, version, "gate", decision.reason)

@@ -16,13 +16,13 @@ from sklearn.metrics import log_loss
 from training.fit import categorical_levels, fit_booster
 from training.model import ChurnModel, ScoreMap
 from training.pipeline import TrainConfig, usable_features
-from training.split import out_of_time_split
+from training.split import make_split
 
 
 def tune_params(labeled: pd.DataFrame, config: TrainConfig, trials: int) -> dict[str, Any]:
     """Best LightGBM parameters by validation log loss over ``trials`` seeded trials."""
     labeled = labeled.reset_index(drop=True)
-    split = out_of_time_split(labeled, config.horizon_days, config.lead_days,
+    split = make_split(labeled, config.horizon_days, config.lead_days,
                               config.test_dates, config.valid_dates, config.fit.seed)  # fmt: skip
     features, _ = usable_features(labeled, split.train)
     levels = categorical_levels(labeled.loc[split.train], features)

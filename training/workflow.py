@@ -20,7 +20,7 @@ from training import plots
 from training.card import model_card
 from training.evaluation import evaluate
 from training.health_score import HealthScore, load_config
-from training.pipeline import TrainConfig, TrainResult, train
+from training.pipeline import TrainConfig, TrainResult, resolve_label, train
 from training.registry import GateDecision, configure, load_registered, log_and_register
 
 matplotlib.use("Agg")
@@ -79,12 +79,17 @@ def train_and_register(
     data_description: str = "",
     label_description: str = "",
     metrics_out: Path | None = None,
+    record: dict[str, Any] | None = None,
 ) -> TrainingReport:
-    """Train, log everything to MLflow, register, and apply the promotion gate."""
+    """Train, log everything to MLflow, register, and apply the promotion gate.
+
+    ``record``: the labeled set's label record; its horizon, lead and kind are the model's.
+    """
+    config = resolve_label(config, record)
     oracle = None
     if truth_dir is not None and (truth_dir / "hazard.parquet").exists():
         oracle = oracle_probabilities(labeled, truth_dir, config.horizon_days)
-    result = train(labeled, config, oracle=oracle)
+    result = train(labeled, config, oracle=oracle, record=record)
     configure(tracking_uri)
     card = model_card(result, label_description or config.label, data_description)
     params = {
@@ -95,13 +100,23 @@ def train_and_register(
         "valid_dates": config.valid_dates,
         **{f"lgb.{k}": v for k, v in config.fit.params.items()},
         **{f"fit.{k}": v for k, v in asdict(config.fit).items() if k != "params"},
+        "capacity_search": config.capacity_search,
+        "explain_budget_ms": config.explain_budget_ms,
+        "refit": config.refit,
         "features": len(result.model.features),
         "trees": result.model.meta.get("trees"),
+        **{
+            f"chosen.{k}": result.model.meta["params"].get(k)
+            for k in ("num_leaves", "max_depth", "min_child_samples")
+        },
+        "shap_ms_per_customer": round(float(result.shap_ms), 4),
+        "fitted_on": result.model.meta["fitted_on"][:500],
+        "origin": result.model.meta.get("origin"),
     }
     figs = figures(result)
     try:
         run_id, version, decision = log_and_register(
-            result, labeled, model_name, params, figs, card
+            result, labeled, model_name, params, figs, card, config
         )
     finally:
         import matplotlib.pyplot as plt
@@ -121,6 +136,7 @@ def evaluate_registered(
     model_name: str = "churn-model",
     tracking_uri: str | None = None,
     health_score_config: Path | None = None,
+    record: dict[str, Any] | None = None,
 ) -> dict[str, dict[str, float]]:
     """Score a labeled set with a registered model and both baselines, side by side.
 
@@ -129,7 +145,17 @@ def evaluate_registered(
     its as-of dates, and the metrics are computed on the latest as-of date with complete labels.
     """
     configure(tracking_uri)
-    model, _ = load_registered(model_name, model_ref)
+    model, version = load_registered(model_name, model_ref)
+    if record is not None:
+        trained = model.meta.get("label_spec", {"horizon_days": model.horizon_days,
+                                                "kind": model.label})  # fmt: skip
+        for key in ("kind", "horizon_days", "lead_days"):
+            if key in trained and trained[key] != record[key]:
+                raise ChurnError(
+                    f"{model_name} v{version} predicts {key} = {trained[key]!r} but the labeled "
+                    f"set was built with {key} = {record[key]!r}; its metrics would measure a "
+                    "different question. Build the set with the model's label spec."
+                )
     complete = labeled[labeled["label_complete"].astype(bool)]
     if complete.empty:
         raise ChurnError("No rows with complete labels to evaluate on.")

@@ -1,4 +1,4 @@
-"""Out-of-time splits never let a test churn inform training."""
+"""Splits never let a test churn inform training; short histories get an honest fallback."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from features.errors import InsufficientDataError
-from training.split import out_of_time_split, stratified_split
+from training.split import make_split, out_of_time_split, stratified_split
 
 
 def labeled(dates: list[str], rows: int = 200, rate: float = 0.2, seed: int = 0) -> pd.DataFrame:
@@ -53,18 +53,47 @@ def test_dates_whose_horizon_is_still_open_are_never_used() -> None:
 
 def test_a_single_snapshot_gets_a_stratified_split_and_says_so() -> None:
     frame = labeled(["2024-01-01"], rows=2000)
-    split = out_of_time_split(frame, horizon_days=30)
+    split = make_split(frame, horizon_days=30)
     assert split.kind == "stratified" and "stratified" in split.description
     rates = [frame.loc[m, "churned"].mean() for m in (split.train, split.valid, split.test)]
     assert max(rates) - min(rates) < 0.01
     assert stratified_split(frame, seed=1).test.sum() == pytest.approx(400, abs=2)
 
 
-def test_too_little_history_is_refused_with_a_reason() -> None:
+def test_too_little_history_for_out_of_time_is_refused_by_that_split() -> None:
     with pytest.raises(InsufficientDataError, match="as-of dates"):
         out_of_time_split(labeled(MONTHS[:4]), horizon_days=90)
 
 
-def test_too_few_churners_is_refused_instead_of_reporting_noise() -> None:
+def test_three_monthly_dates_with_one_complete_fall_back_to_a_stratified_split() -> None:
+    frame = labeled(MONTHS[:3], rows=1000)
+    open_dates = frame["as_of"] > pd.Timestamp(MONTHS[0])
+    frame.loc[open_dates & (frame["churned"] == 0), "label_complete"] = False
+    split = make_split(frame, horizon_days=90)
+    assert split.kind == "stratified"
+    used = split.train | split.valid | split.test
+    assert not used[open_dates.to_numpy()].any()  # the open dates' churner-only rows stay out
+
+
+def test_a_short_history_gets_a_customer_grouped_split_that_says_so() -> None:
+    frame = labeled(MONTHS[:4], rows=1000)
+    split = make_split(frame, horizon_days=90)
+    assert split.kind == "grouped" and "customer-grouped" in split.description
+    ids = {name: set(frame.loc[getattr(split, name), "customer_id"])
+           for name in ("train", "valid", "test")}  # fmt: skip
+    assert not ids["train"] & ids["test"] and not ids["valid"] & ids["test"]
+    assert not ids["train"] & ids["valid"]
+    assert set(frame.loc[split.test, "as_of"]) == {pd.Timestamp(MONTHS[3])}
+    assert frame.loc[split.train, "as_of"].nunique() == 4
+
+
+def test_fewer_than_20_churners_in_all_is_refused_saying_what_to_do() -> None:
+    with pytest.raises(InsufficientDataError, match=r"at least 20 churners.*Add as-of dates"):
+        make_split(labeled(MONTHS[:3], rows=100, rate=0.05), horizon_days=90)
+
+
+def test_too_few_churners_per_set_falls_back_instead_of_reporting_noise() -> None:
+    frame = labeled(MONTHS, rows=50, rate=0.05)
     with pytest.raises(InsufficientDataError, match="churners"):
-        out_of_time_split(labeled(MONTHS, rows=50, rate=0.02), horizon_days=90)
+        out_of_time_split(frame, horizon_days=90)
+    assert make_split(frame, horizon_days=90).kind == "grouped"

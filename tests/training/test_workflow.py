@@ -14,7 +14,8 @@ from training.pipeline import TrainConfig, train
 from training.registry import CHAMPION, configure, load_registered, promotion_gate
 from training.workflow import oracle_probabilities, train_and_register
 
-CONFIG = TrainConfig(valid_dates=2, fit=FitConfig(max_trees=150))
+# the capacity search times TreeSHAP on this machine, so it is off where bytes must repeat
+CONFIG = TrainConfig(valid_dates=2, capacity_search=False, fit=FitConfig(max_trees=150))
 
 
 @pytest.fixture()
@@ -56,7 +57,7 @@ def test_first_model_is_promoted_and_an_identical_retrain_is_refused(
     assert (tmp_path / "metrics.json").exists()
     second = train_and_register(small_labeled, CONFIG, tracking_uri=tracking)
     assert not second.decision.promoted
-    assert "does not beat champion" in second.decision.reason
+    assert "inside the noise" in second.decision.reason
     client = MlflowClient()
     assert str(client.get_model_version_by_alias("churn-model", CHAMPION).version) == first.version
     run = client.get_run(second.run_id)
@@ -69,8 +70,8 @@ def test_a_model_that_loses_to_the_health_score_stays_a_challenger(
     small_labeled: pd.DataFrame, tracking: str
 ) -> None:
     result = train(small_labeled, CONFIG)
-    metrics = {**result.metrics, "model": {**result.metrics["model"], "roc_auc": 0.5}}
-    decision = promotion_gate("churn-model", "7", result.model, small_labeled, metrics)
+    result.metrics["model"] = {**result.metrics["model"], "roc_auc": 0.5}
+    decision = promotion_gate("churn-model", "7", result, small_labeled)
     assert not decision.promoted and "health score" in decision.reason
 
 
