@@ -143,7 +143,10 @@ def _customers(acc: pd.DataFrame) -> pd.DataFrame:
             "region": text(acc, "country", file, allow_empty=True),
             "acquisition_channel": text(acc, "channel", file, allow_empty=True),
             "status": churn.notna().map({True: "churned", False: "active"}),
-            "date_of_birth": dates(acc, "date_of_birth", file, DAY, allow_empty=True),
+            # microseconds, not pandas' nanoseconds, which Spark reads as integers
+            "date_of_birth": dates(acc, "date_of_birth", file, DAY, allow_empty=True).astype(
+                "datetime64[us]"
+            ),
         }
     )
 
