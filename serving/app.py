@@ -35,7 +35,6 @@ from churn.settings import Settings
 from features.errors import ChurnError
 from serving.errors import (
     AuthError,
-    BatchTooLargeError,
     BodyTooLargeError,
     FeatureValidationError,
     FieldProblem,
@@ -59,6 +58,7 @@ from serving.schemas import (
     ScoreRequest,
     ScoreResult,
     TierName,
+    limited_batch,
 )
 from serving.security import SecurityMiddleware
 from serving.state import ReloadOutcome, Runtime, ServingState, iso_utc
@@ -202,7 +202,8 @@ def _validation_fields(exc: RequestValidationError) -> list[FieldProblem]:
     fields = []
     for error in exc.errors():
         loc = [str(part) for part in error.get("loc", ()) if part != "body"]
-        fields.append(FieldProblem(".".join(loc) or "body", str(error.get("msg", "invalid"))))
+        problem = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        fields.append(FieldProblem(".".join(loc) or "body", problem))
     return fields
 
 
@@ -216,7 +217,11 @@ def validation_response(exc: RequestValidationError) -> Response:
             "Content-Type: application/json.", [],
         )  # fmt: skip
     fields = _validation_fields(exc)
-    if any(f.field == "body" for f in fields):
+    not_object = {"model_type", "model_attributes_type", "dict_type", "missing"}
+    if any(f.field == "body" for f in fields) and any(
+        e.get("type") in not_object and [p for p in e.get("loc", ()) if p != "body"] == []
+        for e in errors
+    ):
         message = "The body must be a JSON object (Content-Type: application/json); see /docs."
     else:
         message = "Invalid request: " + "; ".join(f"{f.field}: {f.problem}" for f in fields[:5])
@@ -283,6 +288,9 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
                 poller.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await poller
+            workflows = getattr(app.state, "workflows", None)
+            if workflows is not None:
+                workflows.close()  # the report worker process
 
     app = FastAPI(
         title="Churn scoring API",
@@ -305,6 +313,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.state.auth_throttle = auth_throttle
     require_key = api_key_check(settings, auth_throttle, metrics)
     secured = [Depends(require_key)]
+    Batch = limited_batch(settings.batch_limit)
     default_k = settings.top_k
 
     @app.exception_handler(ChurnError)
@@ -317,6 +326,12 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 400:  # FastAPI could not parse the body (e.g. nested too deep)
+            return error_json(
+                400, "invalid_json",
+                f"The body could not be parsed as JSON ({exc.detail}); send a JSON object "
+                "(nested at most a few levels) with Content-Type: application/json.", [],
+            )  # fmt: skip
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return error_json(exc.status_code, code, str(exc.detail), [])
 
@@ -382,21 +397,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
                 parts[i] = orjson.dumps(result)
         return b'{"count":%d,"results":[' % len(items) + b",".join(parts) + b"]}"
 
-    @app.post(
-        "/score/batch",
-        response_model=BatchResponse,
-        responses={**ERRORS, **NOT_FOUND},
-        dependencies=secured,
-        tags=["scoring"],
-        summary="Score many customers in one call (results in request order)",
-    )
     async def score_batch(batch: BatchRequest, k: KQuery = None) -> Response:
         state = runtime.current()
-        if len(batch.items) > settings.batch_limit:
-            raise BatchTooLargeError(
-                f"{len(batch.items):,} items in one batch; the limit is {settings.batch_limit:,}. "
-                "Split it into smaller batches."
-            )
         problems: list[FieldProblem] = []
         unknown: list[str] = []
         for i, item in enumerate(batch.items):
@@ -421,6 +423,17 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         else:
             body = score_batch_sync(state, batch.items, top, deadlines)
         return Response(body, media_type=JSON)
+
+    # the body model carries this deployment's batch limit (checked before items are validated)
+    score_batch.__annotations__["batch"] = Batch
+    app.post(
+        "/score/batch",
+        response_model=BatchResponse,
+        responses={**ERRORS, **NOT_FOUND},
+        dependencies=secured,
+        tags=["scoring"],
+        summary="Score many customers in one call (results in request order)",
+    )(score_batch)
 
     @app.get(
         "/customers",
