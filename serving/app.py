@@ -459,7 +459,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         return Response(head[:-1] + b',"items":[' + items + b"]}", media_type=JSON)
 
     @app.get(
-        "/customers/{customer_id}/explanation",
+        "/customers/{customer_id:path}/explanation",
         response_model=Explanation,
         responses={**ERRORS, **NOT_FOUND},
         dependencies=secured,

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import orjson
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.serving.conftest import HEADERS
+from features.io import write_parquet
+from serving.app import create_app
+from serving.ui.auth import SESSION_COOKIE, SessionSigner
+from tests.serving.conftest import HEADERS, KEY, Deployment, deployment_copy
 
 pytestmark = pytest.mark.xdist_group("serving")
 JSON_HEADERS = {**HEADERS, "Content-Type": "application/json"}
@@ -39,3 +44,20 @@ def test_the_batch_limit_is_checked_before_the_items_are_validated(client: TestC
     assert response.json()["error"] == "batch_too_large"
     schema = client.get("/openapi.json").json()["components"]["schemas"]["BatchRequest"]
     assert schema["properties"]["items"]["maxItems"] == limit
+
+
+def test_ids_with_a_slash_can_be_opened(deployment: Deployment, tmp_path: Path) -> None:
+    settings = deployment_copy(deployment, tmp_path)
+    snapshot = deployment.snapshot.copy()
+    snapshot.loc[snapshot.index[0], "customer_id"] = "acme/emea"
+    write_parquet(snapshot, settings.snapshot_path)
+    with TestClient(create_app(settings)) as client:
+        explanation = client.get("/customers/acme%2Femea/explanation", headers=HEADERS)
+        assert explanation.status_code == 200, explanation.text
+        assert explanation.json()["customer_id"] == "acme/emea"
+        signer = SessionSigner(settings)
+        cookie = signer.issue(KEY.encode())
+        page = client.get("/ui/customers/acme%2Femea", cookies={SESSION_COOKIE: cookie})
+        assert page.status_code == 200 and "acme/emea" in page.text
+        metrics = client.get("/metrics", headers=HEADERS).text
+        assert 'route="/customers/{customer_id}/explanation"' in metrics
