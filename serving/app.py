@@ -44,6 +44,7 @@ from serving.errors import (
     error_code,
     http_status,
 )
+from serving.history import recover_history
 from serving.live import feature_problems, invalid_message
 from serving.metrics import MetricsMiddleware, ServingMetrics
 from serving.schemas import (
@@ -62,6 +63,7 @@ from serving.schemas import (
 )
 from serving.security import SecurityMiddleware
 from serving.state import ReloadOutcome, Runtime, ServingState, iso_utc
+from serving.store import clean_stale_temporaries
 from serving.throttle import FailureThrottle
 from serving.ui import mount_ui
 from serving.workflows.routes import mount_workflows
@@ -276,6 +278,17 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        for folder in {settings.store_dir, settings.features_path.parent}:
+            for left in clean_stale_temporaries(folder):
+                log.warning("removed %s, left by an interrupted write", left)
+        try:
+            recovered = recover_history(settings.store_dir, settings.score_store_path)
+        except Exception as exc:  # the history is the workflows' input: serving goes on
+            log.error("could not recover the score history: %s", exc)
+        else:
+            if recovered is not None:
+                log.warning("recorded the score store in the history (%s): the scoring that "
+                            "wrote it was interrupted before it did", recovered.name)  # fmt: skip
         if runtime.state is None:
             await reload(True)
         else:
