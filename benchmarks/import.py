@@ -129,8 +129,9 @@ def main() -> None:
             f"{total / result['seconds']:,.0f}", f"{result['peak_mb']:,.0f} MB", args.memory,
         )  # fmt: skip
         console.print(table)
-        console.print(f"(export written in {written:.1f} s; the child's own peak RSS: "
-                      f"{resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024:,.0f} MB)")  # fmt: skip
+        children_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        console.print(f"(export written in {written:.1f} s; peak RSS of the import process, "
+                      f"from the parent: {children_mb:,.0f} MB)")  # fmt: skip
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

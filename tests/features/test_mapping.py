@@ -380,3 +380,29 @@ def test_implausible_exports_are_warned_about_each_for_its_reason() -> None:
     assert rules(contract_tables(events=one)) == {"one_customer_most_events"}
     signed = events.assign(event_type="Signed In")
     assert rules(contract_tables(events=signed)) == {"no_sign_in_events"}
+
+
+# ------------------------------------------------------------------ churn map suggest
+
+
+def test_suggest_proposes_presets_and_near_miss_columns(tmp_path: Path) -> None:
+    from features.importers.suggest import suggest, suggestion_yaml
+
+    customer = {"id": "cus_1", "created": 1704067200, "email": "a@acme.com", "name": "Acme",
+                "address": {"country": "US"}}  # fmt: skip
+    src = write(tmp_path / "src", {
+        "stripe/customers.jsonl": [customer],
+        "stripe/subscriptions.jsonl": [
+            stripe_subscription(cancellation_details={"feedback": None, "comment": None})
+        ],
+        "crm/accounts.csv": "customer_id,signup_dt,plan\nc1,2024-01-01,pro\n",
+        "billing/subs.csv": "subscription_id,customer_id,start_date,end_date,mrr,plan\n"
+        + "".join(f"s{i},c1,2024-01-01,,{4900 + 100 * (i % 3)},pro\n" for i in range(30)),
+    })  # fmt: skip
+    guesses = {(g.path, g.preset) for g in suggest(src)}
+    assert {("stripe/customers.jsonl", "stripe.customers"),
+            ("stripe/subscriptions.jsonl", "stripe.subscriptions"),
+            ("stripe/subscriptions.jsonl", "stripe.exit_reasons")} <= guesses  # fmt: skip
+    text = suggestion_yaml(suggest(src))
+    assert "signup_date: signup_dt   # did you mean this?" in text
+    assert "mrr: {from: mrr, units: minor}   # units: minor, from the sample" in text
