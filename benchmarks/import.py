@@ -99,7 +99,7 @@ def main() -> None:
         "--keep", type=Path, default=None, help="Write the export here and keep it."
     )
     args = parser.parse_args()
-    console = Console()
+    console = Console(width=140)
     root = Path(tempfile.mkdtemp(prefix="churn-import-bench-"))
     src = args.keep or root / "exports"
     try:

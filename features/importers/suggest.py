@@ -119,10 +119,10 @@ def _generic(path: str, fields: set[str], frame: pd.DataFrame) -> FileGuess:
                 continue
             free = [n for n in names if n not in COLUMN_ORDER[table] and names[n] not in
                     columns.values()]  # fmt: skip
-            near = difflib.get_close_matches(column, free, n=1, cutoff=0.6)
-            if near:
-                columns[column] = names[near[0]]
-                notes[column] = f"did you mean this? '{names[near[0]]}' is close to {column}"
+            close = difflib.get_close_matches(column, free, n=1, cutoff=0.6)
+            if close:
+                columns[column] = names[close[0]]
+                notes[column] = f"did you mean this? '{names[close[0]]}' is close to {column}"
         exact = sum(1 for c in required if c in columns and c not in notes)
         near = sum(1 for c in required if c in notes)
         # exact names count fully, near misses half; more matched columns break a tie
