@@ -337,7 +337,10 @@ def _text(source: _Source, spec: FieldSpec, base: str = "") -> str:
     if spec.value is not None:
         return literal(spec.value)
     leaves = [source.leaf(p, base) for p in spec.fields]
-    text = leaves[0] if len(leaves) == 1 else f"COALESCE({', '.join(leaves)})"
+    if spec.join is not None:
+        text = f"concat_ws('-', {', '.join(leaves)})"
+    else:
+        text = leaves[0] if len(leaves) == 1 else f"COALESCE({', '.join(leaves)})"
     if spec.transform == "lower":
         text = f"lower({text})"
     elif spec.transform == "domain":

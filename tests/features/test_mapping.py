@@ -406,3 +406,22 @@ def test_suggest_proposes_presets_and_near_miss_columns(tmp_path: Path) -> None:
     text = suggestion_yaml(suggest(src))
     assert "signup_date: signup_dt   # did you mean this?" in text
     assert "mrr: {from: mrr, units: minor}   # units: minor, from the sample" in text
+
+
+def test_the_churnsim_preset_maps_its_accounts_and_subscriptions(tmp_path: Path) -> None:
+    from features.importers import shared_data_dir
+
+    src = shared_data_dir() / "churnsim_crm6"
+    if not (src / "subscriptions.csv").is_file():
+        pytest.skip("the shared ChurnSim export is not here")
+    mapping = write(tmp_path, {"mapping.yaml": (
+        "customer_key: account\ncurrency: usd\nsources:\n"
+        "  accounts: {preset: churnsim.accounts}\n"
+        "  subscriptions: {preset: churnsim.subscriptions}\n"
+    )}) / "mapping.yaml"  # fmt: skip
+    result = import_mapped(mapping, src, tmp_path / "out")
+    assert result.manifest["row_counts"] == {"customers": 1377, "subscriptions": 24675}
+    from features.contract import validate_folder
+
+    _, report = validate_folder(tmp_path / "out", NOW)
+    assert report.ok, report.format_errors()
