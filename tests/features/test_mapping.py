@@ -425,3 +425,22 @@ def test_the_churnsim_preset_maps_its_accounts_and_subscriptions(tmp_path: Path)
 
     _, report = validate_folder(tmp_path / "out", NOW)
     assert report.ok, report.format_errors()
+
+
+def test_validate_reports_the_other_tables_problems_when_a_required_table_is_missing(
+    tmp_path: Path,
+) -> None:
+    from features.contract import validate_folder
+
+    folder = write(tmp_path / "export", {
+        "subscriptions.csv": "subscription_id,customer_id,start_date,end_date,plan\n"
+        "s1,c1,2024-01-01,,pro\ns1,c1,2024-02-01,,pro\n",
+        "tickets.csv": "ticket_id,customer_id,opened_at,resolved_at,priority\n"
+        "t1,c1,2024-01-01T00:00:00Z,,blocker\n",
+    })  # fmt: skip
+    tables, report = validate_folder(folder, NOW)
+    assert tables is None
+    rules = {(f.rule, f.table) for f in report.errors}
+    expected = {("missing_table", "customers"), ("missing_column", "subscriptions"),
+                ("duplicate_id", "subscriptions"), ("unknown_category", "tickets")}  # fmt: skip
+    assert expected <= rules
