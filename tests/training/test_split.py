@@ -88,7 +88,7 @@ def test_a_short_history_gets_a_customer_grouped_split_that_says_so() -> None:
 
 
 def test_fewer_than_20_churners_in_all_is_refused_saying_what_to_do() -> None:
-    with pytest.raises(InsufficientDataError, match="at least 20 churners.*Add as-of dates"):
+    with pytest.raises(InsufficientDataError, match=r"at least 20 churners.*Add as-of dates"):
         make_split(labeled(MONTHS[:3], rows=100, rate=0.05), horizon_days=90)
 
 
