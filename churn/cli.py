@@ -147,17 +147,37 @@ def generate(
 @friendly_errors
 def validate(data: DataOpt = None) -> None:
     """Check a folder of raw tables against the data contract; exit 1 on errors."""
-    from features.contract import print_report, validate_folder
+    from features.contract import ValidationReport, print_report, validate_folder
+    from features.importers.plausibility import plausibility_findings
 
     folder = data or Settings().data_dir
-    _, report = validate_folder(folder, pd.Timestamp.now(tz="UTC"))
+    now = pd.Timestamp.now(tz="UTC")
+    tables, report = validate_folder(folder, now)
+    if tables is not None:  # the contract's report, then what looks implausible
+        extra = tuple(plausibility_findings(tables, now))
+        report = ValidationReport(report.findings + extra, report.row_counts)
     print_report(report, console)
+    if tables is not None and report.ok:
+        _print_vocabulary(tables)
     if not report.ok:
         err_console.print(
             f"[bold red]{folder}: the data breaks the contract; see the errors above."
         )
         raise typer.Exit(1)
     console.print(f"[green]{folder}: valid[/] ({report.warning_count} warnings)")
+
+
+def _print_vocabulary(tables: Any) -> None:
+    """The attribute types and event vocabulary the features will be built from."""
+    from features.attributes import render_attributes
+    from features.engine import default_vocabulary
+    from features.pipeline import default_as_of
+    from features.vocabulary import render_vocabulary
+
+    console.print(render_attributes(tables.customers, tables.options.attributes))
+    if tables.events is not None and len(tables.events):
+        vocabulary = default_vocabulary(tables, default_as_of(tables))
+        console.print(render_vocabulary(vocabulary, tables.events))
 
 
 def load_tables(folder: Path) -> Any:
@@ -510,12 +530,40 @@ def evaluate(
 @app.command("import")
 @friendly_errors
 def import_data(
-    dataset: Annotated[str, typer.Argument(help="Data set: telco, cdnow or ravenstack.")],
-    src: Annotated[Path, typer.Option(help="Source file or folder, e.g. ../shared/data/telco.")],
-    out: Annotated[Path, typer.Option(help="Contract folder to write (atomically).")],
+    dataset: Annotated[
+        str | None,
+        typer.Argument(help="Data set: telco, cdnow, ravenstack or churnsim (or use --map)."),
+    ] = None,
+    src: Annotated[
+        Path, typer.Option(help="Source file or folder, e.g. ../shared/data/telco.")
+    ] = Path("."),
+    out: Annotated[Path, typer.Option(help="Contract folder to write (atomically).")] = Path(
+        "data/imported"
+    ),
+    mapping: Annotated[
+        Path | None,
+        typer.Option("--map", help="Mapping file (docs/bring-your-own-data.md) for --src DIR."),
+    ] = None,
     observed_until_opt: ObservedOpt = None,
 ) -> None:
-    """Map a public data set onto the raw-data contract; then `churn validate --data OUT`."""
+    """Map a public data set, or your exports with --map, onto the contract; then validate."""
+    if mapping is not None:
+        if dataset is not None:
+            raise ChurnError("Pass either a data set name or --map, not both.")
+        from features.importers.mapped import import_mapped
+
+        result = import_mapped(mapping, src, out)
+        counts = ", ".join(f"{t} {n:,}" for t, n in result.manifest["row_counts"].items())
+        console.print(
+            f"[green]wrote[/] {result.folder}/: {counts} (see {result.folder}/manifest.json)"
+        )
+        for warning in result.warnings:
+            err_console.print(f"[yellow]warning:[/] {warning}")
+        return
+    if dataset is None:
+        raise ChurnError(
+            "Name a data set (telco, cdnow, ravenstack, churnsim) or pass --map mapping.yaml."
+        )
     from features.importers import import_to_folder
     from features.pipeline import record_observed_until
 
@@ -592,10 +640,12 @@ def serve(
     workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
 ) -> None:
     """Serve the scoring API (docs/crm-integration.md) with uvicorn until interrupted."""
+    from serving.server import check_exposure
     from serving.server import serve as run_server
     from serving.store import example_customer_id
 
     settings = Settings()
+    check_exposure(settings, host)
     cid = example_customer_id(settings.snapshot_path) or "C000001"
     key = "demo-key" if settings.api_key_list() == ["demo-key"] else "$CHURN_KEY"
     console.print(

@@ -44,6 +44,22 @@ class Settings(BaseSettings):
         description="Registered model; unset, an import's models get `churn-model-<importer>`.",
     )
     api_keys: str = Field("demo-key", description="Comma-separated API keys (CHURN_API_KEYS).")
+    auth_failures_before_backoff: int = Field(
+        5,
+        ge=1,
+        description="Failed API-key checks or sign-ins one client may make before each "
+        "further failure doubles a lock-out (1 s up to 5 min; 429 with Retry-After).",
+    )
+    api_docs: bool | None = Field(
+        None,
+        description="Serve /docs, /redoc and /openapi.json (CHURN_API_DOCS); unset: only when "
+        "`churn serve` listens on loopback.",
+    )
+    ui_session_secret: str | None = Field(
+        None,
+        description="Secret that signs UI session cookies (CHURN_UI_SESSION_SECRET, 32+ "
+        "characters); unset: derived from the API keys, allowed on loopback only.",
+    )
     # ----- serving -----
     model_alias: str = Field("champion", description="Registry alias the API serves.")
     playbook_path: Path = Field(
@@ -59,6 +75,20 @@ class Settings(BaseSettings):
     )
     scoring_threads: int = Field(
         0, ge=0, description="LightGBM threads for batch scoring (0 = all cores)."
+    )
+    reload_max_shrink: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="A reload or poll that would drop more than this share of the served "
+        "customers is refused and the old state keeps serving; a drop to zero always is "
+        "(POST /admin/reload?allow_shrink=true overrides both).",
+    )
+    ready_max_age_days: int = Field(
+        0,
+        ge=0,
+        description="/readyz is not ready when the snapshot's newest as_of is older "
+        "than this many days (0 = no limit).",
     )
 
     def model_name_for(self, origin: str) -> str:

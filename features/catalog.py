@@ -10,8 +10,9 @@ Windows are half-open ``[as_of - w, as_of)``; timestamps UTC; "days" are calenda
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
 
 Group = Literal["usage", "support", "commercial", "marketing", "profile"]
 Kind = Literal["numeric", "categorical"]
@@ -30,9 +31,9 @@ class Feature:
     """One leading indicator.
 
     ``sentence`` is a ``str.format`` template with the fields ``value`` (the number), ``abs``,
-    ``pct`` and ``abs_pct`` (value x 100, for ratios), ``up_down`` (``up``/``down``) and
-    ``more_fewer``. ``requires`` lists ``table.column`` sources: when one is absent from an export
-    the feature is absent too (never zero-filled).
+    ``pct`` and ``abs_pct`` (value x 100, for ratios), ``up_down`` (``up``/``down``),
+    ``more_fewer`` and ``yes_no`` (for flags). ``requires`` lists ``table.column`` sources: when
+    one is absent from an export the feature is absent too (never zero-filled).
     """
 
     name: str
@@ -57,6 +58,7 @@ class Feature:
             abs_pct=abs(number) * 100,
             up_down="up" if number >= 0 else "down",
             more_fewer="more" if number >= 0 else "fewer",
+            yes_no="yes" if number else "no",
         )
 
 
@@ -73,6 +75,8 @@ def _f(
 
 
 EV = "events.timestamp"
+SIGN_IN = "events.sign_in"
+"""Present when some event type means a sign-in (``features.vocabulary``), not a real column."""
 # fmt: off
 FEATURES: tuple[Feature, ...] = (
     # usage: product events
@@ -87,12 +91,12 @@ FEATURES: tuple[Feature, ...] = (
     _f("active_days_90d", "usage", "days", "Days with any product activity in the last 90 days",
        "Active on {value:.0f} of the last 90 days", EV),
     _f("logins_30d", "usage", "logins", "Logins in the last 30 days",
-       "{value:.0f} logins in the last 30 days", EV),
+       "{value:.0f} logins in the last 30 days", EV, SIGN_IN),
     _f("activity_change_30d", "usage", "ratio",
        "Change in product actions, last 30 days vs the previous 30",
        "Activity {up_down} {abs_pct:.0f} % vs the previous 30 days", EV),
     _f("logins_change_30d", "usage", "ratio", "Change in logins, last 30 days vs the previous 30",
-       "Logins {up_down} {abs_pct:.0f} % vs the previous 30 days", EV),
+       "Logins {up_down} {abs_pct:.0f} % vs the previous 30 days", EV, SIGN_IN),
     _f("activity_slope_90d", "usage", "ratio per week",
        "Weekly trend of activity over the last 90 days, relative to the average week",
        "Weekly activity trending {up_down} {abs_pct:.0f} % a week over the last 90 days", EV),
@@ -221,10 +225,14 @@ FEATURES: tuple[Feature, ...] = (
 BY_NAME: dict[str, Feature] = {f.name: f for f in FEATURES}
 
 
-def feature_info(name: str) -> Feature:
-    """The catalog entry of ``name``; extra customer attributes get a generic profile entry."""
+def feature_info(name: str, generated: Mapping[str, Feature] | None = None) -> Feature:
+    """The catalog entry of ``name``: hand-written, else ``generated`` (the entries built from an
+    export's vocabulary and attributes, which travel with a model), else a generic profile one.
+    """
     if name in BY_NAME:
         return BY_NAME[name]
+    if generated and name in generated:
+        return generated[name]
     label = name.replace("_", " ")
     return Feature(
         name,
@@ -235,6 +243,23 @@ def feature_info(name: str) -> Feature:
         (f"customers.{name}",),
         "categorical",
     )
+
+
+def entries_to_json(entries: Iterable[Feature]) -> list[dict[str, object]]:
+    """Catalog entries as JSON-ready dicts (stored with a labeled set and with a model)."""
+    return [{**asdict(f), "requires": list(f.requires)} for f in entries]
+
+
+def entries_from_json(raw: Iterable[Mapping[str, Any]]) -> dict[str, Feature]:
+    """The inverse of :func:`entries_to_json`, by feature name."""
+    out: dict[str, Feature] = {}
+    for item in raw:
+        entry = Feature(
+            str(item["name"]), item["group"], str(item["unit"]), str(item["description"]),
+            str(item["sentence"]), tuple(str(r) for r in item["requires"]), item["kind"],
+        )  # fmt: skip
+        out[entry.name] = entry
+    return out
 
 
 def available(present_columns: set[str]) -> list[Feature]:
@@ -267,7 +292,54 @@ def catalog_markdown() -> str:
             example = f.explain(_EXAMPLE_VALUES.get(f.unit, 3) if f.kind == "numeric" else "SaaS")
             lines.append(f"| `{f.name}` | {f.unit} | {f.description} | {example} | "
                          f"{', '.join(f'`{r}`' for r in f.requires)} |")  # fmt: skip
+    lines += _generated_markdown()
     return "\n".join(lines) + "\n"
+
+
+def _generated_markdown() -> list[str]:
+    """The templates behind generated features, shown on an example vocabulary."""
+    from features.attributes import AttributeSpec
+    from features.vocabulary import Vocabulary, vocabulary_catalog
+
+    lines = [
+        "",
+        "## Generated from the export's own vocabulary",
+        "",
+        "Each of the most frequent event types (`type_<name>_...`) and product features",
+        "(`uses_<name>_...`) gets these columns, the rest pooled as `other`; caps and the",
+        "sign-in event types are set in the export's `features.yaml` (docs/data-contract.md).",
+        "Shown for an event type `cancel_meeting`:",
+        "",
+        "| feature | unit | meaning | example sentence | needs |",
+        "|---|---|---|---|---|",
+    ]
+    example = Vocabulary(event_types=("cancel_meeting",))
+    for f in vocabulary_catalog(example, with_users=True):
+        if f.name.startswith("type_cancel_meeting"):
+            value = _EXAMPLE_VALUES.get(f.unit, 3)
+            lines.append(f"| `{f.name}` | {f.unit} | {f.description} | {f.explain(value)} | "
+                         f"{', '.join(f'`{r}`' for r in f.requires)} |")  # fmt: skip
+    lines += [
+        "",
+        "Customer columns outside the contract get a type from their values (or `features.yaml`):",
+        "",
+        "| column type | feature | example sentence |",
+        "|---|---|---|",
+    ]
+    samples: list[tuple[AttributeSpec, float | str]] = [
+        (AttributeSpec("balance", "number", "inferred", "balance"), 1520.5),
+        (AttributeSpec("products", "integer", "inferred", "products"), 2),
+        (AttributeSpec("is_member", "boolean", "inferred", "is_member"), 1),
+        (AttributeSpec("date_of_birth", "date", "inferred", "years_since_date_of_birth",
+                       in_years=True), 41),
+        (AttributeSpec("contract_date", "date", "inferred", "days_since_contract_date"), 230),
+        (AttributeSpec("segment", "category", "inferred", "segment", ("smb",)), "smb"),
+    ]  # fmt: skip
+    for spec, shown in samples:
+        entry = spec.catalog_entry()
+        lines.append(f"| {spec.type} | `{entry.name}` | {entry.explain(shown)} |")
+    lines += ["| text, identifier | none: never a feature | |"]
+    return lines
 
 
 if __name__ == "__main__":

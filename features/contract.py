@@ -31,6 +31,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from features.errors import ContractError
+from features.options import OPTIONS_FILE, FeatureOptions, OptionsError, read_options
 
 # table -> (required columns, optional columns). Order is the canonical column order.
 REQUIRED_TABLES = ("customers", "subscriptions")
@@ -172,6 +173,12 @@ class Rule:
 # {table}/{column} name the place; other fields are given where the rule is checked.
 # docs/data-contract.md shows this table; a test keeps the two in step.
 RULES: dict[str, Rule] = {
+    "invalid_options": Rule(
+        "error",
+        "features.yaml is not valid",
+        "{detail}",
+        "Fix the line named above, or remove features.yaml to use the inferred defaults.",
+    ),
     "missing_folder": Rule(
         "error",
         "data folder does not exist",
@@ -521,6 +528,8 @@ class RawTables:
     exit_reasons: pd.DataFrame | None = None
     extra: dict[str, pd.DataFrame] = field(default_factory=dict)
     read_findings: tuple[Finding, ...] = field(default=(), compare=False, repr=False)
+    options: FeatureOptions = field(default_factory=FeatureOptions, compare=False, repr=False)
+    """``features.yaml`` of the export folder: sign-in events, vocabulary caps, attribute types."""
 
     def present(self) -> dict[str, pd.DataFrame]:
         """The contract tables that exist, by name."""
@@ -851,6 +860,14 @@ def _read_folder(folder: Path) -> tuple[dict[str, pd.DataFrame], list[Finding]]:
     return frames, findings
 
 
+def _read_options(folder: Path) -> tuple[FeatureOptions, list[Finding]]:
+    """The folder's ``features.yaml`` (defaults when absent); a bad file becomes an error."""
+    try:
+        return read_options(folder), []
+    except OptionsError as exc:
+        return FeatureOptions(), [_finding("invalid_options", OPTIONS_FILE, None, detail=exc)]
+
+
 def read_raw_tables(folder: Path) -> RawTables:
     """Read an export folder (``<table>.parquet`` or ``<table>.csv`` per table) with contract types.
 
@@ -858,9 +875,11 @@ def read_raw_tables(folder: Path) -> RawTables:
     problem (unparseable values, unknown columns) travels in ``read_findings`` to ``validate``.
     """
     frames, findings = _read_folder(folder)
+    options, problems = _read_options(folder)
+    findings += problems
     if any(table not in frames for table in REQUIRED_TABLES):
         raise ContractError(ValidationReport(tuple(findings)).format_errors())
-    return RawTables(**frames, read_findings=tuple(findings))  # type: ignore[arg-type]
+    return RawTables(**frames, read_findings=tuple(findings), options=options)  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------------------------
@@ -1501,10 +1520,12 @@ def validate_folder(folder: Path, now: pd.Timestamp) -> tuple[RawTables | None, 
     The tables are None when a required table is missing or unreadable.
     """
     frames, findings = _read_folder(folder)
+    options, problems = _read_options(folder)
+    findings += problems
     if any(table not in frames for table in REQUIRED_TABLES):
         order = sorted(findings, key=_severity_order)
         return None, ValidationReport(tuple(order), {n: len(f) for n, f in frames.items()})
-    tables = RawTables(**frames, read_findings=tuple(findings))  # type: ignore[arg-type]
+    tables = RawTables(**frames, read_findings=tuple(findings), options=options)  # type: ignore[arg-type]
     return tables, validate(tables, now)
 
 

@@ -18,10 +18,26 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from features.catalog import FEATURES, KEY_COLUMNS, NON_FEATURE_ATTRIBUTES, available
+from features.attributes import AttributeSpec, attribute_features, infer_attributes
+from features.catalog import (
+    FEATURES,
+    KEY_COLUMNS,
+    SIGN_IN,
+    Feature,
+    available,
+    entries_from_json,
+    entries_to_json,
+)
 from features.contract import MAY_BE_FUTURE, TABLE_COLUMNS, RawTables
 from features.errors import ChurnError
 from features.labels import LabelSpec
+from features.vocabulary import (
+    Vocabulary,
+    drop_unavailable,
+    infer_vocabulary,
+    pivot,
+    vocabulary_catalog,
+)
 
 # Prepared table -> its columns (the only ones the SQL reads). ``timestamp`` becomes ``ts``.
 PREPARED_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -104,12 +120,14 @@ def _utc_naive(values: pd.Series) -> pd.Series:
     return out.dt.tz_localize(None).astype("datetime64[us]")
 
 
-def prepare(tables: RawTables) -> dict[str, pd.DataFrame]:
+def prepare(tables: RawTables, vocabulary: Vocabulary | None = None) -> dict[str, pd.DataFrame]:
     """The contract tables reduced to what the definitions read, with uniform types.
 
     Absent optional columns are added as nulls so every definition runs; features that need them
-    are dropped afterwards (see :func:`present_sources`).
+    are dropped afterwards (see :func:`present_sources`). Events get ``sign_in``: whether the
+    type is one the vocabulary reads as a sign-in.
     """
+    sign_in = list(vocabulary.sign_in) if vocabulary else []
     prepared: dict[str, pd.DataFrame] = {}
     for name, frame in tables.present().items():
         if name == "exit_reasons":
@@ -131,23 +149,54 @@ def prepare(tables: RawTables) -> dict[str, pd.DataFrame]:
             elif col.endswith("_id") or col in ("event_type", "feature", "priority", "action"):
                 series = series.astype("string")
             out[col] = series
+        if name == "events":
+            out["sign_in"] = out["event_type"].isin(sign_in).fillna(False).astype(bool)
         prepared[name] = out.reset_index(drop=True)
     return prepared
 
 
-def present_sources(tables: RawTables) -> set[str]:
-    """``table.column`` names that exist in the export with at least one value."""
+def present_sources(tables: RawTables, vocabulary: Vocabulary | None = None) -> set[str]:
+    """``table.column`` names that exist in the export with at least one value, and
+    ``events.sign_in`` when some event type means a sign-in."""
     present: set[str] = set()
     for name, frame in tables.present().items():
         for col in frame.columns:
             if frame[col].notna().any():
                 present.add(f"{name}.{col}")
+    events = tables.events
+    if events is not None and vocabulary and events["event_type"].isin(vocabulary.sign_in).any():
+        present.add(SIGN_IN)
     return present
 
 
-def attribute_columns(customers: pd.DataFrame) -> list[str]:
-    """Customer attributes used as features: every column but ids, names, dates and owners."""
-    return [c for c in customers.columns if c not in NON_FEATURE_ATTRIBUTES]
+def default_vocabulary(tables: RawTables, as_of: Sequence[date]) -> Vocabulary:
+    """The export's vocabulary, chosen from events before the latest as-of date."""
+    options = tables.options
+    before = pd.Timestamp(max(as_of)) if as_of else None
+    return infer_vocabulary(
+        tables.events,
+        before,
+        options.max_event_types,
+        options.max_product_features,
+        options.sign_in_events,
+    )
+
+
+def attribute_specs(tables: RawTables) -> tuple[AttributeSpec, ...]:
+    """The inferred (or ``features.yaml``) type of every extra customer column."""
+    return infer_attributes(tables.customers, tables.options.attributes)
+
+
+def generated_catalog(tables: RawTables, vocabulary: Vocabulary) -> tuple[Feature, ...]:
+    """Catalog entries of the features made from this export's vocabulary and attributes."""
+    entries: list[Feature] = []
+    if tables.events is not None:
+        with_users = "events.user_id" in present_sources(tables)
+        entries += vocabulary_catalog(vocabulary, with_users)
+    entries += [
+        s.catalog_entry() for s in attribute_specs(tables) if s.feature and s.origin != "contract"
+    ]
+    return tuple(entries)
 
 
 def as_of_frame(as_of: Sequence[date]) -> pd.DataFrame:
@@ -193,11 +242,16 @@ def label_params(spec: LabelSpec, until: date) -> pd.DataFrame:
 
 
 def _load(
-    tables: RawTables, as_of: Sequence[date], spec: LabelSpec, engine: SqlEngine | None
+    tables: RawTables,
+    as_of: Sequence[date],
+    spec: LabelSpec,
+    engine: SqlEngine | None,
+    vocabulary: Vocabulary,
 ) -> SqlEngine:
     engine = engine or DuckDBEngine()
-    for name, frame in prepare(tables).items():
+    for name, frame in prepare(tables, vocabulary).items():
         engine.register(name, frame)
+    engine.register("vocabulary", vocabulary.table())
     engine.register("as_of_dates", as_of_frame(as_of))
     engine.register("params", label_params(spec, spec.observed_until or observed_until(tables)))
     if spec.kind == "noncontractual" and tables.events is None:
@@ -211,23 +265,28 @@ def _load(
     return engine
 
 
-def _features(engine: SqlEngine, tables: RawTables) -> pd.DataFrame:
+def _features(engine: SqlEngine, tables: RawTables, vocabulary: Vocabulary) -> pd.DataFrame:
     present = set(tables.present())
+    keys = list(KEY_COLUMNS)
     result = engine.fetch("SELECT customer_id, as_of FROM spine ORDER BY customer_id, as_of")
     for group, needs in GROUPS:
         if not set(needs) <= present:
             continue
         part = engine.fetch(definition(group))
-        result = result.merge(part, on=list(KEY_COLUMNS), how="left", validate="one_to_one")
-    attributes = attribute_columns(tables.customers)
-    if attributes:
-        result = result.merge(
-            tables.customers[["customer_id", *attributes]].astype({"customer_id": "string"}),
-            on="customer_id",
-            how="left",
-            suffixes=("", "_attribute"),
-        )
-    sources = present_sources(tables)
+        result = result.merge(part, on=keys, how="left", validate="one_to_one")
+    sources = present_sources(tables, vocabulary)
+    if tables.events is not None:
+        long = engine.fetch(definition("vocabulary"))
+        long["as_of"] = pd.to_datetime(long["as_of"]).astype("datetime64[us]")
+        result["as_of"] = pd.to_datetime(result["as_of"]).astype("datetime64[us]")
+        wide = pivot(long, vocabulary, result[keys])
+        wide = drop_unavailable(wide, vocabulary, "events.user_id" in sources)
+        result = result.merge(wide, on=keys, how="left", validate="one_to_one")
+    specs = attribute_specs(tables)
+    if any(s.feature for s in specs):
+        result["as_of"] = pd.to_datetime(result["as_of"]).astype("datetime64[us]")
+        attributes = attribute_features(tables.customers, specs, result[keys])
+        result = result.merge(attributes, on=keys, how="left", validate="one_to_one")
     keep = {f.name for f in available(sources)}
     drop = [f.name for f in FEATURES if f.name in result.columns and f.name not in keep]
     return result.drop(columns=drop)
@@ -238,14 +297,18 @@ def build_features(
     as_of: Sequence[date],
     spec: LabelSpec | None = None,
     engine: SqlEngine | None = None,
+    vocabulary: Vocabulary | None = None,
 ) -> pd.DataFrame:
     """One row per customer active at each as-of date, with every available leading indicator.
 
     Reads only rows stamped strictly before each as-of date (the leakage property test proves it).
+    ``vocabulary``: the event types and features with their own columns (default: the export's
+    most frequent, :func:`default_vocabulary`).
     """
     spec = spec or LabelSpec()
-    loaded = _load(tables, as_of, spec, engine)
-    return _finish(_features(loaded, tables))
+    vocabulary = vocabulary or default_vocabulary(tables, as_of)
+    loaded = _load(tables, as_of, spec, engine, vocabulary)
+    return _describe(_finish(_features(loaded, tables, vocabulary)), tables, vocabulary)
 
 
 def build_labeled_set(
@@ -253,17 +316,38 @@ def build_labeled_set(
     as_of: Sequence[date],
     spec: LabelSpec,
     engine: SqlEngine | None = None,
+    vocabulary: Vocabulary | None = None,
 ) -> pd.DataFrame:
     """Features plus ``churned`` and ``label_complete`` for each (customer, as_of) row.
 
     Rows whose customer churned during the lead time are dropped (see ``features.labels``).
     """
-    loaded = _load(tables, as_of, spec, engine)
-    features = _features(loaded, tables)
+    vocabulary = vocabulary or default_vocabulary(tables, as_of)
+    loaded = _load(tables, as_of, spec, engine, vocabulary)
+    features = _features(loaded, tables, vocabulary)
     labels = loaded.fetch(definition(f"labels_{spec.kind}"))
     labels["churned"] = labels["churned"].astype("int8")
     labels["label_complete"] = labels["label_complete"].astype(bool)
-    return _finish(features.merge(labels, on=list(KEY_COLUMNS), how="inner", validate="1:1"))
+    joined = features.merge(labels, on=list(KEY_COLUMNS), how="inner", validate="1:1")
+    return _describe(_finish(joined), tables, vocabulary)
+
+
+def _describe(frame: pd.DataFrame, tables: RawTables, vocabulary: Vocabulary) -> pd.DataFrame:
+    """Attach the generated catalog entries and the vocabulary to the set (``frame.attrs``).
+
+    pandas keeps ``attrs`` in the Parquet file, so a labeled set carries the words for its own
+    columns to training, and from there into the model.
+    """
+    present = set(frame.columns)
+    entries = [f for f in generated_catalog(tables, vocabulary) if f.name in present]
+    frame.attrs["catalog"] = entries_to_json(entries)
+    frame.attrs["vocabulary"] = vocabulary.to_dict()
+    return frame
+
+
+def catalog_of(frame: pd.DataFrame) -> dict[str, Feature]:
+    """The generated catalog entries a built set carries (empty for sets built before them)."""
+    return entries_from_json(frame.attrs.get("catalog", []))
 
 
 def _finish(frame: pd.DataFrame) -> pd.DataFrame:
@@ -285,7 +369,10 @@ __all__ = [
     "SqlEngine",
     "build_features",
     "build_labeled_set",
+    "catalog_of",
+    "default_vocabulary",
     "feature_columns",
+    "generated_catalog",
     "monthly_as_of",
     "observed_until",
 ]

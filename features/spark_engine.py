@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -36,8 +37,9 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from sqlglot import exp
 
-from features.catalog import FEATURES, KEY_COLUMNS, NON_FEATURE_ATTRIBUTES, available
-from features.contract import MAY_BE_FUTURE, REQUIRED_TABLES, TABLE_COLUMNS
+from features.attributes import OTHER, infer_attributes, static_values
+from features.catalog import FEATURES, KEY_COLUMNS, SIGN_IN, available
+from features.contract import MAY_BE_FUTURE, REQUIRED_TABLES, TABLE_COLUMNS, parse_table
 from features.engine import (
     GROUPS,
     NUMERIC_COLUMNS,
@@ -50,7 +52,9 @@ from features.engine import (
 )
 from features.errors import ChurnError
 from features.labels import LabelSpec
+from features.options import FeatureOptions, read_options
 from features.pipeline import HISTORY_DAYS
+from features.vocabulary import METRICS, SOURCES, SQL_METRIC, Vocabulary, is_sign_in
 
 # Date-part units whose DuckDB "boundaries crossed" count equals Spark's elapsed count.
 _EXACT_UNITS = {"MICROSECOND", "MICROSECONDS", "US"}
@@ -260,7 +264,9 @@ def read_export(spark: SparkSession, uri: str) -> SparkExport:
             + ", ".join(f"{t}.parquet" for t in missing)
             + " (see docs/data-contract.md)."
         )
-    return SparkExport(tables)
+    customers, _ = parse_table("customers", pd.read_parquet(f"{uri.rstrip('/')}/customers.parquet"))
+    options = read_options(Path(uri)) if Path(uri).is_dir() else FeatureOptions()
+    return SparkExport(tables, customers, options)
 
 
 def utc_timestamp(column: str, dtype: T.DataType) -> Column:
@@ -277,7 +283,9 @@ def utc_timestamp(column: str, dtype: T.DataType) -> Column:
     return value.cast(T.TimestampType())
 
 
-def prepare_spark(tables: Mapping[str, DataFrame]) -> dict[str, DataFrame]:
+def prepare_spark(
+    tables: Mapping[str, DataFrame], sign_in: Sequence[str] = ()
+) -> dict[str, DataFrame]:
     """Spark twin of :func:`features.engine.prepare`: the columns the definitions read, typed.
 
     Absent optional columns become typed nulls so every definition runs; ``timestamp`` is ``ts``.
@@ -306,6 +314,10 @@ def prepare_spark(tables: Mapping[str, DataFrame]) -> dict[str, DataFrame]:
                 out.append(F.col(col).cast(T.StringType()).alias(col))
             else:
                 out.append(F.col(f"`{col}`"))
+        if name == "events":
+            out.append(
+                F.coalesce(F.col("event_type").isin(list(sign_in)), F.lit(False)).alias("sign_in")
+            )
         prepared[name] = frame.select(*out)
     return prepared
 
@@ -366,6 +378,10 @@ class SparkExport:
     """A company's contract tables as Spark DataFrames (as read), profiled once on demand."""
 
     tables: dict[str, DataFrame]
+    customers: pd.DataFrame | None = dataclass_field(default=None, repr=False)
+    """``customers`` parsed with the contract's types in pandas (one row per customer, small):
+    attribute types are inferred from it exactly as on DuckDB."""
+    options: FeatureOptions = dataclass_field(default_factory=FeatureOptions, repr=False)
     _profile: ExportProfile | None = dataclass_field(default=None, repr=False)
 
     @property
@@ -390,13 +406,47 @@ def snapshot_as_of_spark(export: SparkExport) -> date:
 # The pipeline on Spark DataFrames
 
 
+def vocabulary_spark(export: SparkExport, as_of: Sequence[date]) -> Vocabulary:
+    """Spark twin of :func:`features.engine.default_vocabulary`: the same ranking, in Spark."""
+    options = export.options
+    events = export.tables.get("events")
+    if events is None:
+        return Vocabulary(sign_in=tuple(options.sign_in_events or ()))
+    stamp = utc_timestamp("timestamp", events.schema["timestamp"].dataType)
+    cut = pd.Timestamp(max(as_of)).to_pydatetime() if as_of else None
+    before = events.where(stamp < F.lit(cut)) if cut is not None else events
+
+    def ranked(column: str, cap: int) -> tuple[str, ...]:
+        if column not in before.columns or cap == 0:
+            return ()
+        counts = before.where(F.col(column).isNotNull()).groupBy(F.col(column).cast("string"))
+        rows = counts.count().orderBy(F.desc("count"), F.asc(column)).limit(cap).collect()
+        return tuple(str(r[0]) for r in rows)
+
+    if options.sign_in_events is None:
+        kinds = before.select(F.col("event_type").cast("string")).distinct().collect()
+        sign_in = tuple(sorted(str(r[0]) for r in kinds if r[0] is not None and is_sign_in(r[0])))
+    else:
+        sign_in = tuple(options.sign_in_events)
+    return Vocabulary(
+        ranked("event_type", options.max_event_types),
+        ranked("feature", options.max_product_features),
+        sign_in,
+    )
+
+
 def _load_spark(
-    engine: SparkEngine, export: SparkExport, as_of: Sequence[date], spec: LabelSpec
+    engine: SparkEngine,
+    export: SparkExport,
+    as_of: Sequence[date],
+    spec: LabelSpec,
+    vocabulary: Vocabulary,
 ) -> None:
     """Spark twin of ``engine._load``: prepared tables, as-of dates, params, spine, event days."""
     tables = export.tables
-    for name, frame in prepare_spark(tables).items():
+    for name, frame in prepare_spark(tables, vocabulary.sign_in).items():
         engine.register_frame(name, frame)
+    engine.register("vocabulary", vocabulary.table())
     engine.register("as_of_dates", as_of_frame(as_of))
     until = spec.observed_until or export.profile.observed_until
     engine.register("params", label_params(spec, until))
@@ -410,26 +460,102 @@ def _load_spark(
         engine.materialize("event_days", definition("event_days"))
 
 
-def _features_spark(engine: SparkEngine, export: SparkExport) -> DataFrame:
-    """Spine + every group's features + customer attributes, minus features without sources."""
+def _pivot_spark(vocabulary: Vocabulary, with_users: bool) -> list[Column]:
+    """Spark twin of :func:`features.vocabulary.pivot` (after a left join onto the spine)."""
+    columns: list[Column] = []
+    terms = vocabulary.terms()
+    for source in SOURCES:
+        mine = [t for t in terms if t.source == source]
+        metrics = [m for m in METRICS if with_users or m != "per_user_30d"]
+        for term in mine:
+            for metric in metrics:
+                value = F.col(f"`{term.column(metric)}`")
+                if metric in ("30d", "90d"):
+                    value = F.coalesce(value, F.lit(0.0))
+                elif metric in ("share_90d", "per_user_30d"):
+                    known = F.greatest(*[F.col(f"`{t.column(metric)}`").isNotNull() for t in mine])
+                    value = F.when(value.isNull() & known, F.lit(0.0)).otherwise(value)
+                columns.append(value.cast(T.DoubleType()).alias(term.column(metric)))
+    return columns
+
+
+def _vocabulary_wide(engine: SparkEngine, vocabulary: Vocabulary) -> DataFrame:
+    """``vocabulary.sql``'s long rows, one column per term and metric (nulls where unused)."""
+    long = engine.query(definition("vocabulary"))
+    keys = list(KEY_COLUMNS)
+    names: list[bool | float | int | str] = [t.term for t in vocabulary.terms()]
+    pivoted = (
+        long.groupBy(*keys)
+        .pivot("term", names)
+        .agg(*[F.first(f"`{sql}`").alias(metric) for metric, sql in SQL_METRIC.items()])
+    )
+    return pivoted.select(
+        *keys,
+        *[
+            F.col(f"`{t.term}_{metric}`").alias(t.column(metric))
+            for t in vocabulary.terms()
+            for metric in METRICS
+        ],
+    )
+
+
+def _attributes_spark(
+    engine: SparkEngine, export: SparkExport, result: DataFrame
+) -> tuple[DataFrame, list[str]]:
+    """Spark twin of :func:`features.attributes.attribute_features`, from the same specs."""
+    customers = export.customers
+    if customers is None:
+        return result, []
+    specs = [s for s in infer_attributes(customers, export.options.attributes) if s.feature]
+    if not specs:
+        return result, []
+    first = ~customers["customer_id"].astype("string").duplicated().to_numpy()
+    static = pd.DataFrame({"customer_id": customers["customer_id"].astype("string")[first]})
+    for spec in specs:
+        assert spec.type is not None
+        static[f"__{spec.feature}"] = static_values(customers[spec.column], spec.type)[first]
+    joined = result.join(
+        spark_frame(engine.spark, static.reset_index(drop=True)), on="customer_id", how="left"
+    )
+    as_of = F.unix_micros(F.col("as_of").cast(T.TimestampType()))
+    columns: list[str] = []
+    for spec in specs:
+        raw = F.col(f"`__{spec.feature}`")
+        if spec.type in ("date", "timestamp"):
+            when = F.unix_micros(raw.cast(T.TimestampType()))
+            days = (as_of - when) / F.lit(86400e6)
+            value = F.when(when < as_of, days / F.lit(365.25) if spec.in_years else days)
+        elif spec.type == "category":
+            value = F.when(raw.isNull() | raw.isin(list(spec.levels)), raw).otherwise(F.lit(OTHER))
+        else:
+            value = raw.cast(T.DoubleType())
+        assert spec.feature is not None
+        joined = joined.withColumn(spec.feature, value)
+        columns.append(spec.feature)
+    return joined.drop(*[f"__{s.feature}" for s in specs]), columns
+
+
+def _features_spark(engine: SparkEngine, export: SparkExport, vocabulary: Vocabulary) -> DataFrame:
+    """Spine + every group's features + vocabulary + customer attributes, minus features
+    without sources."""
     keys = list(KEY_COLUMNS)
     result = engine.spark.table("spine").select(*keys)
     for group, needs in GROUPS:
         if set(needs) <= set(export.tables):
             result = result.join(engine.query(definition(group)), on=keys, how="left")
-    customers = export.tables["customers"]
-    attributes = [c for c in customers.columns if c not in NON_FEATURE_ATTRIBUTES]
-    if attributes:
-        taken = set(result.columns)
-        result = result.join(
-            customers.select(
-                F.col("customer_id").cast(T.StringType()).alias("customer_id"),
-                *[F.col(f"`{c}`").alias(f"{c}_attribute" if c in taken else c) for c in attributes],
-            ),
-            on="customer_id",
-            how="left",
-        )
-    keep = {f.name for f in available(set(export.profile.sources))}
+    sources = set(export.profile.sources)
+    if "events" in export.tables:
+        events = export.tables["events"]
+        if (
+            vocabulary.sign_in
+            and events.where(F.col("event_type").isin(list(vocabulary.sign_in))).limit(1).count()
+        ):
+            sources.add(SIGN_IN)
+        before = result.columns
+        result = result.join(_vocabulary_wide(engine, vocabulary), on=keys, how="left")
+        result = result.select(*before, *_pivot_spark(vocabulary, "events.user_id" in sources))
+    result, _ = _attributes_spark(engine, export, result)
+    keep = {f.name for f in available(sources)}
     drop = [f.name for f in FEATURES if f.name in result.columns and f.name not in keep]
     return result.drop(*drop)
 
@@ -439,22 +565,29 @@ def build_features_spark(
     export: SparkExport,
     as_of: Sequence[date],
     spec: LabelSpec | None = None,
+    vocabulary: Vocabulary | None = None,
 ) -> DataFrame:
     """Spark twin of :func:`features.engine.build_features` (lazy; write it with ``.write``).
 
     Same rows and values as DuckDB: one row per customer active at each as-of date, reading only
     rows stamped strictly before it.
     """
-    _load_spark(engine, export, as_of, spec or LabelSpec())
-    return _features_spark(engine, export)
+    vocabulary = vocabulary or vocabulary_spark(export, as_of)
+    _load_spark(engine, export, as_of, spec or LabelSpec(), vocabulary)
+    return _features_spark(engine, export, vocabulary)
 
 
 def build_labeled_set_spark(
-    engine: SparkEngine, export: SparkExport, as_of: Sequence[date], spec: LabelSpec
+    engine: SparkEngine,
+    export: SparkExport,
+    as_of: Sequence[date],
+    spec: LabelSpec,
+    vocabulary: Vocabulary | None = None,
 ) -> DataFrame:
     """Spark twin of :func:`features.engine.build_labeled_set`: features + labels."""
-    _load_spark(engine, export, as_of, spec)
-    features = _features_spark(engine, export)
+    vocabulary = vocabulary or vocabulary_spark(export, as_of)
+    _load_spark(engine, export, as_of, spec, vocabulary)
+    features = _features_spark(engine, export, vocabulary)
     labels = engine.query(definition(f"labels_{spec.kind}")).select(
         *KEY_COLUMNS,
         F.col("churned").cast(T.ByteType()).alias("churned"),
@@ -499,5 +632,6 @@ __all__ = [
     "spark_frame",
     "spark_type",
     "to_spark_sql",
+    "vocabulary_spark",
     "write_parquet_spark",
 ]

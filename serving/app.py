@@ -16,6 +16,8 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import math
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -38,6 +40,7 @@ from serving.errors import (
     FeatureValidationError,
     FieldProblem,
     ReloadError,
+    ThrottledError,
     UnknownCustomerError,
     error_code,
     http_status,
@@ -57,7 +60,9 @@ from serving.schemas import (
     ScoreResult,
     TierName,
 )
+from serving.security import SecurityMiddleware
 from serving.state import ReloadOutcome, Runtime, ServingState, iso_utc
+from serving.throttle import FailureThrottle
 from serving.ui import mount_ui
 from serving.workflows.routes import mount_workflows
 
@@ -75,9 +80,27 @@ def error_json(status: int, code: str, message: str, fields: list[FieldProblem])
     return Response(orjson.dumps(body), status_code=status, media_type=JSON)
 
 
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.])/(?:[^\s/:;,'\"()]+/)+([^\s/:;,'\"()]+)")
+
+
+def public_paths(value: Any) -> Any:
+    """``value`` with every absolute path cut to its file name: open endpoints (``/readyz``)
+    say which file is wrong without telling the network how the host is laid out."""
+    if isinstance(value, str):
+        return _ABSOLUTE_PATH.sub(r"\1", value)
+    if isinstance(value, dict):
+        return {k: public_paths(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [public_paths(v) for v in value]
+    return value
+
+
 def churn_error_response(exc: ChurnError) -> Response:
     """The one translation of our errors to HTTP."""
-    return error_json(http_status(exc), error_code(exc), str(exc), getattr(exc, "fields", []))
+    response = error_json(http_status(exc), error_code(exc), str(exc), getattr(exc, "fields", []))
+    if isinstance(exc, ThrottledError):
+        response.headers["Retry-After"] = str(int(exc.retry_after))
+    return response
 
 
 class BodyLimitMiddleware:
@@ -121,24 +144,56 @@ class BodyLimitMiddleware:
         await self.app(scope, replay, send)
 
 
-def api_key_check(settings: Settings) -> Callable[..., Awaitable[None]]:
-    """The ``X-API-Key`` dependency: every configured key is compared in constant time."""
+def client_of(request: Request) -> str:
+    """The caller's address as the server sees it (the unit of authentication backoff)."""
+    return request.client.host if request.client is not None else "unknown"
+
+
+def throttled(seconds: float, what: str) -> ThrottledError:
+    wait = max(1, math.ceil(seconds))
+    return ThrottledError(
+        f"Too many failed {what} from this address; wait {wait} s before trying again.", wait
+    )
+
+
+def api_key_check(
+    settings: Settings,
+    throttle: FailureThrottle | None = None,
+    metrics: ServingMetrics | None = None,
+) -> Callable[..., Awaitable[None]]:
+    """The ``X-API-Key`` dependency: every configured key is compared in constant time; a
+    client that keeps sending wrong keys backs off (:class:`serving.throttle.FailureThrottle`)."""
     keys = [key.encode() for key in settings.api_key_list()]
     header = APIKeyHeader(
         name="X-API-Key", auto_error=False, description="One of the keys in CHURN_API_KEYS."
     )
+    backoff = throttle or FailureThrottle(free=settings.auth_failures_before_backoff)
 
-    async def require_api_key(key: str | None = Security(header)) -> None:
+    def failed(client: str, error: AuthError) -> AuthError:
+        backoff.failed(client)
+        if metrics is not None:
+            metrics.auth_failures.labels("api").inc()
+        return error
+
+    async def require_api_key(request: Request, key: str | None = Security(header)) -> None:
+        client = client_of(request)
+        wait = backoff.retry_after(client)
+        if wait > 0:
+            if metrics is not None:
+                metrics.auth_throttled.labels("api").inc()
+            raise throttled(wait, "API key checks")
         if not keys:
             raise AuthError("No API keys are configured on the server: set CHURN_API_KEYS.")
         if not key:
-            raise AuthError("Missing X-API-Key header: send one of the service's API keys.")
+            raise failed(
+                client, AuthError("Missing X-API-Key header: send one of the service's API keys.")
+            )
         given = key.encode("utf-8", "surrogateescape")
         matched = False
         for candidate in keys:  # no early exit: timing does not reveal which key matched
             matched |= hmac.compare_digest(given, candidate)
         if not matched:
-            raise AuthError("Invalid API key in X-API-Key.")
+            raise failed(client, AuthError("Invalid API key in X-API-Key."))
 
     return require_api_key
 
@@ -170,6 +225,10 @@ def validation_response(exc: RequestValidationError) -> Response:
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "Missing or invalid X-API-Key."},
+    429: {
+        "model": ErrorBody,
+        "description": "Too many failed authentications from this client; see Retry-After.",
+    },
     422: {"model": ErrorBody, "description": "Invalid request; `fields` names each bad field."},
     400: {"model": ErrorBody, "description": "Body is not JSON."},
     413: {"model": ErrorBody, "description": "Body or batch too large."},
@@ -191,6 +250,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     """The API for one deployment; ``runtime`` may be pre-loaded (tests, benchmarks)."""
     runtime = runtime or Runtime(settings)
     metrics = ServingMetrics()
+    docs_open = settings.api_docs is not False  # None: `churn serve` decides from the host
 
     def record(outcome: ReloadOutcome) -> None:
         metrics.reloads.labels(outcome.outcome).inc()
@@ -199,8 +259,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
             ref = state.ref
             metrics.served(ref.name, ref.version, ref.alias, len(state.customer_ids))
 
-    async def reload(force: bool) -> ReloadOutcome:
-        outcome = await asyncio.to_thread(runtime.reload, force)
+    async def reload(force: bool, allow_shrink: bool = False) -> ReloadOutcome:
+        outcome = await asyncio.to_thread(runtime.reload, force, allow_shrink)
         record(outcome)
         return outcome
 
@@ -235,10 +295,16 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
             "`docs/crm-integration.md`; how the numbers are made: `docs/scoring.md`."
         ),
         lifespan=lifespan,
+        docs_url="/docs" if docs_open else None,
+        redoc_url="/redoc" if docs_open else None,
+        openapi_url="/openapi.json" if docs_open else None,
     )
     app.state.runtime = runtime
     app.state.metrics = metrics
-    secured = [Depends(api_key_check(settings))]
+    auth_throttle = FailureThrottle(free=settings.auth_failures_before_backoff)
+    app.state.auth_throttle = auth_throttle
+    require_key = api_key_check(settings, auth_throttle, metrics)
+    secured = [Depends(require_key)]
     default_k = settings.top_k
 
     @app.exception_handler(ChurnError)
@@ -398,9 +464,16 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     @app.get(
         "/readyz",
         response_model=Readiness,
-        responses={503: {"model": Readiness, "description": "No model loaded."}},
+        responses={
+            503: {
+                "model": Readiness,
+                "description": "No model loaded, no customers served, or the snapshot is older "
+                "than CHURN_READY_MAX_AGE_DAYS; `problem` says which.",
+            }
+        },
         tags=["operations"],
-        summary="A model is loaded (degraded: the last reload failed, the old one serves)",
+        summary="A model and customers are served (degraded: the last reload failed or was "
+        "refused, the old state serves)",
     )
     async def readyz() -> Response:
         state, last = runtime.state, runtime.last
@@ -412,14 +485,19 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         }
         if state is None:
             body |= {"ready": False, "status": "not ready"}
-            return Response(orjson.dumps(body), status_code=503, media_type=JSON)
+            return Response(orjson.dumps(public_paths(body)), status_code=503, media_type=JSON)
         body |= state.summary()
+        unready = runtime.readiness_problem(datetime.now(UTC).date())
+        if unready is not None:
+            problem = "; ".join(p for p in (unready, runtime.last_error) if p)
+            body |= {"ready": False, "status": "not ready", "problem": problem}
+            return Response(orjson.dumps(public_paths(body)), status_code=503, media_type=JSON)
         body |= {"ready": True, "status": "degraded" if runtime.last_error else "ready"}
-        return Response(orjson.dumps(body), media_type=JSON)
+        return Response(orjson.dumps(public_paths(body)), media_type=JSON)
 
     @app.get(
         "/metrics",
-        responses={200: {"content": {"text/plain": {}}}, 401: ERRORS[401]},
+        responses={200: {"content": {"text/plain": {}}}, 401: ERRORS[401], 429: ERRORS[429]},
         dependencies=secured,
         tags=["operations"],
         summary="Prometheus metrics",
@@ -431,13 +509,18 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     @app.post(
         "/admin/reload",
         response_model=ReloadResult,
-        responses={401: ERRORS[401], 503: RELOAD_FAILED},
+        responses={401: ERRORS[401], 429: ERRORS[429], 503: RELOAD_FAILED},
         dependencies=secured,
         tags=["operations"],
         summary="Load the current champion, snapshot, score store and playbook now",
     )
-    async def admin_reload() -> Response:
-        outcome = await reload(True)
+    async def admin_reload(
+        allow_shrink: Annotated[
+            bool,
+            Query(description="Accept a snapshot with far fewer customers (or none) than served."),
+        ] = False,
+    ) -> Response:
+        outcome = await reload(True, allow_shrink)
         if outcome.outcome == "failed":
             raise ReloadError(f"Reload failed: {outcome.detail}")
         state = runtime.current()
@@ -446,8 +529,9 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
                 "as_of": summary["as_of"], "customers": summary["customers"]}  # fmt: skip
         return Response(orjson.dumps(body), media_type=JSON)
 
-    mount_ui(app, lambda: runtime, settings)
-    mount_workflows(app, settings, api_key_check(settings))
+    mount_ui(app, lambda: runtime, settings, auth_throttle, metrics)
+    mount_workflows(app, settings, require_key)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    app.add_middleware(SecurityMiddleware)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

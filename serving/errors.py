@@ -60,6 +60,16 @@ class AuthError(ChurnError):
     code = "unauthorized"
 
 
+class ThrottledError(ChurnError):
+    """Too many failed authentications from one client; ``retry_after`` is in seconds."""
+
+    code = "too_many_attempts"
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class NotReadyError(ChurnError):
     """No model loaded yet (or it failed to load at start)."""
 
@@ -89,6 +99,7 @@ HTTP_STATUS: dict[type[ChurnError], int] = {
     RequestError: 400,
     FeatureValidationError: 422,
     AuthError: 401,
+    ThrottledError: 429,
     UnknownCustomerError: 404,
     BodyTooLargeError: 413,
     BatchTooLargeError: 413,

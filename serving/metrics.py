@@ -60,6 +60,14 @@ class ServingMetrics:
         self.reloads = Counter(
             "churn_reloads", "Reload attempts by outcome.", ["outcome"], registry=r
         )
+        self.auth_failures = Counter(
+            "churn_auth_failures", "Failed authentications by surface (api: X-API-Key, ui: "
+            "sign-in).", ["surface"], registry=r,
+        )  # fmt: skip
+        self.auth_throttled = Counter(
+            "churn_auth_throttled", "Attempts refused with 429 while the client backs off.",
+            ["surface"], registry=r,
+        )  # fmt: skip
 
     def served(self, name: str, version: str, alias: str, customers: int) -> None:
         self.model.clear()

@@ -258,7 +258,8 @@ class LastReload(BaseModel):
 
 
 class Readiness(BaseModel):
-    """ready: a model is loaded; degraded: it is, but the last reload failed (see ``problem``)."""
+    """ready: a model and a fresh snapshot are served; degraded: they are, but the last reload
+    failed or was refused (see ``problem``); not ready: nothing to serve, or it is stale."""
 
     ready: bool
     status: Literal["ready", "degraded", "not ready"]

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.catalog import Feature, feature_info
+from features.catalog import Feature
 from training.health_score import tier_of
 from training.model import ChurnModel
 
@@ -119,7 +119,7 @@ class Explainer:
 
     def __init__(self, model: ChurnModel) -> None:
         self.features = list(model.features)
-        self.info: list[Feature] = [feature_info(name) for name in self.features]
+        self.info: list[Feature] = [model.info(name) for name in self.features]
         self.levels: list[list[str] | None] = [model.categories.get(n) for n in self.features]
 
     def value(self, j: int, encoded: float) -> float | str | None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
 import socket
@@ -26,6 +27,7 @@ from fastapi import FastAPI
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from churn.settings import Settings
+from features.errors import ChurnError
 
 log = logging.getLogger("churn.serving")
 
@@ -45,6 +47,77 @@ class NoDelayHttpToolsProtocol(HttpToolsProtocol):
         super().connection_made(transport)
 
 
+DEMO_KEYS = frozenset({"demo-key"})
+MIN_SECRET_CHARS = 32
+MIN_KEY_CHARS = 16
+
+
+def is_loopback(host: str) -> bool:
+    """True for hosts only this machine can reach (``127.0.0.0/8``, ``::1``, ``localhost``)."""
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a hostname: it may resolve to any interface
+
+
+def network_problems(settings: Settings, host: str) -> list[str]:
+    """What makes ``settings`` unsafe to expose on ``host``; empty on loopback.
+
+    On a network the demo key (published in the README) and a session secret derived from the
+    keys are refused: anyone who read the docs could sign in or forge a session.
+    """
+    if is_loopback(host):
+        return []
+    problems = []
+    keys = settings.api_key_list()
+    if not keys:
+        problems.append("no API keys are configured: set CHURN_API_KEYS")
+    if DEMO_KEYS & set(keys):
+        problems.append(
+            "the public demo key 'demo-key' is configured: set CHURN_API_KEYS to your own keys "
+            '(e.g. `python -c "import secrets; print(secrets.token_urlsafe(32))"`)'
+        )
+    short = [k for k in keys if k not in DEMO_KEYS and len(k) < MIN_KEY_CHARS]
+    if short:
+        problems.append(
+            f"{len(short)} API key(s) in CHURN_API_KEYS are shorter than {MIN_KEY_CHARS} "
+            "characters: use long random keys"
+        )
+    secret = settings.ui_session_secret
+    if not secret:
+        problems.append(
+            "no UI session secret is configured: set CHURN_UI_SESSION_SECRET to a random value "
+            f"of {MIN_SECRET_CHARS}+ characters (e.g. `openssl rand -base64 32`)"
+        )
+    elif len(secret) < MIN_SECRET_CHARS:
+        problems.append(
+            f"CHURN_UI_SESSION_SECRET has {len(secret)} characters; use {MIN_SECRET_CHARS} or more"
+        )
+    return problems
+
+
+def check_exposure(settings: Settings, host: str) -> None:
+    """Refuse to listen on a non-loopback ``host`` with public or missing secrets."""
+    problems = network_problems(settings, host)
+    if problems:
+        raise ChurnError(
+            f"Refusing to serve on {host}, which other machines can reach: "
+            + "; ".join(problems)
+            + ". Or serve on 127.0.0.1 (the default) behind your own proxy."
+        )
+
+
+def served_settings(settings: Settings, host: str) -> Settings:
+    """``settings`` as served on ``host``: checked (:func:`check_exposure`), and with the API's
+    docs open only on loopback unless ``CHURN_API_DOCS`` says otherwise."""
+    check_exposure(settings, host)
+    if settings.api_docs is None:
+        return settings.model_copy(update={"api_docs": is_loopback(host)})
+    return settings
+
+
 def app_from_env() -> FastAPI:
     """App factory for uvicorn workers: each worker reads the settings (env, ``.env``) once."""
     from serving.app import create_app
@@ -55,7 +128,10 @@ def app_from_env() -> FastAPI:
 
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
     """Serve until interrupted. With ``workers > 1`` each worker process loads its own copy of
-    the model and store and polls for reloads itself; ``/metrics`` sums all workers."""
+    the model and store and polls for reloads itself; ``/metrics`` sums all workers.
+    Refuses a non-loopback ``host`` with the demo key or no session secret
+    (:func:`check_exposure`)."""
+    settings = served_settings(settings, host)
     # Workers are fresh processes: hand them this deployment's settings through the environment.
     os.environ.update(
         {f"CHURN_{k.upper()}": str(v) for k, v in settings.model_dump().items() if v is not None}

@@ -19,7 +19,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -294,6 +294,7 @@ class Runtime:
         self.last: ReloadOutcome | None = None
         self.last_error: str | None = None
         self._lock = threading.Lock()
+        self._failed_stamp: SourceStamp | None = None
 
     def current(self) -> ServingState:
         state = self.state
@@ -346,7 +347,7 @@ class Runtime:
         playbook = load_playbook(s.playbook_path)
         if stamp.snapshot is None:
             snapshot, contributions = empty_snapshot(model), None
-            note = f"no snapshot at {s.snapshot_path}: live features only"
+            note = f"no snapshot at {s.snapshot_path} (missing): live features only"
         else:
             snapshot = read_snapshot(s.snapshot_path, model)
             contributions, note = read_contributions(s.score_store_path, model, ref, snapshot)
@@ -362,15 +363,56 @@ class Runtime:
         )  # fmt: skip
         return state
 
-    def reload(self, force: bool = False) -> ReloadOutcome:
-        """Build and swap in a new state if a source changed (or ``force``); never raises."""
+    def shrink_problem(self, new: ServingState) -> str | None:
+        """Why ``new`` must not replace the served state: it would serve no customers, or
+        lose more than ``reload_max_shrink`` of them (a deleted or truncated snapshot looks
+        exactly like that); None when the swap is safe."""
+        old = self.state
+        before, after = (0 if old is None else len(old.customer_ids)), len(new.customer_ids)
+        if before == 0 or after >= before:
+            return None
+        snapshot = self.settings.snapshot_path
+        if after == 0:
+            why = (
+                f"the snapshot {snapshot} is missing"
+                if new.stamp.snapshot is None
+                else f"the snapshot {snapshot} has no customers"
+            )
+            return f"{why}; refused to drop all {before:,} served customers"
+        share = 1 - after / before
+        if share <= self.settings.reload_max_shrink:
+            return None
+        return (
+            f"the snapshot {snapshot} has {after:,} customers, {share:.0%} fewer than the "
+            f"{before:,} served (limit CHURN_RELOAD_MAX_SHRINK={self.settings.reload_max_shrink})"
+            "; refused"
+        )
+
+    def reload(self, force: bool = False, allow_shrink: bool = False) -> ReloadOutcome:
+        """Build and swap in a new state if a source changed (or ``force``); never raises.
+
+        A state that would serve no customers, or far fewer (:meth:`shrink_problem`), is not
+        swapped in unless ``allow_shrink``. A poll does not rebuild sources that already failed
+        with the same stamps: the failure stays reported until a file or the alias changes.
+        """
         with self._lock:
+            stamp: SourceStamp | None = None
             try:
                 stamp = self.stamp()
                 if not force and self.state is not None and stamp == self.state.stamp:
                     return ReloadOutcome("unchanged", "model and files unchanged")
-                self.state = self.build(stamp)
+                if not force and stamp == self._failed_stamp and self.last is not None:
+                    return self.last
+                new = self.build(stamp)
+                problem = None if allow_shrink else self.shrink_problem(new)
+                if problem is not None:
+                    raise ReloadError(
+                        f"{problem}. Restore the file, or reload with "
+                        "POST /admin/reload?allow_shrink=true if the drop is intended."
+                    )
+                self.state = new
                 self.last_error = None
+                self._failed_stamp = None
                 self.last = ReloadOutcome("reloaded", "; ".join(self._describe()))
             except Exception as exc:  # any failure leaves the old state serving
                 message = (
@@ -378,14 +420,39 @@ class Runtime:
                 )
                 old = self.state
                 keep = (
-                    f"still serving {old.ref.name} v{old.ref.version}"
+                    f"still serving {old.ref.name} v{old.ref.version} "
+                    f"({len(old.customer_ids):,} customers)"
                     if old is not None
                     else "nothing is served"
                 )
+                # data problems repeat until a file changes; anything else may be transient
+                self._failed_stamp = stamp if isinstance(exc, ChurnError) else None
                 self.last_error = f"{message} ({keep})"
                 self.last = ReloadOutcome("failed", self.last_error)
                 log.error("reload failed, %s: %s", keep, message)
             return self.last
+
+    def readiness_problem(self, today: date) -> str | None:
+        """Why the served state must not take traffic that expects stored scores: no customers,
+        or a snapshot older than ``ready_max_age_days``; None when ready."""
+        state = self.state
+        if state is None:
+            return None
+        if len(state.customer_ids) == 0:
+            return (
+                f"no customers are served ({state.source_note}): build the snapshot with "
+                "`churn snapshot` and the store with `churn score-all`, then reload"
+            )
+        limit = self.settings.ready_max_age_days
+        newest = date.fromisoformat(max(state.as_of.tolist()))
+        age = (today - newest).days
+        if limit and age > limit:
+            return (
+                f"the snapshot is {age} days old (as of {newest}; limit "
+                f"CHURN_READY_MAX_AGE_DAYS={limit}): refresh it with `churn snapshot` and "
+                "`churn score-all`"
+            )
+        return None
 
     def _describe(self) -> list[str]:
         state = self.current()

@@ -72,10 +72,13 @@ def read_snapshot(path: Path, model: ChurnModel) -> Snapshot:
         frame = pd.read_parquet(path)
     except FileNotFoundError:
         raise ScoreStoreError(
-            f"No feature snapshot at {path}: build it with `churn snapshot`."
+            f"No feature snapshot at {path} (missing): build it with `churn snapshot`."
         ) from None
     except Exception as exc:  # pyarrow raises several types for a damaged file
-        raise ScoreStoreError(f"Cannot read the feature snapshot {path}: {exc}") from None
+        raise ScoreStoreError(
+            f"The feature snapshot {path} is corrupt ({str(exc)[:200]}): rebuild it with "
+            "`churn snapshot`."
+        ) from None
     return snapshot_from_frame(frame, model, str(path))
 
 
@@ -140,11 +143,31 @@ def write_score_store(
 def store_metadata(path: Path) -> dict[str, Any] | None:
     """The score store's metadata, or None when there is no readable store."""
     try:
-        schema = pq.read_schema(path)
-    except (FileNotFoundError, OSError, pa.ArrowInvalid):
+        return read_store_metadata(path)
+    except ScoreStoreError:
         return None
-    raw = (schema.metadata or {}).get(METADATA_KEY)
-    return json.loads(raw) if raw else None
+
+
+def read_store_metadata(path: Path) -> dict[str, Any] | None:
+    """The score store's metadata; None when there is no file; :class:`ScoreStoreError` when
+    there is one that cannot be read (truncated, not Parquet, no metadata): missing and corrupt
+    are different problems with different fixes."""
+    if not Path(path).exists():
+        return None
+    try:
+        schema = pq.read_schema(path)
+        raw = (schema.metadata or {}).get(METADATA_KEY)
+        meta = json.loads(raw) if raw else None
+    except (OSError, pa.ArrowInvalid, ValueError) as exc:
+        raise ScoreStoreError(
+            f"The score store {path} is corrupt ({str(exc)[:200]}): rebuild it with "
+            "`churn score-all`."
+        ) from None
+    if not isinstance(meta, dict):
+        raise ScoreStoreError(
+            f"The score store {path} has no churn metadata: rebuild it with `churn score-all`."
+        )
+    return meta
 
 
 def read_contributions(
@@ -152,7 +175,10 @@ def read_contributions(
 ) -> tuple[np.ndarray | None, str]:
     """The store's contribution matrix, row-aligned with ``snapshot``, if it belongs to this
     model version and this snapshot; else None and the reason (logged, shown in /readyz)."""
-    meta = store_metadata(path)
+    try:
+        meta = read_store_metadata(path)
+    except ScoreStoreError as exc:
+        return None, str(exc)
     if meta is None:
         return None, f"no score store at {path}"
     if (meta.get("name"), str(meta.get("version"))) != (ref.name, ref.version):

@@ -6,8 +6,6 @@ from typing import Any
 
 import pandas as pd
 
-from features.catalog import feature_info
-
 METRIC_ROWS = (
     ("roc_auc", "ROC-AUC"),
     ("pr_auc", "PR-AUC"),
@@ -77,7 +75,7 @@ def model_card(result: Any, label: str, data_description: str, version: str | No
         lines.append(f"| {title} | " + " | ".join(_fmt(metrics[m].get(key)) for m in models) + " |")
     lines += ["", "## Top drivers (mean |SHAP| on the test window, calibrated log-odds)", ""]
     for row in result.importance.head(10).itertuples():
-        info = feature_info(str(row.feature))
+        info = result.model.info(str(row.feature))
         weight = f"{row.mean_abs_contribution:.4f}"
         lines.append(f"- **{row.feature}** ({info.group}): {info.description} - {weight}")
     lines += [

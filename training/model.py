@@ -21,7 +21,13 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from features.catalog import CATALOG_VERSION
+from features.catalog import (
+    CATALOG_VERSION,
+    Feature,
+    entries_from_json,
+    entries_to_json,
+    feature_info,
+)
 from training.health_score import TIER_THRESHOLDS, TIERS
 
 
@@ -61,6 +67,9 @@ class ChurnModel:
     horizon_days: int
     label: str
     meta: dict[str, Any] = field(default_factory=dict)
+    catalog: dict[str, Feature] = field(default_factory=dict)
+    """Catalog entries of the features generated from the training export's vocabulary and
+    attributes: the model keeps explaining itself when a later export's vocabulary differs."""
     _code_cache: dict[str, dict[Any, float]] | None = field(
         default=None, init=False, repr=False, compare=False
     )
@@ -145,6 +154,7 @@ class ChurnModel:
             "horizon_days": self.horizon_days,
             "label": self.label,
             "catalog_version": CATALOG_VERSION,
+            "catalog": entries_to_json(self.catalog.values()),
             "meta": self.meta,
         }
         (folder / "model.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
@@ -164,7 +174,12 @@ class ChurnModel:
             horizon_days=int(meta["horizon_days"]),
             label=str(meta["label"]),
             meta=dict(meta.get("meta", {})),
+            catalog=entries_from_json(meta.get("catalog", [])),
         )
+
+    def info(self, name: str) -> Feature:
+        """The catalog entry of one of the model's features."""
+        return feature_info(name, self.catalog)
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -13,8 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.catalog import feature_info
-from features.engine import feature_columns
+from features.engine import catalog_of, feature_columns
 from features.errors import ChurnError, InsufficientDataError
 from features.pipeline import DEFAULT_ORIGIN, fingerprint
 from training.capacity import OOF_FOLDS, Candidate, refit_calibrated, search_capacity, shap_cost_ms
@@ -161,6 +160,7 @@ def train(
         score_map=ScoreMap.from_base_rate(train_rate),
         horizon_days=config.horizon_days,
         label=config.label,
+        catalog={n: e for n, e in catalog_of(labeled).items() if n in features},
     )
     X = heldout.encode(labeled)
     fit = config.fit
@@ -214,7 +214,8 @@ def train(
         )  # fmt: skip
         model = ChurnModel(booster, features, levels, platt,
                            ScoreMap.from_base_rate(float(y[usable].mean())),
-                           config.horizon_days, config.label)  # fmt: skip
+                           config.horizon_days, config.label,
+                           catalog=heldout.catalog)  # fmt: skip
         fitted_on = (
             f"refit on all {int(usable.sum()):,} complete labeled rows "
             f"({dates.min():%Y-%m-%d}..{dates.max():%Y-%m-%d}, {dates.nunique()} as-of dates) "
@@ -237,7 +238,7 @@ def train(
     importance = pd.DataFrame(
         {
             "feature": features,
-            "group": [feature_info(f).group for f in features],
+            "group": [model.info(f).group for f in features],
             "mean_abs_contribution": np.abs(contributions[:, :-1]).mean(axis=0),
         }
     ).sort_values("mean_abs_contribution", ascending=False, kind="stable")

@@ -1,9 +1,9 @@
 """Importers: public data sets -> the raw-data contract, after which the pipeline runs unchanged.
 
-``churn import telco|cdnow|ravenstack --src PATH --out DIR`` calls :func:`import_to_folder`.
-Each importer reads its source strictly (a malformed row is a ``SourceError`` naming file, row,
-column) and writes the contract folder atomically. Read each data set's ``SOURCE.md`` and the
-module docstrings for the mapping and what is unavailable.
+``churn import telco|cdnow|ravenstack|churnsim --src PATH --out DIR`` calls
+:func:`import_to_folder`. Each importer reads its source strictly (a malformed row is a
+``SourceError`` naming file, row, column) and writes the contract folder atomically. Read each
+data set's ``SOURCE.md`` and the module docstrings for the mapping and what is unavailable.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from features.importers.cdnow import import_cdnow, write_cdnow
+from features.importers.churnsim import import_churnsim, write_churnsim
 from features.importers.ravenstack import import_ravenstack, write_ravenstack
 from features.importers.source import SourceError
 from features.importers.telco import import_telco, write_telco
@@ -21,6 +22,7 @@ WRITERS: dict[str, Callable[[Path, Path], Path]] = {
     "telco": write_telco,
     "cdnow": write_cdnow,
     "ravenstack": write_ravenstack,
+    "churnsim": write_churnsim,
 }
 
 
@@ -46,6 +48,7 @@ __all__ = [
     "WRITERS",
     "SourceError",
     "import_cdnow",
+    "import_churnsim",
     "import_ravenstack",
     "import_telco",
     "import_to_folder",

@@ -177,7 +177,9 @@ def utc_midnight(days: pd.Series) -> pd.Series:
 
 
 def sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    """The file's SHA-256, read in chunks (event logs can be large)."""
+    with Path(path).open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def contract_tables(**frames: pd.DataFrame | None) -> RawTables:
@@ -202,13 +204,23 @@ def write_contract_folder(tables: RawTables, out: Path, note: Mapping[str, Any])
     out = Path(out)
     with atomic_path(out) as tmp:
         tmp.mkdir(parents=True)
-        for name, frame in tables.present().items():
-            contract = [c for c in COLUMN_ORDER[name] if c in frame.columns]
-            extra = [c for c in frame.columns if c not in contract] if name == "customers" else []
-            frame[contract + extra].to_parquet(
-                tmp / f"{name}.parquet", index=False, compression="zstd"
-            )
-        (tmp / IMPORT_NOTE).write_text(
-            json.dumps(note, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8"
-        )
+        write_tables(tables, tmp)
+        write_note(note, tmp)
     return out
+
+
+def write_tables(tables: RawTables, folder: Path) -> None:
+    """``folder/<table>.parquet`` per present table, contract columns first, zstd."""
+    for name, frame in tables.present().items():
+        contract = [c for c in COLUMN_ORDER[name] if c in frame.columns]
+        extra = [c for c in frame.columns if c not in contract] if name == "customers" else []
+        frame[contract + extra].to_parquet(
+            Path(folder) / f"{name}.parquet", index=False, compression="zstd"
+        )
+
+
+def write_note(note: Mapping[str, Any], folder: Path) -> None:
+    """``folder/import.json``: the note as sorted JSON (dates as ISO text)."""
+    (Path(folder) / IMPORT_NOTE).write_text(
+        json.dumps(note, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8"
+    )

@@ -5,8 +5,14 @@
   of it: removing a key from the settings signs out every session opened with it.
 - The cookie is ``payload.signature`` (HMAC-SHA256 over the payload with the session secret),
   ``HttpOnly``, ``SameSite=Lax`` (``Secure`` behind HTTPS) and expires after ``SESSION_SECONDS``.
-- The secret is ``settings.ui_session_secret`` when the deployment sets one, else derived from
-  the API keys, so a demo needs no extra setting and rotating the keys rotates the sessions.
+- The secret is ``CHURN_UI_SESSION_SECRET`` when the deployment sets one, else derived from
+  the API keys, so a demo on loopback needs no extra setting (``churn serve`` refuses a
+  non-loopback host without a configured secret: a derived one is only as strong as the keys).
+- Age is bounded both ways: a cookie older than ``SESSION_SECONDS`` or issued more than
+  ``CLOCK_SKEW_SECONDS`` in the future is refused.
+- Sign-out revokes server-side: the session's id (a hash of its random token) is appended to
+  ``<store_dir>/ui-signed-out.txt`` until the cookie would have expired anyway, so a copied
+  cookie stops working on every worker, not just in the browser that signed out.
 - CSRF: every POST form carries a token. The sign-in form uses a double-submit token (a random
   value in a ``SameSite=Strict`` cookie and in the form); forms of a signed-in user carry the
   session's own random token. GET pages never change anything.
@@ -15,11 +21,14 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import secrets
+import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import orjson
 
@@ -28,6 +37,8 @@ from churn.settings import Settings
 SESSION_COOKIE = "churn_ui_session"
 SIGNIN_COOKIE = "churn_ui_signin"
 SESSION_SECONDS = 12 * 3600
+CLOCK_SKEW_SECONDS = 60
+REVOKED_FILE = "ui-signed-out.txt"
 
 
 def _b64(raw: bytes) -> str:
@@ -44,12 +55,57 @@ class Session:
     issued_at: float
     csrf: str
 
+    @property
+    def session_id(self) -> str:
+        """What sign-out records: a hash, so the file never holds a live CSRF token."""
+        return hashlib.sha256(self.csrf.encode()).hexdigest()[:32]
+
+
+class RevokedSessions:
+    """Signed-out session ids, shared by every worker through one append-only file.
+
+    Each line is ``<session id> <unix time the cookie expires>``; expired lines are ignored
+    when the file is read again (it is re-read only when its size or mtime changes).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._stamp: tuple[int, int] | None = None
+        self._ids: set[str] = set()
+        self._lock = threading.Lock()
+
+    def revoke(self, session: Session, max_age: int) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        line = f"{session.session_id} {int(session.issued_at + max_age) + 1}\n"
+        with open(self.path, "a", encoding="ascii") as out:
+            out.write(line)
+        with self._lock:
+            self._ids.add(session.session_id)
+
+    def __contains__(self, session_id: str) -> bool:
+        try:
+            stat = self.path.stat()
+        except OSError:
+            return session_id in self._ids
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        if stamp != self._stamp:
+            now = time.time()
+            ids = set()
+            with contextlib.suppress(OSError):
+                for line in self.path.read_text(encoding="ascii", errors="replace").splitlines():
+                    sid, _, expires = line.partition(" ")
+                    if expires.isdigit() and int(expires) > now:
+                        ids.add(sid)
+            with self._lock:
+                self._ids, self._stamp = ids, stamp
+        return session_id in self._ids
+
 
 class SessionSigner:
     """Issues and checks session cookies for one deployment's keys and secret."""
 
     def __init__(self, settings: Settings, max_age: int = SESSION_SECONDS) -> None:
-        configured = getattr(settings, "ui_session_secret", None)
+        configured = settings.ui_session_secret
         keys = settings.api_key_list()
         self.secret = (
             str(configured).encode()
@@ -59,6 +115,7 @@ class SessionSigner:
         self.keys = [k.encode("utf-8") for k in keys]
         self.fingerprints = {self.fingerprint(k) for k in self.keys}
         self.max_age = max_age
+        self.revoked = RevokedSessions(Path(settings.store_dir) / REVOKED_FILE)
 
     def fingerprint(self, key: bytes) -> str:
         return hmac.new(self.secret, b"key\0" + key, hashlib.sha256).hexdigest()[:24]
@@ -84,6 +141,8 @@ class SessionSigner:
         """The session of a valid, unexpired cookie for a still-configured key; else None."""
         if not cookie or "." not in cookie:
             return None
+        if not cookie.isascii():  # a tampered cookie, not a server error
+            return None
         payload, _, signature = cookie.partition(".")
         if not hmac.compare_digest(signature, self._sign(payload)):
             return None
@@ -94,9 +153,16 @@ class SessionSigner:
             return None
         if session.key_fingerprint not in self.fingerprints:
             return None
-        if (now or time.time()) - session.issued_at > self.max_age:
+        age = (now or time.time()) - session.issued_at
+        if age > self.max_age or age < -CLOCK_SKEW_SECONDS:  # too old, or from the future
+            return None
+        if session.session_id in self.revoked:
             return None
         return session
+
+    def revoke(self, session: Session) -> None:
+        """Sign ``session`` out on the server: its cookie is refused from now on."""
+        self.revoked.revoke(session, self.max_age)
 
 
 def new_signin_token() -> str:
@@ -104,4 +170,8 @@ def new_signin_token() -> str:
 
 
 def same_token(a: str | None, b: str | None) -> bool:
-    return bool(a) and bool(b) and hmac.compare_digest(str(a), str(b))
+    """Constant-time equality of two form tokens; any non-ASCII value is simply unequal."""
+    if not a or not b:
+        return False
+    return hmac.compare_digest(str(a).encode("utf-8", "surrogateescape"),
+                               str(b).encode("utf-8", "surrogateescape"))  # fmt: skip

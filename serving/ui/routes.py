@@ -10,6 +10,7 @@ once per data change) never blocks the API's event loop.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -29,7 +30,9 @@ from starlette.responses import StreamingResponse
 
 from churn.settings import Settings
 from features.errors import ChurnError
+from serving.metrics import ServingMetrics
 from serving.state import Runtime
+from serving.throttle import FailureThrottle
 from serving.ui import charts
 from serving.ui.analytics import AnalyticsCache
 from serving.ui.auth import (
@@ -120,10 +123,18 @@ def _safe_next(target: str | None) -> str:
     return f"{PREFIX}/"
 
 
-def mount_ui(app: FastAPI, runtime_getter: Callable[[], Runtime], settings: Settings) -> None:
-    """Add the UI (pages, static files, sign-in) to ``app``."""
+def mount_ui(
+    app: FastAPI,
+    runtime_getter: Callable[[], Runtime],
+    settings: Settings,
+    throttle: FailureThrottle | None = None,
+    metrics: ServingMetrics | None = None,
+) -> None:
+    """Add the UI (pages, static files, sign-in) to ``app``; ``throttle`` is shared with the
+    API so a client cannot switch surfaces to keep guessing keys."""
     env = environment()
     signer = SessionSigner(settings)
+    backoff = throttle or FailureThrottle(free=settings.auth_failures_before_backoff)
     data = UiData(settings, runtime_getter)
     analytics_cache = AnalyticsCache(settings)
     router = APIRouter(prefix=PREFIX, include_in_schema=False)
@@ -200,11 +211,28 @@ def mount_ui(app: FastAPI, runtime_getter: Callable[[], Runtime], settings: Sett
         next: str = Form(""),
     ) -> Response:
         target = _safe_next(next)
+        client = request.client.host if request.client is not None else "unknown"
+        wait = backoff.retry_after(client)
+        if wait > 0:
+            if metrics is not None:
+                metrics.auth_throttled.labels("ui").inc()
+            seconds = max(1, math.ceil(wait))
+            response = signin_page(
+                request, target,
+                f"Too many failed sign-ins from this address; wait {seconds} s and try again.",
+                429,
+            )  # fmt: skip
+            response.headers["Retry-After"] = str(seconds)
+            return response
         if not same_token(csrf, request.cookies.get(SIGNIN_COOKIE)):
             return signin_page(request, target, "The form expired; please sign in again.", 400)
         key = signer.check_key(api_key)
         if key is None:
+            backoff.failed(client)
+            if metrics is not None:
+                metrics.auth_failures.labels("ui").inc()
             return signin_page(request, target, "That key is not one of this service's keys.", 401)
+        backoff.succeeded(client)
         response = RedirectResponse(target, status_code=303)
         response.set_cookie(SESSION_COOKIE, signer.issue(key), max_age=signer.max_age,
                             httponly=True, samesite="lax", secure=request.url.scheme == "https",
@@ -217,6 +245,7 @@ def mount_ui(app: FastAPI, runtime_getter: Callable[[], Runtime], settings: Sett
         session = session_of(request)
         if not same_token(csrf, session.csrf):
             return Response("Invalid form token; reload the page and try again.", status_code=400)
+        signer.revoke(session)
         response = RedirectResponse(f"{PREFIX}/signin", status_code=303)
         response.delete_cookie(SESSION_COOKIE, path=PREFIX)
         return response

@@ -9,6 +9,7 @@ every request.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +19,7 @@ import pandas as pd
 
 from churn.settings import Settings
 from features.contract import RawTables
+from serving.errors import NotReadyError
 from serving.playbook import Playbook, load_playbook
 from serving.workflows.config import RulesConfig, WorkflowSettings, load_rules
 from serving.workflows.inputs import customer_facts, daily_scores, facts_frame, read_score_history
@@ -25,6 +27,14 @@ from serving.workflows.ledger import Ledger
 from serving.workflows.loop import ClosedLoop, LoopInputs, closed_loop
 from serving.workflows.run import RunSummary, run_rules
 from serving.workflows.webhooks import Attempt, WebhookSender
+
+REPORT_WAIT_SECONDS = 20.0  # a caller waits this long for a report being computed, then 503
+
+
+class ReportBusyError(NotReadyError):
+    """The report is being computed for new inputs and did not finish within the wait."""
+
+    code = "report_busy"
 
 
 def default_now(
@@ -51,6 +61,11 @@ class Workflows:
     history_path: Path
     _tables: tuple[float, RawTables] | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _history: tuple[tuple[int, int, int], pd.DataFrame] | None = field(default=None, repr=False)
+    _loop: tuple[tuple[Any, ...], tuple[ClosedLoop, LoopInputs]] | None = field(
+        default=None, repr=False
+    )
+    _loop_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings, wf: WorkflowSettings | None = None) -> Workflows:
@@ -64,7 +79,26 @@ class Workflows:
         )
 
     def history(self) -> pd.DataFrame:
-        return read_score_history(self.history_path)
+        """The score history, re-read only when its files change (callers must not mutate)."""
+        stamp = tree_stamp(self.history_path)
+        cached = self._history
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        frame = read_score_history(self.history_path)
+        self._history = (stamp, frame)
+        return frame
+
+    def input_version(self, moment: datetime) -> tuple[Any, ...]:
+        """Everything the closed loop reads: history, ledger (SQLite file and its WAL), export
+        folder, and the moment; equal versions give equal reports."""
+        db = self.ledger.path
+        return (
+            tree_stamp(self.history_path),
+            tree_stamp(db),
+            tree_stamp(db.with_name(db.name + "-wal")),
+            tree_stamp(self.settings.data_dir),
+            moment,
+        )
 
     def tables(self) -> RawTables | None:
         """The contract tables of ``data_dir`` (cached by folder mtime); None if absent."""
@@ -136,9 +170,52 @@ class Workflows:
             monthly_churn=self.monthly_churn(),
         )
 
-    def closed_loop(self, now: datetime | None = None) -> tuple[ClosedLoop, LoopInputs]:
-        inputs = self.loop_inputs(now)
-        return closed_loop(inputs), inputs
+    def closed_loop(
+        self, now: datetime | None = None, wait_seconds: float = REPORT_WAIT_SECONDS
+    ) -> tuple[ClosedLoop, LoopInputs]:
+        """The closed loop (report, review, loop page) as of ``now``.
+
+        Without ``now`` (the API and the UI) it is computed once per input version, the wall
+        clock cut to the minute, and kept: repeated and parallel calls share one computation
+        (single flight, one at a time, so eight report clients cost one CPU, not eight, and
+        memory holds one result). A caller that waits longer than ``wait_seconds`` for a
+        computation in progress gets :class:`ReportBusyError` (503) instead of a queue.
+        """
+        if now is not None:
+            inputs = self.loop_inputs(now)
+            return closed_loop(inputs), inputs
+        moment = self.resolve_now(None, self.history()).replace(second=0, microsecond=0)
+        key = self.input_version(moment)
+        cached = self._loop
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        if not self._loop_lock.acquire(timeout=wait_seconds):
+            raise ReportBusyError(
+                "The closed-loop report is being computed for new data; retry in a few seconds."
+            )
+        try:
+            cached = self._loop
+            if cached is not None and cached[0] == key:
+                return cached[1]
+            inputs = self.loop_inputs(moment)
+            result = (closed_loop(inputs), inputs)
+            self._loop = (key, result)
+            return result
+        finally:
+            self._loop_lock.release()
+
+
+def tree_stamp(path: Path) -> tuple[int, int, int]:
+    """(files, newest mtime in ns, total bytes) of a file or a folder tree; zeros if absent."""
+    try:
+        if path.is_file():
+            stat = path.stat()
+            return (1, stat.st_mtime_ns, stat.st_size)
+        files = [p.stat() for p in path.rglob("*") if p.is_file()] if path.is_dir() else []
+    except OSError:  # a file replaced while listing: a version no cache will match
+        return (-1, time.time_ns(), 0)
+    return (len(files), max((f.st_mtime_ns for f in files), default=0),
+            sum(f.st_size for f in files))  # fmt: skip
 
 
 def monthly_churn(tables: RawTables) -> pd.DataFrame | None:

@@ -9,7 +9,12 @@ from pathlib import Path
 import pytest
 
 from features.catalog import FEATURES, catalog_markdown, feature_info
-from features.engine import build_features, feature_columns
+from features.engine import (
+    build_features,
+    default_vocabulary,
+    feature_columns,
+    generated_catalog,
+)
 from tests.features.test_leakage import random_world
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,7 +40,9 @@ def test_every_catalog_feature_is_computed_when_its_sources_are_present() -> Non
 def test_every_computed_feature_is_in_the_catalog_or_a_customer_attribute() -> None:
     tables = random_world(3)
     built = build_features(tables, [date(2024, 3, 15)])
-    names = {f.name for f in FEATURES} | set(tables.customers.columns)
+    vocabulary = default_vocabulary(tables, [date(2024, 3, 15)])
+    generated = {f.name for f in generated_catalog(tables, vocabulary)}
+    names = {f.name for f in FEATURES} | generated
     assert set(feature_columns(built)) <= names
 
 

@@ -7,6 +7,7 @@ other dates on or after it — changes no feature of that as-of row, nor which r
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date
 
 import numpy as np
@@ -42,16 +43,36 @@ def _times(rng: np.random.Generator, n: int, lo: int = 0, hi: int = DAYS) -> pd.
     return pd.Series(START + pd.to_timedelta(seconds, unit="s"))
 
 
-def random_world(seed: int, customers: int = 12) -> RawTables:
-    """A tiny world with every table and every optional column, dense enough to hit edge cases."""
+DEFAULT_TYPES = ("login", "report", "export")
+DEFAULT_FEATURES = tuple(f"f{i}" for i in range(8))
+
+
+def random_world(
+    seed: int,
+    customers: int = 12,
+    event_types: Sequence[str] = DEFAULT_TYPES,
+    product_features: Sequence[str] = DEFAULT_FEATURES,
+) -> RawTables:
+    """A tiny world with every table and every optional column, dense enough to hit edge cases.
+
+    Customers carry typed attributes as a CSV would give them (text): a number, a flag, a date,
+    a category and free text; the event vocabulary is whatever the caller names.
+    """
     rng = np.random.default_rng(seed)
     ids = [f"c{i}" for i in range(customers)]
+    born = _times(rng, customers, -20000, -7000).dt.strftime("%Y-%m-%d")
     cust = pd.DataFrame(
         {
             "customer_id": ids,
             "signup_date": _times(rng, customers, -200, 60).dt.normalize(),
             "industry": rng.choice(["retail", "saas"], customers),
             "csm_owner": "ann",
+            "balance": [f"{v:.2f}" for v in rng.normal(1000, 300, customers)],
+            "is_member": rng.choice(["yes", "no"], customers),
+            "born_on": born.to_numpy(),
+            "renewed_on": _times(rng, customers, 0, DAYS).dt.strftime("%Y-%m-%d").to_numpy(),
+            "segment": rng.choice(["a", "b"], customers),
+            "notes": [f"called on day {i} about the renewal plan" for i in range(customers)],
         }
     )
     n_sub = customers * 2
@@ -74,9 +95,9 @@ def random_world(seed: int, customers: int = 12) -> RawTables:
         {
             "customer_id": rng.choice(ids, n_ev),
             "timestamp": _times(rng, n_ev),
-            "event_type": rng.choice(["login", "report", "export"], n_ev),
+            "event_type": rng.choice(list(event_types), n_ev),
             "user_id": rng.choice(["u1", "u2", "u3"], n_ev),
-            "feature": rng.choice([f"f{i}" for i in range(8)], n_ev),
+            "feature": rng.choice(list(product_features), n_ev),
             "value": rng.random(n_ev) * 10,
         }
     )
@@ -196,16 +217,26 @@ def perturb_after(tables: RawTables, as_of: pd.Timestamp, seed: int) -> RawTable
     return RawTables(customers=tables.customers, **changed)
 
 
+# arbitrary vocabularies: any text an export might use for its event types and features
+NAMES = st.lists(st.text(min_size=1, max_size=12), min_size=1, max_size=6, unique=True)
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     world_seed=st.integers(0, 2**16),
     change_seed=st.integers(0, 2**16),
     as_of_day=st.integers(20, DAYS - 10),
+    event_types=NAMES,
+    product_features=NAMES,
 )
 def test_rows_stamped_on_or_after_as_of_change_no_feature(
-    world_seed: int, change_seed: int, as_of_day: int
+    world_seed: int,
+    change_seed: int,
+    as_of_day: int,
+    event_types: list[str],
+    product_features: list[str],
 ) -> None:
-    tables = random_world(world_seed)
+    tables = random_world(world_seed, 12, event_types, product_features)
     as_of = START + pd.Timedelta(days=as_of_day)
     before = build_features(tables, [as_of.date()])
     after = build_features(perturb_after(tables, as_of, change_seed), [as_of.date()])

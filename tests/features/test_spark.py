@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
@@ -144,10 +145,18 @@ def test_spark_reads_contract_parquet_and_matches_duckdb_on_a_generated_world(
 ) -> None:
     """The scale path: Parquet -> Spark-side preparation -> labeled set, no pandas on the way."""
     world = generate_world(300, 8, seed=1)
+    rng = np.random.default_rng(0)
+    n = len(world.tables.customers)
+    customers = world.tables.customers.assign(  # typed attributes as text, as from a CSV
+        balance=[f"{v:.2f}" for v in rng.normal(900, 200, n)],
+        born_on=pd.to_datetime(rng.integers(-9000, -4000, n), unit="D").strftime("%Y-%m-%d"),
+        notes=[f"note number {i} about this account" for i in range(n)],
+    )
+    world_tables = replace(world.tables, customers=customers)
     (tmp_path / "export").mkdir()
-    for name, frame in world.tables.present().items():  # as exported, with pandas' types
+    for name, frame in world_tables.present().items():  # as exported, with pandas' types
         frame.to_parquet(tmp_path / "export" / f"{name}.parquet", index=False)
-    tables = parse_tables(world.tables)
+    tables = parse_tables(world_tables)
     spec = LabelSpec(horizon_days=60)
     export = read_export(spark, str(tmp_path / "export"))
     as_of = default_as_of_spark(export)
@@ -158,6 +167,7 @@ def test_spark_reads_contract_parquet_and_matches_duckdb_on_a_generated_world(
     engine.close()
     duck = build_labeled_set(tables, as_of, spec)
     assert len(duck) > 500 and duck["churned"].nunique() == 2
+    assert {"balance", "years_since_born_on", "type_login_30d"} <= set(duck.columns)
     assert_same_table(duck, on_spark)
 
 

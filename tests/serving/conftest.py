@@ -57,6 +57,7 @@ def make_settings(root: Path, **changes: object) -> Settings:
         playbook_path=REPO_PLAYBOOK,
         api_keys=f"other-key,{KEY}",
         reload_poll_seconds=0,
+        auth_failures_before_backoff=1_000_000,  # tests of bad keys share one client address
     )
     return base.model_copy(update=changes)
 

@@ -94,7 +94,7 @@ def test_a_broken_snapshot_is_refused_and_a_fixed_one_is_picked_up(
         assert served_version(client, cid) == "1"
         assert client.get("/readyz").json()["status"] == "degraded"
         write_parquet(deployment.snapshot.head(10), settings.snapshot_path)
-        assert client.post("/admin/reload", headers=HEADERS).status_code == 200
+        assert client.post("/admin/reload?allow_shrink=true", headers=HEADERS).status_code == 200
         assert client.get("/readyz").json() | {"problem": None} == client.get("/readyz").json()
         assert client.get("/customers", headers=HEADERS).json()["total"] == 10
 
@@ -102,7 +102,9 @@ def test_a_broken_snapshot_is_refused_and_a_fixed_one_is_picked_up(
 def test_polling_picks_up_a_new_snapshot_without_a_call(
     deployment: Deployment, tmp_path: Path
 ) -> None:
-    settings = deployment_copy(deployment, tmp_path).model_copy(update={"reload_poll_seconds": 0.2})
+    settings = deployment_copy(deployment, tmp_path).model_copy(
+        update={"reload_poll_seconds": 0.2, "reload_max_shrink": 1.0}
+    )
     with TestClient(create_app(settings)) as client:
         assert client.get("/readyz").json()["customers"] == len(deployment.snapshot)
         write_parquet(deployment.snapshot.head(25), settings.snapshot_path)

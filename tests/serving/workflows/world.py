@@ -115,7 +115,10 @@ def build_world(root: Path) -> World:
     shift = pd.Timestamp(start.date()) - scores["as_of"].min()
     scores["as_of"] += shift
     scores["scored_at"] += shift
-    settings = Settings(api_keys=KEY, store_dir=root / "store", data_dir=root / "none")
+    settings = Settings(
+        api_keys=KEY, store_dir=root / "store", data_dir=root / "none",
+        auth_failures_before_backoff=1_000_000,
+    )  # fmt: skip
     config = parse_rules(RULES, "<world rules>")
     wf = CraftedWorkflows(
         settings=settings,

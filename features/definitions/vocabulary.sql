@@ -1,0 +1,89 @@
+-- Activity in the export's own words: one row per (customer, as_of, term), where a term is an
+-- event type or a product feature named in the `vocabulary` table (source, value, term); the
+-- rest of each source pools as `<source>:other`. Same conventions as usage.sql: age = whole days
+-- between the event's day and as_of, only days strictly before as_of are read, lifetime figures
+-- come from per-period buckets so each event day is joined once. The engine pivots the result
+-- to one column per term and metric (features.vocabulary).
+WITH tagged AS (
+  SELECT e.customer_id, e.ts, e.user_id, COALESCE(v.term, 'event_type:other') AS term,
+         'event_type' AS source
+  FROM events AS e
+  LEFT JOIN vocabulary AS v ON v.source = 'event_type' AND v.value = e.event_type
+  UNION ALL
+  SELECT e.customer_id, e.ts, e.user_id, COALESCE(v.term, 'feature:other') AS term,
+         'feature' AS source
+  FROM events AS e
+  LEFT JOIN vocabulary AS v ON v.source = 'feature' AND v.value = e.feature
+  WHERE e.feature IS NOT NULL
+),
+daily AS (
+  SELECT customer_id, term, source, CAST(DATE_TRUNC('day', ts) AS TIMESTAMP) AS day,
+         COUNT(*) AS n, MAX(ts) AS last_ts
+  FROM tagged
+  GROUP BY customer_id, term, source, CAST(DATE_TRUNC('day', ts) AS TIMESTAMP)
+),
+windowed AS (
+  SELECT d.customer_id, a.as_of, d.term, d.source, d.n, DATE_DIFF('day', d.day, a.as_of) AS age
+  FROM daily AS d
+  JOIN as_of_dates AS a ON d.day < a.as_of AND d.day >= a.as_of - INTERVAL 90 DAY
+),
+agg AS (
+  SELECT customer_id, as_of, term, MIN(source) AS source,
+         SUM(CASE WHEN age <= 30 THEN n ELSE 0 END) AS n_30d,
+         SUM(CASE WHEN age > 30 AND age <= 60 THEN n ELSE 0 END) AS n_prev_30d,
+         SUM(n) AS n_90d
+  FROM windowed
+  GROUP BY customer_id, as_of, term
+),
+totals AS (
+  SELECT customer_id, as_of, source, SUM(n_90d) AS source_90d
+  FROM agg
+  GROUP BY customer_id, as_of, source
+),
+users AS (
+  SELECT e.customer_id, a.as_of, COUNT(DISTINCT e.user_id) AS users_30d
+  FROM (SELECT DISTINCT customer_id, user_id, CAST(DATE_TRUNC('day', ts) AS TIMESTAMP) AS day
+        FROM events WHERE user_id IS NOT NULL) AS e
+  JOIN as_of_dates AS a ON e.day < a.as_of AND e.day >= a.as_of - INTERVAL 30 DAY
+  GROUP BY e.customer_id, a.as_of
+),
+periods AS (
+  SELECT as_of, LAG(as_of) OVER (ORDER BY as_of) AS previous_as_of FROM as_of_dates
+),
+buckets AS (
+  SELECT d.customer_id, d.term, p.as_of, MAX(d.last_ts) AS last_ts
+  FROM daily AS d
+  JOIN periods AS p
+    ON d.day < p.as_of AND (p.previous_as_of IS NULL OR d.day >= p.previous_as_of)
+  GROUP BY d.customer_id, d.term, p.as_of
+),
+pairs AS (
+  SELECT DISTINCT customer_id, term FROM buckets
+),
+lifetime AS (
+  SELECT g.customer_id, g.term, g.as_of,
+         MAX(b.last_ts) OVER (PARTITION BY g.customer_id, g.term ORDER BY g.as_of
+                              ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS last_ts
+  FROM (SELECT c.customer_id, c.term, p.as_of FROM pairs AS c CROSS JOIN periods AS p) AS g
+  LEFT JOIN buckets AS b
+    ON b.customer_id = g.customer_id AND b.term = g.term AND b.as_of = g.as_of
+)
+SELECT
+  s.customer_id, s.as_of, l.term,
+  CAST(COALESCE(g.n_30d, 0) AS DOUBLE) AS n_30d,
+  CAST(COALESCE(g.n_90d, 0) AS DOUBLE) AS n_90d,
+  CASE WHEN g.n_prev_30d > 0
+       THEN (g.n_30d - g.n_prev_30d) / CAST(g.n_prev_30d AS DOUBLE) END AS change_30d,
+  (EPOCH(s.as_of) - EPOCH(l.last_ts)) / 86400.0 AS days_since,
+  CASE WHEN t.source_90d > 0 THEN COALESCE(g.n_90d, 0) / CAST(t.source_90d AS DOUBLE) END
+    AS share_90d,
+  CASE WHEN u.users_30d > 0 THEN COALESCE(g.n_30d, 0) / CAST(u.users_30d AS DOUBLE) END
+    AS per_user_30d
+FROM spine AS s
+JOIN lifetime AS l ON l.customer_id = s.customer_id AND l.as_of = s.as_of
+LEFT JOIN agg AS g ON g.customer_id = s.customer_id AND g.as_of = s.as_of AND g.term = l.term
+LEFT JOIN totals AS t
+  ON t.customer_id = s.customer_id AND t.as_of = s.as_of
+ AND t.source = CASE WHEN l.term LIKE 'event_type:%' THEN 'event_type' ELSE 'feature' END
+LEFT JOIN users AS u ON u.customer_id = s.customer_id AND u.as_of = s.as_of
+WHERE l.last_ts IS NOT NULL

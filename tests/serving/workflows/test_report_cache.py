@@ -1,0 +1,64 @@
+"""The closed-loop report is computed once per input version, never once per caller."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+
+from serving.workflows.service import ReportBusyError
+from tests.serving.workflows.world import KEY, NOW, build_world
+
+HEADERS = {"X-API-Key": KEY}
+
+
+def record_intervention(world_wf: object, customer_id: str) -> None:
+    world_wf.ledger.add_intervention(  # type: ignore[attr-defined]
+        {"customer_id": customer_id, "type": "call", "date": (NOW - timedelta(days=1)).date(),
+         "owner": "bob", "outcome": "saved"},
+        NOW,
+    )  # fmt: skip
+
+
+def test_repeated_reports_share_one_computation_until_an_input_changes(tmp_path: Path) -> None:
+    world = build_world(tmp_path)
+    first, _ = world.workflows.closed_loop()
+    again, _ = world.workflows.closed_loop()
+    assert again is first, "an unchanged input version reuses the computed loop"
+    record_intervention(world.workflows, "cust-030")
+    changed, _ = world.workflows.closed_loop()
+    assert changed is not first, "a ledger write is a new input version"
+
+
+def test_eight_parallel_report_clients_cost_one_computation(tmp_path: Path) -> None:
+    world = build_world(tmp_path)
+    results: list[object] = []
+    start = threading.Barrier(8)
+
+    def pull() -> None:
+        start.wait()
+        results.append(world.workflows.closed_loop()[0])
+
+    threads = [threading.Thread(target=pull) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 8 and all(r is results[0] for r in results)
+
+
+def test_a_report_that_waits_too_long_for_a_computation_gets_503(tmp_path: Path) -> None:
+    world = build_world(tmp_path)
+    world.workflows.closed_loop()
+    record_intervention(world.workflows, "cust-031")
+    with world.workflows._loop_lock:  # a computation of the new version is in progress
+        try:
+            world.workflows.closed_loop(wait_seconds=0.05)
+        except ReportBusyError as exc:
+            assert "retry" in str(exc)
+        else:
+            raise AssertionError("a caller must not queue behind a computation forever")
+    response = TestClient(world.app).get("/workflows/report", headers=HEADERS)
+    assert response.status_code == 200
