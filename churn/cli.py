@@ -454,6 +454,7 @@ def train(
             train_config,
             model_name=model_name,
             tracking_uri=settings.mlflow_tracking_uri,
+            artifact_root=settings.mlflow_artifact_root,
             truth_dir=truth,
             data_description=description,
             metrics_out=settings.store_dir.parent / "metrics.json",

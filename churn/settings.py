@@ -13,6 +13,20 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+def project_root(start: Path | None = None) -> Path:
+    """The checkout's root (the folder holding ``pyproject.toml``) at or above ``start``.
+
+    Relative settings (``mlruns/``, ``data/``) are relative to where ``churn`` runs, the root;
+    a notebook running in ``notebooks/`` moves there first so it reads and writes the same
+    store as the command line (not a ``notebooks/mlruns`` nobody else sees).
+    """
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "pyproject.toml").is_file():
+            return folder
+    return here
+
+
 class Settings(BaseSettings):
     """Paths, horizons, thresholds and keys of one deployment."""
 

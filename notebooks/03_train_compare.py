@@ -17,32 +17,38 @@
 #
 # One call trains the calibrated LightGBM model on an out-of-time split, scores it and both
 # baselines (hand-weighted health score, logistic regression) on the test window, logs
-# everything to MLflow and applies the promotion gate. The MLflow store comes from the settings
-# (`CHURN_MLFLOW_TRACKING_URI`).
+# everything to MLflow and applies the promotion gate: the same call, settings and MLflow store
+# as `churn train` (the working folder moves to the checkout's root, like the command line's,
+# so `mlruns/` is the one the CLI and `mlflow ui` read; `CHURN_*` variables override it).
 
 # %%
 import os
 
-from churn.settings import Settings
+from churn.settings import Settings, project_root
 from features.contract import parse_tables
-from features.engine import build_labeled_set
+from features.engine import build_labeled_set, observed_until
 from features.generator import generate_world
 from features.labels import LabelSpec
-from features.pipeline import default_as_of
+from features.pipeline import default_as_of, label_record
+from training.config import load_train_config
 from training.evaluation import metrics_table
-from training.pipeline import TrainConfig
 from training.workflow import figures, train_and_register
 
+os.chdir(project_root())
 SMALL = os.environ.get("CHURN_NOTEBOOK_SMALL") == "1"
 CUSTOMERS, MONTHS = (600, 18) if SMALL else (5000, 24)
 settings = Settings()
+config = load_train_config(None)  # or a YAML file: the same keys as `churn train --config`
 tables = parse_tables(generate_world(CUSTOMERS, MONTHS, seed=42).tables)
-config = TrainConfig(horizon_days=90)
-labeled = build_labeled_set(tables, default_as_of(tables), LabelSpec(horizon_days=90))
+spec = LabelSpec(horizon_days=settings.horizon_days, lead_days=settings.lead_days,
+                 gap_days=settings.resubscribe_gap_days)
+labeled = build_labeled_set(tables, default_as_of(tables), spec)
+record = label_record(spec, observed_until(tables), labeled)
 
 # %%
-report = train_and_register(labeled, config, model_name=settings.model_name,
+report = train_and_register(labeled, config, model_name=settings.model_name_for("export"),
                             tracking_uri=settings.mlflow_tracking_uri,
+                            artifact_root=settings.mlflow_artifact_root, record=record,
                             data_description=f"generated: {CUSTOMERS} customers, {MONTHS} months")
 result = report.result
 print(result.split.description)

@@ -43,3 +43,23 @@ def paired_auc_gain(
     tail = (1 - confidence) / 2
     lower, upper = np.nanquantile(spread, [tail, 1 - tail])
     return gain, float(lower), float(upper)
+
+
+def auc_interval(
+    y: np.ndarray,
+    scores: np.ndarray,
+    replicates: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Bootstrap interval of one model's ROC-AUC (Poisson weights, as for the gain)."""
+    y = np.asarray(y, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    draws = [
+        _weighted_auc(np.asarray(scores, dtype=np.float64), y,
+                      rng.poisson(1.0, (min(100, replicates - start), len(y))).astype(np.float64))
+        for start in range(0, replicates, 100)
+    ]  # fmt: skip
+    tail = (1 - confidence) / 2
+    lower, upper = np.nanquantile(np.concatenate(draws), [tail, 1 - tail])
+    return float(lower), float(upper)

@@ -75,6 +75,7 @@ def train_and_register(
     *,
     model_name: str = "churn-model",
     tracking_uri: str | None = None,
+    artifact_root: Path | None = None,
     truth_dir: Path | None = None,
     data_description: str = "",
     label_description: str = "",
@@ -90,7 +91,7 @@ def train_and_register(
     if truth_dir is not None and (truth_dir / "hazard.parquet").exists():
         oracle = oracle_probabilities(labeled, truth_dir, config.horizon_days)
     result = train(labeled, config, oracle=oracle, record=record)
-    configure(tracking_uri)
+    configure(tracking_uri, artifact_root)
     card = model_card(result, label_description or config.label, data_description)
     params = {
         "horizon_days": config.horizon_days,

@@ -30,6 +30,7 @@ def test_notebook_executes_on_small_data(
     monkeypatch.setenv("CHURN_NOTEBOOK_SMALL", "1")
     monkeypatch.setenv("CHURN_MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    monkeypatch.setenv("CHURN_MLFLOW_ARTIFACT_ROOT", str(tmp_path / "artifacts"))
     monkeypatch.setenv("MPLBACKEND", "Agg")
     notebook = jupytext.read(script)
     client = NotebookClient(
@@ -41,3 +42,10 @@ def test_notebook_executes_on_small_data(
     client.execute()  # raises CellExecutionError with the failing cell and its traceback
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.get("output_type") == "error"]
+    if script.stem == "03_train_compare":  # it trained into the CLI's store, nowhere else
+        from mlflow.tracking import MlflowClient
+
+        client_ = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+        assert client_.get_model_version_by_alias("churn-model", "champion") is not None
+        assert (tmp_path / "artifacts").is_dir()
+        assert not (tmp_path / "mlruns").exists()

@@ -144,3 +144,26 @@ def test_imported_export_date_is_recorded_and_read_by_features(deployment_env: P
     _, record = read_labeled_set(labeled_path)
     assert record is not None
     assert record["observed_until"] == "2030-01-01" and record["origin"] == "telco"
+
+
+def test_three_monthly_dates_with_one_complete_train_with_the_fallback_and_say_so(
+    small_world_dir: Path, small_tables: object, deployment_env: Path
+) -> None:
+    from features.engine import observed_until
+
+    until = pd.Timestamp(observed_until(small_tables))  # type: ignore[arg-type]
+    first = (until - pd.Timedelta(days=100)).to_period("M").to_timestamp()  # closed month
+    dates = [first + pd.DateOffset(months=k) for k in range(3)]
+    labeled_path = deployment_env / "short.parquet"
+    built = runner.invoke(app, ["features", "--data", str(small_world_dir), "--as-of",
+                                ",".join(f"{d:%Y-%m-%d}" for d in dates),
+                                "--out", str(labeled_path)])  # fmt: skip
+    assert built.exit_code == 0, built.output
+    labeled, _ = read_labeled_set(labeled_path)
+    complete = labeled.groupby("as_of")["label_complete"].all()
+    assert complete.sum() == 1  # one date closed, two still open
+    trained = runner.invoke(app, ["train", "--features", str(labeled_path),
+                                  "--config", str(quick_config(deployment_env))])  # fmt: skip
+    assert trained.exit_code == 0, trained.output
+    assert "stratified random split" in trained.output
+    assert "promoted to champion" in trained.output
