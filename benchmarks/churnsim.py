@@ -127,6 +127,7 @@ def event_type_reference(folder: Path, labeled: pd.DataFrame, split: Split) -> d
     con = duckdb.connect()
     try:
         con.execute("SET TimeZone = 'UTC'")
+        con.execute("SET enable_progress_bar = false")
         con.register("obs", labeled[keys])
         counts = con.execute(
             """
@@ -249,7 +250,7 @@ def markdown(measured: dict[str, Any]) -> list[str]:
         "## ChurnSim crm6 (independent simulator's B2B CRM export): import, vocabulary, scale",
         "",
         f"`churn import churnsim` (`features/importers/churnsim.py`): {measured['events']:,} "
-        f"events of {measured['event_types']} types after the export date, multi-user accounts, "
+        f"events before the export date, of {measured['event_types']} types, multi-user accounts, "
         "base plans with add-ons summed per billing period. `churn validate`: "
         f"{measured['report'].summary()}. Churn is mostly random by design (`SOURCE.md`: about "
         "0.55-0.58 ROC-AUC for its reference models, ±0.13 on one month of observations); a "
