@@ -17,6 +17,7 @@ from pathlib import Path
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import argparse
+import importlib.util
 import math
 from collections.abc import Mapping, Sequence
 from datetime import date
@@ -253,10 +254,23 @@ def ravenstack_section(data: Path) -> list[str]:
     return [*lines, ""]
 
 
+def churnsim_section(data: Path) -> list[str]:
+    """``benchmarks/churnsim.py``'s section (loaded by path: ``benchmarks`` is no package)."""
+    spec = importlib.util.spec_from_file_location(
+        "churnsim_benchmark", Path(__file__).with_name("churnsim.py")
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    lines: list[str] = module.churnsim_rows(data)
+    return lines
+
+
 def render(data: Path) -> str:
     sections: Sequence[list[str]] = (
         telco_section(data),
         cdnow_section(data),
+        churnsim_section(data),
         ravenstack_section(data),
     )
     header = [

@@ -7,6 +7,9 @@ original on the same split.
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pandas as pd
 import pytest
 
 from features.anonymize import rename_vocabulary
@@ -15,6 +18,7 @@ from features.engine import build_labeled_set
 from features.generator import generate_world
 from features.labels import LabelSpec
 from features.pipeline import default_as_of
+from training.model import ChurnModel
 from training.pipeline import TrainConfig, train
 
 # A budget no candidate reaches: the capacity choice then rests on validation loss alone, not on
@@ -36,3 +40,17 @@ def test_renaming_every_event_type_feature_and_attribute_keeps_roc_auc(seed: int
     assert not set(renamed.events["event_type"]) & set(tables.events["event_type"])
     assert renamed.customers["industry"].isna().all()  # renamed away (the contract adds it empty)
     assert abs(_test_auc(renamed) - _test_auc(tables)) <= 0.01
+
+
+def test_the_generated_catalog_travels_with_the_model(tmp_path: Path) -> None:
+    tables = parse_tables(rename_vocabulary(generate_world(400, 10, seed=3).tables, 3))
+    labeled = build_labeled_set(tables, default_as_of(tables), LabelSpec())
+    labeled.to_parquet(tmp_path / "labeled.parquet")  # the catalog rides in the Parquet file
+    model = train(pd.read_parquet(tmp_path / "labeled.parquet"), CONFIG).model
+    generated = [f for f in model.features if f.startswith("type_")]
+    assert generated and set(generated) <= set(model.catalog)
+    loaded = ChurnModel.load(model.save(tmp_path / "model"))
+    name = next(f for f in generated if f.endswith("_30d"))
+    kind = name.removeprefix("type_").removesuffix("_30d")
+    assert loaded.info(name).explain(4.0) == f"4 '{kind}' events in the last 30 days"
+    assert loaded.info(name).group == "usage"
