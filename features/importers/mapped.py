@@ -18,6 +18,7 @@ the monthly equivalent of each price (a year is 12 months, a week 12/52 of a mon
 
 from __future__ import annotations
 
+import difflib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +45,10 @@ from features.mapping import (
 MANIFEST = "manifest.json"
 SAMPLE_ROWS = 20_480
 """JSON-lines rows DuckDB reads to check that the fields a mapping names exist."""
+TYPO = 0.8
+"""A JSON key missing from the sample but this similar to a seen one (difflib ratio) is a typo:
+``grupId`` for ``groupId`` (0.92) stops the import; ``interval_count`` next to ``interval``
+(0.73) is an optional field and is read."""
 # ISO 4217 minor-unit exponents that are not 2 (Stripe's list of zero- and three-decimal ones).
 MINOR_UNIT_EXPONENT = {
     **dict.fromkeys(
@@ -274,10 +279,11 @@ class _Source:
             if part not in children:
                 hint = closest(part, children)
                 sampled = f" (in the first {SAMPLE_ROWS:,} rows)" if self.format == "jsonl" else ""
-                if self.format == "jsonl" and not hint and node is not None and node.id == "json":
+                typo = difflib.get_close_matches(part, list(children), n=1, cutoff=TYPO)
+                if self.format == "jsonl" and not typo:
+                    # JSON keys are sampled: a key unlike any seen may come later (an optional
+                    # field); it is read, empty where absent. One very like a seen key is a typo.
                     return
-                if self.format == "jsonl" and not hint:
-                    return  # a rare key beyond the sample: read it, empty where absent
                 raise MappingError(
                     f"{key}: {self.label} has no field {part!r} under {where}{sampled}{hint}. "
                     f"Fields there: {', '.join(children) or '(none)'}."

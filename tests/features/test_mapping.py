@@ -444,3 +444,53 @@ def test_validate_reports_the_other_tables_problems_when_a_required_table_is_mis
     expected = {("missing_table", "customers"), ("missing_column", "subscriptions"),
                 ("duplicate_id", "subscriptions"), ("unknown_category", "tickets")}  # fmt: skip
     assert expected <= rules
+
+
+def test_a_recurring_amount_off_is_taken_per_billing_period(tmp_path: Path) -> None:
+    sub = stripe_subscription(
+        items={"data": [{"quantity": 1, "price": {"unit_amount": 12000,
+                                                  "recurring": {"interval": "year"}}}]},
+        discount={"coupon": {"amount_off": 2400, "duration": "forever"}},
+    )  # fmt: skip
+    tables, _ = run(stripe_export(tmp_path, [sub]))
+    assert tables["subscriptions"]["mrr"].tolist() == [pytest.approx((12000 - 2400) / 12 / 100)]
+
+
+def test_mixpanel_and_amplitude_exports_map_with_their_presets(tmp_path: Path) -> None:
+    import gzip
+
+    instant = pd.Timestamp("2024-03-01 14:30:00", tz="UTC")
+    seconds = int(instant.timestamp())
+    mixpanel = [
+        {"event": "Signed In", "properties": {"time": seconds, "distinct_id": "u1",
+                                              "$insert_id": "a", "company_id": "c1"}},
+        {"event": "Report", "properties": {"time": seconds * 1000, "distinct_id": "u1",
+                                           "$insert_id": "b", "company_id": "c2"}},
+    ]  # fmt: skip
+    amplitude = {"event_type": "Signed In", "event_time": "2024-03-01 14:30:00.000000",
+                 "user_id": None, "device_id": "d1", "uuid": "x",
+                 "groups": {"company": "c1"}}  # fmt: skip
+    mapping = BASE.format(timezone="Europe/Berlin").replace("key: customer", "key: account") + (
+        "  mixpanel: {preset: mixpanel.events, path: mixpanel.jsonl}\n"
+        "  amplitude: {preset: amplitude.events, path: amplitude/*.json.gz}\n"
+    )
+    src = base_export(tmp_path, mapping, **{"mixpanel.jsonl": mixpanel})
+    (src / "amplitude").mkdir()
+    with gzip.open(src / "amplitude" / "export.json.gz", "wt") as handle:
+        handle.write(json.dumps(amplitude) + "\n")
+    tables, _ = run(src)
+    events = tables["events"].sort_values("event_id")
+    assert events["event_id"].tolist() == ["a", "b", "x"]
+    # Amplitude's event_time is UTC whatever the mapping's zone; Mixpanel's s and ms agree
+    assert (events["timestamp"] == instant).all()
+    assert events["customer_id"].tolist() == ["c1", "c2", "c1"]
+    assert events["user_id"].tolist() == ["u1", "u1", "d1"]
+    assert events["event_type"].tolist() == ["login", "Report", "login"]
+
+
+def test_every_preset_is_documented() -> None:
+    from features.mapping import preset_names
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "bring-your-own-data.md").read_text()
+    missing = [name for name in preset_names() if f"`{name}`" not in doc]
+    assert not missing, f"add {missing} to the presets table of docs/bring-your-own-data.md"
