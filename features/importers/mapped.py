@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -858,9 +859,7 @@ def import_mapped(
                 json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n",
                 encoding="utf-8",
             )
-            con.close()
-            import shutil
-
+            con.close()  # DuckDB lets go of its spill files before the staging folder goes
             shutil.rmtree(stage)
     finally:
         con.close()

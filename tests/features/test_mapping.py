@@ -494,3 +494,15 @@ def test_every_preset_is_documented() -> None:
     doc = (Path(__file__).resolve().parents[2] / "docs" / "bring-your-own-data.md").read_text()
     missing = [name for name in preset_names() if f"`{name}`" not in doc]
     assert not missing, f"add {missing} to the presets table of docs/bring-your-own-data.md"
+
+
+def test_a_misspelt_key_inside_a_column_is_named_without_union_noise(tmp_path: Path) -> None:
+    text = BASE.format(timezone="UTC").replace("{from: amount, units: minor}", "{frm: amount}")
+    path = write(tmp_path, {"mapping.yaml": text}) / "mapping.yaml"
+    with pytest.raises(MappingError) as caught:
+        load_mapping(path)
+    message = str(caught.value)
+    assert (
+        "sources.subscriptions.columns.mrr.frm: unknown key 'frm' (did you mean 'from'?)" in message
+    )
+    assert "valid string" not in message
