@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from features.importers.mapped import import_mapped, read_manifest
+from features.importers.mapped import import_mapped, manifest_summary, read_manifest
 from features.importers.plausibility import minor_units, plausibility_findings
 from features.mapping import MappingError, load_mapping
 
@@ -196,6 +196,11 @@ def test_minor_units_are_divided_by_the_currency_exponent(tmp_path: Path) -> Non
     tables, manifest = run(base_export(tmp_path))
     assert tables["subscriptions"]["mrr"].tolist() == [49.0, 99.0]
     assert manifest["money_units"] == "major" and manifest["currency"] == "usd"
+    # the export date is where features, snapshot and train look for it
+    assert manifest["label"] == {"observed_until": "2024-12-31"}
+    assert manifest["importer"] == "features.importers.mapped"
+    summary = manifest_summary(tmp_path / "out")
+    assert summary is not None and "exported 2024-12-31" in summary and "USD" in summary
     jpy = BASE.format(timezone="UTC").replace("currency: usd", "currency: jpy")
     tables, _ = run(base_export(tmp_path / "jpy", jpy))
     assert tables["subscriptions"]["mrr"].tolist() == [4900.0, 9900.0]  # yen have no minor unit

@@ -52,7 +52,7 @@ def test_vendor_exports_import_validate_train_and_score_end_to_end(
 
     imported = invoke("import", "--map", str(exports / "mapping.yaml"), "--src", str(exports),
                       "--out", str(data))  # fmt: skip
-    assert "customers 400" in imported and "manifest.json" in imported
+    assert "customers 400" in imported and "import.json" in imported
     assert "acct_internal" in imported  # the unbilled test account is reported, not imported
     validated = invoke("validate", "--data", str(data))
     assert "valid" in validated and "minor units" not in validated
