@@ -404,11 +404,15 @@ def evaluate(
 @app.command("import")
 @friendly_errors
 def import_data(
-    src: Annotated[Path, typer.Option(help="Source file or folder, e.g. ../shared/data/telco.")],
-    out: Annotated[Path, typer.Option(help="Contract folder to write (atomically).")],
     dataset: Annotated[
         str | None, typer.Argument(help="Data set: telco, cdnow or ravenstack (or use --map).")
     ] = None,
+    src: Annotated[
+        Path, typer.Option(help="Source file or folder, e.g. ../shared/data/telco.")
+    ] = Path("."),
+    out: Annotated[Path, typer.Option(help="Contract folder to write (atomically).")] = Path(
+        "data/imported"
+    ),
     mapping: Annotated[
         Path | None,
         typer.Option("--map", help="Mapping file (docs/bring-your-own-data.md) for --src DIR."),
