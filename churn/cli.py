@@ -556,7 +556,7 @@ def import_data(
         result = import_mapped(mapping, src, out)
         counts = ", ".join(f"{t} {n:,}" for t, n in result.manifest["row_counts"].items())
         console.print(
-            f"[green]wrote[/] {result.folder}/: {counts} (see {result.folder}/manifest.json)"
+            f"[green]wrote[/] {result.folder}/: {counts} (manifest: {result.folder}/import.json)"
         )
         for warning in result.warnings:
             err_console.print(f"[yellow]warning:[/] {warning}")

@@ -345,7 +345,9 @@ _BRANCHES = ("str", "FieldSpec")
 def _describe(exc: ValidationError, lines: dict[KeyPath, Location], file: str) -> str:
     """Each pydantic error as ``file, line N, dotted.key: message``."""
     errors = exc.errors()
-    branches = {tuple(e["loc"]) for e in errors if "FieldSpec" in e["loc"]}
+    branches = {
+        tuple(e["loc"]) for e in errors if any("FieldSpec" in str(part) for part in e["loc"])
+    }
     problems = []
     for error in errors:
         loc = tuple(error["loc"])

@@ -4,7 +4,7 @@ Every source is read by DuckDB (CSV as text, Parquet natively, JSON lines with o
 the mapping names), so a large export streams instead of being loaded. Each source is first
 staged to Parquet with its customer identity resolved through the crosswalk; each contract
 table is then one ``COPY`` from the staged files. Everything is written into a temporary
-folder that replaces ``out`` only when the whole import succeeded, with ``manifest.json``
+folder that replaces ``out`` only when the whole import succeeded, with the manifest ``import.json``
 (source files, mapping hash, export date, currency, row counts, identities that did not
 resolve).
 
@@ -18,7 +18,9 @@ the monthly equivalent of each price (a year is 12 months, a week 12/52 of a mon
 
 from __future__ import annotations
 
+import difflib
 import json
+import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,6 +31,7 @@ import duckdb
 import pyarrow.parquet as pq
 
 from features.contract import COLUMN_ORDER, TABLE_COLUMNS, column_kind
+from features.importers.source import IMPORT_NOTE
 from features.io import atomic_path
 from features.mapping import (
     FieldSpec,
@@ -41,9 +44,15 @@ from features.mapping import (
     load_mapping,
 )
 
-MANIFEST = "manifest.json"
+MANIFEST = IMPORT_NOTE
+"""The manifest is the folder's ``import.json``, which features, snapshot and train read for the
+export date (``label.observed_until``) and the origin (``importer``), like every importer's."""
 SAMPLE_ROWS = 20_480
 """JSON-lines rows DuckDB reads to check that the fields a mapping names exist."""
+TYPO = 0.8
+"""A JSON key missing from the sample but this similar to a seen one (difflib ratio) is a typo:
+``grupId`` for ``groupId`` (0.92) stops the import; ``interval_count`` next to ``interval``
+(0.73) is an optional field and is read."""
 # ISO 4217 minor-unit exponents that are not 2 (Stripe's list of zero- and three-decimal ones).
 MINOR_UNIT_EXPONENT = {
     **dict.fromkeys(
@@ -274,10 +283,11 @@ class _Source:
             if part not in children:
                 hint = closest(part, children)
                 sampled = f" (in the first {SAMPLE_ROWS:,} rows)" if self.format == "jsonl" else ""
-                if self.format == "jsonl" and not hint and node is not None and node.id == "json":
+                typo = difflib.get_close_matches(part, list(children), n=1, cutoff=TYPO)
+                if self.format == "jsonl" and not typo:
+                    # JSON keys are sampled: a key unlike any seen may come later (an optional
+                    # field); it is read, empty where absent. One very like a seen key is a typo.
                     return
-                if self.format == "jsonl" and not hint:
-                    return  # a rare key beyond the sample: read it, empty where absent
                 raise MappingError(
                     f"{key}: {self.label} has no field {part!r} under {where}{sampled}{hint}. "
                     f"Fields there: {', '.join(children) or '(none)'}."
@@ -852,9 +862,7 @@ def import_mapped(
                 json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n",
                 encoding="utf-8",
             )
-            con.close()
-            import shutil
-
+            con.close()  # DuckDB lets go of its spill files before the staging folder goes
             shutil.rmtree(stage)
     finally:
         con.close()
@@ -939,6 +947,7 @@ def _manifest(
         "customer_key": spec.customer_key,
         "sign_in_events": spec.sign_in_events,
         "sign_in_rows": logins,
+        "label": {"observed_until": spec.export_date.isoformat()} if spec.export_date else {},
         "row_counts": counts,
         "unmatched_rows": unmatched,
         "ambiguous_identities": ambiguous[:20],
@@ -952,3 +961,18 @@ def read_manifest(folder: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def manifest_summary(folder: Path) -> str | None:
+    """One line on where an imported folder came from, for reports and the model card."""
+    manifest = read_manifest(folder)
+    if manifest is None:
+        return None
+    presets = sorted({s["preset"] for s in manifest["source"]["sources"].values() if s["preset"]})
+    origin = ", ".join(presets) if presets else "custom sources"
+    export = f", exported {manifest['export_date']}" if manifest.get("export_date") else ""
+    return (
+        f"imported from {origin} by {Path(manifest['mapping']).name} "
+        f"(sha256 {manifest['mapping_sha256'][:12]}){export}; amounts in "
+        f"{manifest['currency'].upper()} ({manifest['money_units']} units)"
+    )

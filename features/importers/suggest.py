@@ -155,7 +155,7 @@ def suggest(src: Path) -> list[FileGuess]:
     guesses = []
     for path in sorted(p for p in src.rglob("*") if p.is_file()):
         fmt = FORMATS.get(_suffix(path))
-        if fmt is None or path.name == "manifest.json":
+        if fmt is None or path.name == "import.json":
             continue
         try:
             fields, frame = _read(path, fmt)

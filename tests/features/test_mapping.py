@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from features.importers.mapped import import_mapped, read_manifest
+from features.importers.mapped import import_mapped, manifest_summary, read_manifest
 from features.importers.plausibility import minor_units, plausibility_findings
 from features.mapping import MappingError, load_mapping
 
@@ -196,6 +196,11 @@ def test_minor_units_are_divided_by_the_currency_exponent(tmp_path: Path) -> Non
     tables, manifest = run(base_export(tmp_path))
     assert tables["subscriptions"]["mrr"].tolist() == [49.0, 99.0]
     assert manifest["money_units"] == "major" and manifest["currency"] == "usd"
+    # the export date is where features, snapshot and train look for it
+    assert manifest["label"] == {"observed_until": "2024-12-31"}
+    assert manifest["importer"] == "features.importers.mapped"
+    summary = manifest_summary(tmp_path / "out")
+    assert summary is not None and "exported 2024-12-31" in summary and "USD" in summary
     jpy = BASE.format(timezone="UTC").replace("currency: usd", "currency: jpy")
     tables, _ = run(base_export(tmp_path / "jpy", jpy))
     assert tables["subscriptions"]["mrr"].tolist() == [4900.0, 9900.0]  # yen have no minor unit
@@ -444,3 +449,65 @@ def test_validate_reports_the_other_tables_problems_when_a_required_table_is_mis
     expected = {("missing_table", "customers"), ("missing_column", "subscriptions"),
                 ("duplicate_id", "subscriptions"), ("unknown_category", "tickets")}  # fmt: skip
     assert expected <= rules
+
+
+def test_a_recurring_amount_off_is_taken_per_billing_period(tmp_path: Path) -> None:
+    sub = stripe_subscription(
+        items={"data": [{"quantity": 1, "price": {"unit_amount": 12000,
+                                                  "recurring": {"interval": "year"}}}]},
+        discount={"coupon": {"amount_off": 2400, "duration": "forever"}},
+    )  # fmt: skip
+    tables, _ = run(stripe_export(tmp_path, [sub]))
+    assert tables["subscriptions"]["mrr"].tolist() == [pytest.approx((12000 - 2400) / 12 / 100)]
+
+
+def test_mixpanel_and_amplitude_exports_map_with_their_presets(tmp_path: Path) -> None:
+    import gzip
+
+    instant = pd.Timestamp("2024-03-01 14:30:00", tz="UTC")
+    seconds = int(instant.timestamp())
+    mixpanel = [
+        {"event": "Signed In", "properties": {"time": seconds, "distinct_id": "u1",
+                                              "$insert_id": "a", "company_id": "c1"}},
+        {"event": "Report", "properties": {"time": seconds * 1000, "distinct_id": "u1",
+                                           "$insert_id": "b", "company_id": "c2"}},
+    ]  # fmt: skip
+    amplitude = {"event_type": "Signed In", "event_time": "2024-03-01 14:30:00.000000",
+                 "user_id": None, "device_id": "d1", "uuid": "x",
+                 "groups": {"company": "c1"}}  # fmt: skip
+    mapping = BASE.format(timezone="Europe/Berlin").replace("key: customer", "key: account") + (
+        "  mixpanel: {preset: mixpanel.events, path: mixpanel.jsonl}\n"
+        "  amplitude: {preset: amplitude.events, path: amplitude/*.json.gz}\n"
+    )
+    src = base_export(tmp_path, mapping, **{"mixpanel.jsonl": mixpanel})
+    (src / "amplitude").mkdir()
+    with gzip.open(src / "amplitude" / "export.json.gz", "wt") as handle:
+        handle.write(json.dumps(amplitude) + "\n")
+    tables, _ = run(src)
+    events = tables["events"].sort_values("event_id")
+    assert events["event_id"].tolist() == ["a", "b", "x"]
+    # Amplitude's event_time is UTC whatever the mapping's zone; Mixpanel's s and ms agree
+    assert (events["timestamp"] == instant).all()
+    assert events["customer_id"].tolist() == ["c1", "c2", "c1"]
+    assert events["user_id"].tolist() == ["u1", "u1", "d1"]
+    assert events["event_type"].tolist() == ["login", "Report", "login"]
+
+
+def test_every_preset_is_documented() -> None:
+    from features.mapping import preset_names
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "bring-your-own-data.md").read_text()
+    missing = [name for name in preset_names() if f"`{name}`" not in doc]
+    assert not missing, f"add {missing} to the presets table of docs/bring-your-own-data.md"
+
+
+def test_a_misspelt_key_inside_a_column_is_named_without_union_noise(tmp_path: Path) -> None:
+    text = BASE.format(timezone="UTC").replace("{from: amount, units: minor}", "{frm: amount}")
+    path = write(tmp_path, {"mapping.yaml": text}) / "mapping.yaml"
+    with pytest.raises(MappingError) as caught:
+        load_mapping(path)
+    message = str(caught.value)
+    assert (
+        "sources.subscriptions.columns.mrr.frm: unknown key 'frm' (did you mean 'from'?)" in message
+    )
+    assert "valid string" not in message

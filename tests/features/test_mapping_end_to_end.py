@@ -49,10 +49,11 @@ def test_vendor_exports_import_validate_train_and_score_end_to_end(
     monkeypatch.setenv("CHURN_MLFLOW_ARTIFACT_ROOT", str(tmp_path / "artifacts"))
     monkeypatch.setenv("CHURN_STORE_DIR", str(store))
     monkeypatch.setenv("CHURN_DATA_DIR", str(data))
+    monkeypatch.setenv("CHURN_MODEL_NAME", "acme-churn")  # train, score-all and serve agree
 
     imported = invoke("import", "--map", str(exports / "mapping.yaml"), "--src", str(exports),
                       "--out", str(data))  # fmt: skip
-    assert "customers 400" in imported and "manifest.json" in imported
+    assert "customers 400" in imported and "import.json" in imported
     assert "acct_internal" in imported  # the unbilled test account is reported, not imported
     validated = invoke("validate", "--data", str(data))
     assert "valid" in validated and "minor units" not in validated
@@ -63,9 +64,9 @@ def test_vendor_exports_import_validate_train_and_score_end_to_end(
     invoke("features", "--data", str(data), "--monthly", "--out", str(labeled))
     check_ticket_features(pd.read_parquet(labeled), truth["tickets"])
     trained = invoke("train", "--features", str(labeled))
-    assert "churn-model v1" in trained  # champion or challenger: the gate's call, not ours
+    assert "acme-churn v1" in trained  # champion or challenger: the gate's call, not ours
     invoke("snapshot", "--data", str(data))
-    scored = invoke("score-all", "--model", "churn-model@1", "--no-rules")
+    scored = invoke("score-all", "--model", "acme-churn@1", "--no-rules")
     assert "customers scored" in scored
     scores = pd.read_parquet(store / "scores.parquet")
     active = truth["customers"]["churned_at"].isna().sum()
