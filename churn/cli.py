@@ -171,12 +171,11 @@ def _print_vocabulary(tables: Any) -> None:
     """The attribute types and event vocabulary the features will be built from."""
     from features.attributes import render_attributes
     from features.engine import default_vocabulary
-    from features.pipeline import default_as_of
     from features.vocabulary import render_vocabulary
 
     console.print(render_attributes(tables.customers, tables.options.attributes))
     if tables.events is not None and len(tables.events):
-        vocabulary = default_vocabulary(tables, default_as_of(tables))
+        vocabulary = default_vocabulary(tables)
         console.print(render_vocabulary(vocabulary, tables.events))
 
 

@@ -169,13 +169,17 @@ def present_sources(tables: RawTables, vocabulary: Vocabulary | None = None) -> 
     return present
 
 
-def default_vocabulary(tables: RawTables, as_of: Sequence[date]) -> Vocabulary:
-    """The export's vocabulary, chosen from events before the latest as-of date."""
+def default_vocabulary(tables: RawTables) -> Vocabulary:
+    """The export's vocabulary: its most frequent event types and features over the whole log.
+
+    A schema choice, like the list of features, made once per export: the labeled set and the
+    snapshot of one export get the same columns, so the model finds every column it was trained
+    on. Values stay point-in-time (only events before each as-of date are counted).
+    """
     options = tables.options
-    before = pd.Timestamp(max(as_of)) if as_of else None
     return infer_vocabulary(
         tables.events,
-        before,
+        None,
         options.max_event_types,
         options.max_product_features,
         options.sign_in_events,
@@ -306,7 +310,7 @@ def build_features(
     most frequent, :func:`default_vocabulary`).
     """
     spec = spec or LabelSpec()
-    vocabulary = vocabulary or default_vocabulary(tables, as_of)
+    vocabulary = vocabulary or default_vocabulary(tables)
     loaded = _load(tables, as_of, spec, engine, vocabulary)
     return _describe(_finish(_features(loaded, tables, vocabulary)), tables, vocabulary)
 
@@ -322,7 +326,7 @@ def build_labeled_set(
 
     Rows whose customer churned during the lead time are dropped (see ``features.labels``).
     """
-    vocabulary = vocabulary or default_vocabulary(tables, as_of)
+    vocabulary = vocabulary or default_vocabulary(tables)
     loaded = _load(tables, as_of, spec, engine, vocabulary)
     features = _features(loaded, tables, vocabulary)
     labels = loaded.fetch(definition(f"labels_{spec.kind}"))

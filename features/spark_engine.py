@@ -406,15 +406,12 @@ def snapshot_as_of_spark(export: SparkExport) -> date:
 # The pipeline on Spark DataFrames
 
 
-def vocabulary_spark(export: SparkExport, as_of: Sequence[date]) -> Vocabulary:
+def vocabulary_spark(export: SparkExport) -> Vocabulary:
     """Spark twin of :func:`features.engine.default_vocabulary`: the same ranking, in Spark."""
     options = export.options
-    events = export.tables.get("events")
-    if events is None:
+    before = export.tables.get("events")
+    if before is None:
         return Vocabulary(sign_in=tuple(options.sign_in_events or ()))
-    stamp = utc_timestamp("timestamp", events.schema["timestamp"].dataType)
-    cut = pd.Timestamp(max(as_of)).to_pydatetime() if as_of else None
-    before = events.where(stamp < F.lit(cut)) if cut is not None else events
 
     def ranked(column: str, cap: int) -> tuple[str, ...]:
         if column not in before.columns or cap == 0:
@@ -572,7 +569,7 @@ def build_features_spark(
     Same rows and values as DuckDB: one row per customer active at each as-of date, reading only
     rows stamped strictly before it.
     """
-    vocabulary = vocabulary or vocabulary_spark(export, as_of)
+    vocabulary = vocabulary or vocabulary_spark(export)
     _load_spark(engine, export, as_of, spec or LabelSpec(), vocabulary)
     return _features_spark(engine, export, vocabulary)
 
@@ -585,7 +582,7 @@ def build_labeled_set_spark(
     vocabulary: Vocabulary | None = None,
 ) -> DataFrame:
     """Spark twin of :func:`features.engine.build_labeled_set`: features + labels."""
-    vocabulary = vocabulary or vocabulary_spark(export, as_of)
+    vocabulary = vocabulary or vocabulary_spark(export)
     _load_spark(engine, export, as_of, spec, vocabulary)
     features = _features_spark(engine, export, vocabulary)
     labels = engine.query(definition(f"labels_{spec.kind}")).select(

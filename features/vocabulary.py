@@ -7,9 +7,11 @@ days, change against the previous 30 days, days since the last one, share of all
 count per active user. Every generated column gets a catalog entry from a template, so training,
 ``/score``, the UI and the docs read it like a hand-written one.
 
-The vocabulary (which terms get columns) is a schema choice made once, from events before the
-latest as-of date, and then passed explicitly, like the as-of dates: a model keeps the vocabulary
-it was trained with, and the values at each as-of date read only events before it.
+The vocabulary (which terms get columns) is a schema choice made once per export, over its whole
+event log, so the labeled set and the snapshot of one export get the same columns; it can be
+passed explicitly, like the as-of dates. The values at each as-of date read only events before
+it (a term first used later has zero counts there), which the leakage property test proves for
+arbitrary vocabularies.
 """
 
 from __future__ import annotations

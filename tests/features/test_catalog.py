@@ -40,7 +40,7 @@ def test_every_catalog_feature_is_computed_when_its_sources_are_present() -> Non
 def test_every_computed_feature_is_in_the_catalog_or_a_customer_attribute() -> None:
     tables = random_world(3)
     built = build_features(tables, [date(2024, 3, 15)])
-    vocabulary = default_vocabulary(tables, [date(2024, 3, 15)])
+    vocabulary = default_vocabulary(tables)
     generated = {f.name for f in generated_catalog(tables, vocabulary)}
     names = {f.name for f in FEATURES} | generated
     assert set(feature_columns(built)) <= names

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from features.contract import RawTables
-from features.engine import build_features
+from features.engine import build_features, default_vocabulary
 
 START = pd.Timestamp("2024-01-01", tz="UTC")
 DAYS = 150
@@ -238,8 +238,12 @@ def test_rows_stamped_on_or_after_as_of_change_no_feature(
 ) -> None:
     tables = random_world(world_seed, 12, event_types, product_features)
     as_of = START + pd.Timedelta(days=as_of_day)
-    before = build_features(tables, [as_of.date()])
-    after = build_features(perturb_after(tables, as_of, change_seed), [as_of.date()])
+    # the vocabulary (which terms get columns) is the export's schema, fixed like the as-of date
+    vocabulary = default_vocabulary(tables)
+    before = build_features(tables, [as_of.date()], vocabulary=vocabulary)
+    after = build_features(
+        perturb_after(tables, as_of, change_seed), [as_of.date()], vocabulary=vocabulary
+    )
     pd.testing.assert_frame_equal(before, after, check_exact=False, rtol=1e-12)
 
 

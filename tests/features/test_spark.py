@@ -27,7 +27,7 @@ from pyspark.sql import SparkSession
 
 from features.catalog import KEY_COLUMNS
 from features.contract import parse_tables
-from features.engine import build_features, build_labeled_set, definition
+from features.engine import build_features, build_labeled_set, default_vocabulary, definition
 from features.generator import generate_world
 from features.labels import LabelSpec
 from features.pipeline import default_as_of, snapshot_as_of
@@ -195,7 +195,10 @@ def test_rows_stamped_on_or_after_as_of_change_no_feature_on_spark(
     as_of = START + pd.Timedelta(days=as_of_day)
     day: list[date] = [as_of.date()]
     engine = SparkEngine(spark)
-    before = build_features(tables, day, engine=engine)
-    after = build_features(perturb_after(tables, as_of, change_seed), day, engine=engine)
+    vocabulary = default_vocabulary(tables)  # the export's schema, fixed like the as-of date
+    before = build_features(tables, day, engine=engine, vocabulary=vocabulary)
+    after = build_features(
+        perturb_after(tables, as_of, change_seed), day, engine=engine, vocabulary=vocabulary
+    )
     engine.close()
     assert_same_table(before, after)

@@ -11,8 +11,10 @@ import pytest
 
 from features.catalog import feature_info
 from features.contract import read_raw_tables
-from features.engine import build_features, catalog_of, default_vocabulary
+from features.engine import build_features, build_labeled_set, catalog_of, feature_columns
+from features.labels import LabelSpec
 from features.options import FeatureOptions, OptionsError, read_options
+from features.pipeline import build_snapshot
 from features.vocabulary import Vocabulary, infer_vocabulary, is_sign_in, slug
 from tests.features.test_leakage import random_world
 
@@ -103,16 +105,25 @@ def test_odd_names_make_unique_column_names() -> None:
     assert slug("Ünïcode ✓") == "unicode"
 
 
-def test_the_vocabulary_is_chosen_from_events_before_the_latest_as_of_date() -> None:
+def test_the_labeled_set_and_the_snapshot_of_one_export_get_the_same_columns() -> None:
+    tables = random_world(7)
+    labeled = build_labeled_set(tables, [AS_OF], LabelSpec())
+    snapshot = build_snapshot(tables)
+    assert labeled.attrs["vocabulary"] == snapshot.attrs["vocabulary"]
+    assert set(feature_columns(labeled)) == set(feature_columns(snapshot))
+
+
+def test_a_type_used_only_later_has_zero_counts_before_it_appears() -> None:
     tables = random_world(7)
     assert tables.events is not None
-    late = tables.events.assign(
+    late = tables.events.head(400).assign(
         event_type="launched_later", timestamp=pd.Timestamp("2024-05-20", tz="UTC")
     )
-    events = pd.concat([tables.events, late.head(500)], ignore_index=True)
-    vocabulary = infer_vocabulary(events, pd.Timestamp(AS_OF))
-    assert "launched_later" not in vocabulary.event_types
-    assert default_vocabulary(replace(tables, events=events), [AS_OF]) == vocabulary
+    events = pd.concat([tables.events, late], ignore_index=True)
+    assert "launched_later" in infer_vocabulary(events).event_types
+    built = build_features(replace(tables, events=events), [AS_OF])
+    assert built["type_launched_later_90d"].eq(0).all()
+    assert built["type_launched_later_days_since"].isna().all()
 
 
 def test_a_bad_features_yaml_names_the_line_and_key(tmp_path: Path) -> None:
