@@ -11,9 +11,18 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
+    allow_header_conformance,
     content_type_conformance,
+    ensure_resource_availability,
+    ignored_auth,
+    missing_required_header,
+    negative_data_rejection,
+    positive_data_acceptance,
+    response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
+    unsupported_method,
+    use_after_free,
 )
 
 from churn.settings import Settings
@@ -23,11 +32,22 @@ from tests.serving.conftest import KEY, REPO_PLAYBOOK
 
 pytestmark = pytest.mark.xdist_group("serving")
 
+# every check schemathesis has, including that valid data is accepted (positive) and invalid
+# data refused (negative)
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
     content_type_conformance,
     response_schema_conformance,
+    response_headers_conformance,
+    positive_data_acceptance,
+    negative_data_rejection,
+    missing_required_header,
+    unsupported_method,
+    ignored_auth,
+    use_after_free,
+    ensure_resource_availability,
+    allow_header_conformance,
 ]
 
 
