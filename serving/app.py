@@ -174,6 +174,20 @@ def served_features(state: ServingState, row: int) -> dict[str, Any]:
     return out
 
 
+def served_features_schema(state: ServingState) -> dict[str, Any]:
+    """The served model's ``features`` object as JSON Schema: every feature required, numbers
+    or strings by kind, null for missing, nothing else (what :func:`feature_problems` checks)."""
+    model = state.model
+    kinds = {name: ["string", "null"] if name in model.categories else ["number", "null"]
+             for name in model.features}  # fmt: skip
+    return {
+        "type": "object",
+        "properties": {name: {"type": kind} for name, kind in kinds.items()},
+        "required": list(model.features),
+        "additionalProperties": False,
+    }
+
+
 def api_key_check(
     settings: Settings,
     throttle: FailureThrottle | None = None,
@@ -588,6 +602,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
             live = {"customer_id": "crm-981", "features": served_features(state, 0)}
             if "ScoreRequest" in schemas:
                 schemas["ScoreRequest"]["examples"] = [{"customer_id": ids[0]}, live]
+                features = schemas["ScoreRequest"]["properties"]["features"]
+                features["anyOf"] = [served_features_schema(state), {"type": "null"}]
             if "BatchRequest" in schemas:
                 schemas["BatchRequest"]["examples"] = [
                     {"items": [{"customer_id": cid} for cid in ids] + [live]}

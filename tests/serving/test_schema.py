@@ -50,6 +50,10 @@ CHECKS = [
     allow_header_conformance,
 ]
 
+# Rules between fields that JSON Schema cannot state, so a schema-valid body may be refused:
+# a goal's target must be below its baseline (the UI's rule). Every other check still runs.
+CROSS_FIELD_RULES = {("PUT", "/workflows/goal")}
+
 
 @pytest.fixture(scope="module")
 def api_schema(deployment: object) -> schemathesis.BaseSchema:
@@ -73,6 +77,9 @@ def test_the_api_honours_its_openapi_schema(api_schema: schemathesis.BaseSchema)
             max_examples=30, deadline=None, database=None, suppress_health_check=list(HealthCheck)
         )
         def check(case: schemathesis.Case) -> None:
-            case.call_and_validate(headers={"X-API-Key": KEY}, checks=CHECKS)
+            checks = CHECKS
+            if (case.operation.method.upper(), case.operation.path) in CROSS_FIELD_RULES:
+                checks = [c for c in CHECKS if c is not positive_data_acceptance]
+            case.call_and_validate(headers={"X-API-Key": KEY}, checks=checks)
 
         check()
