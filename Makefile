@@ -9,7 +9,7 @@ DEMO_DATA ?= data/demo
 DEMO_CUSTOMERS ?= 5000
 DEMO_MONTHS ?= 24
 
-.PHONY: demo test lint typecheck pytest install install-test browser uv clean
+.PHONY: demo test lint typecheck pytest install install-test browser uv clean audit
 
 uv:
 	@$(UV) --version >/dev/null 2>&1 || { \
@@ -59,6 +59,22 @@ pytest: install-test browser
 	$(BIN)/pytest -n 2 --dist loadgroup -q
 
 test: lint typecheck pytest
+
+# Known-vulnerable pins in uv.lock (all extras), by pip-audit against PyPI's vulnerability data
+# (AUDIT_SERVICE=osv for OSV). --strict: a pin the database cannot look up fails the audit
+# instead of being skipped, so an unreachable or incomplete database never reads as a pass.
+# Not part of `make test`: it needs the network (see docs/security.md).
+AUDIT_SERVICE ?= pypi
+audit: uv
+	@reqs=$$(mktemp); trap 'rm -f "$$reqs"' EXIT; \
+	$(UV) export --frozen --format requirements-txt --no-hashes --no-emit-project --all-extras \
+	  --quiet > "$$reqs"; \
+	echo "auditing $$(grep -c '==' "$$reqs") pinned packages against $(AUDIT_SERVICE)"; \
+	$(UV) tool run --from pip-audit pip-audit --strict --disable-pip --no-deps \
+	  --progress-spinner off --vulnerability-service $(AUDIT_SERVICE) -r "$$reqs" \
+	  || { echo "dependency audit FAILED: a pin is known to be vulnerable, or the $(AUDIT_SERVICE)" \
+	       "vulnerability database could not be reached or could not look a pin up (see above)." \
+	       "Nothing was audited as safe."; exit 1; }
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

@@ -17,9 +17,11 @@ snapshot -> train -> score-all, which also records the history and runs the rule
 Every ``--window`` seconds it prints one row: /score requests, errors (non-200 or transport),
 p50 and p99 latency, report calls and their errors, reloads, and the server's RSS (VmRSS of the
 process). At the end: totals, overall p50/p99/max, and RSS growth from the first to the last
-sample. Targets (issue 16): 0 errors, /score p99 <= 10 ms, RSS growth <= 10 %. The load
-generator shares the machine with the server: on a small machine the client is part of what is
-measured, and the load average is printed.
+sample, and the server-side /score latency from the service's own histogram (``/metrics``
+before and after), which a starved load generator cannot inflate. Targets (issue 16): 0
+errors, /score p99 <= 10 ms, RSS growth <= 10 %. The load generator shares the machine with the
+server: on a small machine the client is part of what is measured, and the load average is
+printed.
 """
 
 from __future__ import annotations
@@ -55,21 +57,22 @@ def bench_serve() -> ModuleType:
     return module
 
 
-def rss_mb(pid: int) -> float:
-    """Resident memory of ``pid`` and its children (uvicorn workers), in MB."""
-    total = 0
-    pids = [pid]
-    children = Path(f"/proc/{pid}/task/{pid}/children")
-    if children.exists():
-        pids += [int(p) for p in children.read_text().split()]
-    for one in pids:
+def rss_mb(pid: int) -> tuple[float, float]:
+    """Resident memory in MB of the server process itself, and of its children (the report
+    worker, uvicorn workers)."""
+
+    def one(p: int) -> float:
         try:
-            for line in Path(f"/proc/{one}/status").read_text().splitlines():
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
+                    return int(line.split()[1]) / 1024
         except OSError:
-            continue
-    return total / 1024
+            pass
+        return 0.0
+
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    kids = [int(p) for p in children.read_text().split()] if children.exists() else []
+    return one(pid), sum(one(k) for k in kids)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -206,18 +209,20 @@ class Soak:
         for name in ("score_errors", "reports", "report_errors", "reloads", "reload_errors"):
             setattr(self.totals, name, getattr(self.totals, name) + getattr(w, name))
         self.totals.error_samples += w.error_samples
+        own, children = rss_mb(pid)
         row = {
             "t": t, "scores": len(w.score_ms) + w.score_errors, "errors": w.score_errors,
             "p50": percentile(w.score_ms, 50), "p99": percentile(w.score_ms, 99),
             "reports": w.reports, "report_errors": w.report_errors, "reloads": w.reloads,
-            "reload_errors": w.reload_errors, "rss": rss_mb(pid),
+            "reload_errors": w.reload_errors, "rss": own, "rss_children": children,
             "lag99": percentile(w.lag_ms, 99),
         }  # fmt: skip
         console.print(
             f"{t:6.0f} s  /score {row['scores']:6d}  err {row['errors']:3d}  "
             f"p50 {row['p50']:7.2f} ms  p99 {row['p99']:8.2f} ms  reports {w.reports:4d} "
             f"(err {w.report_errors})  reloads {w.reloads} (err {w.reload_errors})  "
-            f"RSS {row['rss']:7.1f} MB  client lag p99 {row['lag99']:7.1f} ms"
+            f"RSS {row['rss']:6.0f} MB (+{row['rss_children']:.0f} MB worker)  "
+            f"client lag p99 {row['lag99']:7.1f} ms"
         )
         return row
 
@@ -259,9 +264,12 @@ def main() -> None:
     )
     with serve.running(argv, serve.deployment_env(work), "/readyz", work / "soak-server.log") as p:
         soak = Soak(port, serve.API_KEY, ids_list, args)
+        before = serve.scrape(port)
         rows = asyncio.run(soak.run(p.pid, console))
+        server = serve.server_timing(before, serve.scrape(port), "/score")
     totals = soak.totals
-    first, last = rows[0]["rss"], rows[-1]["rss"]
+    # the first sample after warm-up (the report worker starts with the first report)
+    first, last = rows[min(1, len(rows) - 1)]["rss"], rows[-1]["rss"]
     peak = max(r["rss"] for r in rows)
     growth = (last / first - 1) * 100 if first else float("nan")
     elapsed = max(rows[-1]["t"], 1e-9)
@@ -275,9 +283,16 @@ def main() -> None:
         ("/score p50", f"{percentile(soak.all_ms, 50):.2f} ms"),
         ("/score p99", f"{percentile(soak.all_ms, 99):.2f} ms"),
         ("/score max", f"{max(soak.all_ms, default=float('nan')):.1f} ms"),
+        ("/score server-side p50 / p99 (histogram)",
+         "-" if server is None
+         else f"{server.quantile(0.5) * 1000:.2f} / {server.quantile(0.99) * 1000:.2f} ms"),
+        ("/score server-side mean, within 10 ms",
+         "-" if server is None
+         else f"{server.mean * 1000:.2f} ms, {server.share_within(0.01):.2%}"),
         ("report calls (errors)", f"{totals.reports} ({totals.report_errors})"),
         ("reloads (errors)", f"{totals.reloads} ({totals.reload_errors})"),
-        ("RSS first / peak / last", f"{first:.0f} / {peak:.0f} / {last:.0f} MB"),
+        ("server RSS first / peak / last", f"{first:.0f} / {peak:.0f} / {last:.0f} MB"),
+        ("report worker RSS last", f"{rows[-1]['rss_children']:.0f} MB"),
         ("RSS growth first -> last", f"{growth:+.1f} %"),
         ("load average (1 min) after", f"{os.getloadavg()[0]:.2f}"),
     ]  # fmt: skip

@@ -158,6 +158,36 @@ def throttled(seconds: float, what: str) -> ThrottledError:
     )
 
 
+def served_features(state: ServingState, row: int) -> dict[str, Any]:
+    """A served customer's features as a live request sends them (categories as their names,
+    missing values as null)."""
+    model, x = state.model, state.X[row]
+    out: dict[str, Any] = {}
+    for j, name in enumerate(model.features):
+        value = float(x[j])
+        if value != value:
+            out[name] = None
+        elif name in model.categories:
+            out[name] = model.categories[name][int(value)]
+        else:
+            out[name] = value
+    return out
+
+
+def served_features_schema(state: ServingState) -> dict[str, Any]:
+    """The served model's ``features`` object as JSON Schema: every feature required, numbers
+    or strings by kind, null for missing, nothing else (what :func:`feature_problems` checks)."""
+    model = state.model
+    kinds = {name: ["string", "null"] if name in model.categories else ["number", "null"]
+             for name in model.features}  # fmt: skip
+    return {
+        "type": "object",
+        "properties": {name: {"type": kind} for name, kind in kinds.items()},
+        "required": list(model.features),
+        "additionalProperties": False,
+    }
+
+
 def api_key_check(
     settings: Settings,
     throttle: FailureThrottle | None = None,
@@ -555,6 +585,33 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
                 "as_of": summary["as_of"], "customers": summary["customers"]}  # fmt: skip
         return Response(orjson.dumps(body), media_type=JSON)
 
+    generic_openapi = app.openapi
+    built_for: list[object] = [None]
+
+    def openapi() -> dict[str, Any]:
+        """The schema with examples from the served state (a real id, that customer's
+        features), so every example the docs show is one the API accepts."""
+        state = runtime.state
+        if app.openapi_schema is not None and built_for[0] is state:
+            return app.openapi_schema
+        app.openapi_schema = None
+        schema = generic_openapi()
+        if state is not None and len(state.customer_ids):
+            schemas = schema.get("components", {}).get("schemas", {})
+            ids = [str(c) for c in state.customer_ids[:2]]
+            live = {"customer_id": "crm-981", "features": served_features(state, 0)}
+            if "ScoreRequest" in schemas:
+                schemas["ScoreRequest"]["examples"] = [{"customer_id": ids[0]}, live]
+                features = schemas["ScoreRequest"]["properties"]["features"]
+                features["anyOf"] = [served_features_schema(state), {"type": "null"}]
+            if "BatchRequest" in schemas:
+                schemas["BatchRequest"]["examples"] = [
+                    {"items": [{"customer_id": cid} for cid in ids] + [live]}
+                ]
+        app.openapi_schema, built_for[0] = schema, state
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     mount_ui(app, lambda: runtime, settings, auth_throttle, metrics)
     mount_workflows(app, settings, require_key)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)

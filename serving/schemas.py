@@ -65,7 +65,16 @@ class ScoreRequest(BaseModel):
             "examples": [
                 {"customer_id": "C000042"},
                 {"customer_id": "crm-981", "features": EXAMPLE_FEATURES},
-            ]
+            ],
+            # the rules of ``_one_way`` in the schema: features, or an id without as_of
+            "anyOf": [
+                {"required": ["features"], "properties": {"features": {"type": "object"}}},
+                {
+                    "required": ["customer_id"],
+                    "properties": {"customer_id": {"type": "string"}},
+                    "not": {"required": ["as_of"], "properties": {"as_of": {"type": "string"}}},
+                },
+            ],
         },
     )
 

@@ -284,6 +284,35 @@ def tracking_uri(settings: Settings) -> str:
     )
 
 
+def sqlite_identity(uri: str) -> tuple[int, int] | None:
+    """(device, inode) of a ``sqlite:///`` registry file: it changes when the file is replaced
+    (restored from a backup, copied in by a deploy), not when it is written to."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    try:
+        stat = Path(uri.removeprefix("sqlite:///")).stat()
+    except OSError:
+        return None
+    return (stat.st_dev, stat.st_ino)
+
+
+def reopen_registry(uri: str) -> None:
+    """Forget MLflow's cached stores and pooled connections for ``uri``: they still read the
+    replaced file's old inode, so the server would never see the new file's aliases."""
+    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as RegistryStore
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore as TrackingStore
+    from mlflow.tracking._model_registry.registry import ModelRegistryStoreRegistry
+    from mlflow.tracking._tracking_service.registry import TrackingStoreRegistry
+
+    for store in (RegistryStore, TrackingStore):
+        with store._engine_map_lock:
+            engine = store._engine_map.pop(uri, None)
+        if engine is not None:
+            engine.dispose()
+    ModelRegistryStoreRegistry._get_store_with_resolved_uri.cache_clear()
+    TrackingStoreRegistry._get_store_with_resolved_uri.cache_clear()
+
+
 class Runtime:
     """Holds the current :class:`ServingState`; reloads are serialised, reads never wait."""
 
@@ -295,6 +324,7 @@ class Runtime:
         self.last_error: str | None = None
         self._lock = threading.Lock()
         self._failed_stamp: SourceStamp | None = None
+        self._registry_identity = sqlite_identity(self.tracking_uri)
 
     def current(self) -> ServingState:
         state = self.state
@@ -311,6 +341,11 @@ class Runtime:
         from mlflow.tracking import MlflowClient
 
         s = self.settings
+        identity = sqlite_identity(self.tracking_uri)
+        if identity != self._registry_identity:
+            log.info("the registry file %s was replaced: reopening it", self.tracking_uri)
+            reopen_registry(self.tracking_uri)
+            self._registry_identity = identity
         try:
             version = MlflowClient(tracking_uri=self.tracking_uri).get_model_version_by_alias(
                 s.model_name, s.model_alias

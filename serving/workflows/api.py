@@ -206,6 +206,7 @@ def workflows_router(
         responses=WORKFLOW_ERRORS,
     )
     ledger = workflows.ledger
+    rendered: list[tuple[Any, bytes] | None] = [None]
 
     @router.get("/alerts", summary="Alerts, newest first (open, cleared or all)")
     def list_alerts(
@@ -312,7 +313,11 @@ def workflows_router(
     )
     def report() -> Response:
         loop, _ = workflows.closed_loop()
-        return _json(loop_json(loop))
+        cached = rendered[0]
+        if cached is None or cached[0] is not loop:  # one rendering per computed loop
+            cached = (loop, bytes(_json(loop_json(loop)).body))
+            rendered[0] = cached
+        return Response(cached[1], media_type=JSON)
 
     return router
 

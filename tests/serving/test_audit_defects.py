@@ -61,3 +61,13 @@ def test_ids_with_a_slash_can_be_opened(deployment: Deployment, tmp_path: Path) 
         assert page.status_code == 200 and "acme/emea" in page.text
         metrics = client.get("/metrics", headers=HEADERS).text
         assert 'route="/customers/{customer_id}/explanation"' in metrics
+
+
+def test_the_openapi_examples_are_accepted(client: TestClient) -> None:
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    for example in schemas["ScoreRequest"]["examples"]:
+        response = client.post("/score", json=example, headers=HEADERS)
+        assert response.status_code == 200, response.text
+    for example in schemas["BatchRequest"]["examples"]:
+        response = client.post("/score/batch", json=example, headers=HEADERS)
+        assert response.status_code == 200, response.text

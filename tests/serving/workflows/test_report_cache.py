@@ -62,3 +62,22 @@ def test_a_report_that_waits_too_long_for_a_computation_gets_503(tmp_path: Path)
             raise AssertionError("a caller must not queue behind a computation forever")
     response = TestClient(world.app).get("/workflows/report", headers=HEADERS)
     assert response.status_code == 200
+
+
+def test_memory_stays_flat_across_repeated_report_calls(tmp_path: Path) -> None:
+    import gc
+    import tracemalloc
+
+    world = build_world(tmp_path)
+    client = TestClient(world.app)
+    for _ in range(5):  # warm: the first computation and the client's own buffers
+        assert client.get("/workflows/report", headers=HEADERS).status_code == 200
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for _ in range(200):
+        client.get("/workflows/report", headers=HEADERS)
+    gc.collect()
+    grown = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    assert grown < 2_000_000, f"{grown / 1e6:.1f} MB kept by 200 report calls"
