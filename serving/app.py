@@ -283,6 +283,26 @@ KQuery = Annotated[
 ]
 
 
+def mount_local_docs(app: FastAPI) -> None:
+    """``/docs``: Swagger UI from the ``swagger-ui-bundle`` package, never from a CDN."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.responses import HTMLResponse
+    from fastapi.staticfiles import StaticFiles
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount("/docs-static", StaticFiles(directory=swagger_ui_path), name="docs-static")
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title=f"{app.title} - API docs",
+            swagger_js_url="/docs-static/swagger-ui-bundle.js",
+            swagger_css_url="/docs-static/swagger-ui.css",
+            swagger_favicon_url="/docs-static/favicon-32x32.png",
+        )
+
+
 def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     """The API for one deployment; ``runtime`` may be pre-loaded (tests, benchmarks)."""
     runtime = runtime or Runtime(settings)
@@ -346,10 +366,12 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
             "`docs/crm-integration.md`; how the numbers are made: `docs/scoring.md`."
         ),
         lifespan=lifespan,
-        docs_url="/docs" if docs_open else None,
-        redoc_url="/redoc" if docs_open else None,
+        docs_url=None,  # served below from local files: FastAPI's page loads a CDN
+        redoc_url=None,
         openapi_url="/openapi.json" if docs_open else None,
     )
+    if docs_open:
+        mount_local_docs(app)
     app.state.runtime = runtime
     app.state.metrics = metrics
     auth_throttle = FailureThrottle(free=settings.auth_failures_before_backoff)

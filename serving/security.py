@@ -32,7 +32,7 @@ COMMON_HEADERS = [
     (b"referrer-policy", b"same-origin"),
 ]
 CSP_HEADER = (b"content-security-policy", CSP.encode())
-NO_CSP_PATHS = ("/docs", "/redoc")
+NO_CSP_PATHS = ("/docs",)
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
