@@ -50,8 +50,9 @@ print_report(validate(tables, now=pd.Timestamp(end) + pd.Timedelta(days=1)))
 retention_summary(tables, start, end)
 
 # %%
-monthly_metrics(tables, start, end)[["customers_start", "churn_rate", "gross_mrr_churn",
-                                     "net_revenue_retention", "arpa"]].round(3)
+monthly_metrics(tables, start, end)[
+    ["customers_start", "churn_rate", "gross_mrr_churn", "net_revenue_retention", "arpa"]
+].round(3)
 
 # %% [markdown]
 # ## Cohorts: share of each signup month still active k months later

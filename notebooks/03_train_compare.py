@@ -40,16 +40,24 @@ CUSTOMERS, MONTHS = (600, 18) if SMALL else (5000, 24)
 settings = Settings()
 config = load_train_config(None)  # or a YAML file: the same keys as `churn train --config`
 tables = parse_tables(generate_world(CUSTOMERS, MONTHS, seed=42).tables)
-spec = LabelSpec(horizon_days=settings.horizon_days, lead_days=settings.lead_days,
-                 gap_days=settings.resubscribe_gap_days)
+spec = LabelSpec(
+    horizon_days=settings.horizon_days,
+    lead_days=settings.lead_days,
+    gap_days=settings.resubscribe_gap_days,
+)
 labeled = build_labeled_set(tables, default_as_of(tables), spec)
 record = label_record(spec, observed_until(tables), labeled)
 
 # %%
-report = train_and_register(labeled, config, model_name=settings.model_name_for("export"),
-                            tracking_uri=settings.mlflow_tracking_uri,
-                            artifact_root=settings.mlflow_artifact_root, record=record,
-                            data_description=f"generated: {CUSTOMERS} customers, {MONTHS} months")
+report = train_and_register(
+    labeled,
+    config,
+    model_name=settings.model_name_for("export"),
+    tracking_uri=settings.mlflow_tracking_uri,
+    artifact_root=settings.mlflow_artifact_root,
+    record=record,
+    data_description=f"generated: {CUSTOMERS} customers, {MONTHS} months",
+)
 result = report.result
 print(result.split.description)
 metrics_table(result.metrics, title="Test window: model vs baselines")
