@@ -4,9 +4,11 @@ The search is small on purpose: a few tree shapes (leaf count, depth, minimum ch
 grown to at most ``max_trees`` trees with early stopping on the validation log loss. Serving
 explains every score, so an explanation we cannot afford is not a model we can serve: each
 shape's exact TreeSHAP cost per tree is measured on the spot (``PROBE_TREES`` trees, one
-thread, validation rows) and its tree count capped so the whole model stays within
-``explain_budget_ms`` per customer; the finished candidate is measured again. The eligible shape
-with the lowest validation log loss wins; the test window is never looked at.
+thread, validation rows) and its tree count capped, on a coarse grid of steps, so the whole
+model stays within ``explain_budget_ms`` per customer; the finished candidate is measured again
+for the record. The coarse grid keeps the choice reproducible: timing noise rarely moves a cap
+from one step to the next. The shape with the lowest validation log loss wins; the test window
+is never looked at.
 
 The served model is then refit on every complete labeled row with the chosen shape and
 iteration count. Its Platt map is fitted on out-of-fold margins: the same recipe fitted on two
@@ -69,6 +71,21 @@ def shap_cost_ms(booster: lgb.Booster, X: np.ndarray) -> float:
     return float(best * 1000 / max(len(rows), 1))
 
 
+TREE_STEPS = (20, 30, 50, 75, 100, 150, 200, 300, 500, 750, 1000, 1500, 2000)
+"""Tree caps a shape may get. A timing only picks a step, so the timing noise of a loaded machine
+rarely changes the cap, and the same data then gives the same model (reproducibility)."""
+
+
+def tree_cap(budget_ms: float, per_tree_ms: float, max_trees: int) -> int:
+    """The largest step whose estimated TreeSHAP cost (steps x cost per tree) fits the budget."""
+    if per_tree_ms <= 0:
+        return max_trees
+    fits = [step for step in TREE_STEPS if step * per_tree_ms <= budget_ms and step <= max_trees]
+    if max_trees * per_tree_ms <= budget_ms:
+        return max_trees
+    return fits[-1] if fits else 0
+
+
 def search_capacity(
     X_train: np.ndarray,
     y_train: np.ndarray,
@@ -87,17 +104,15 @@ def search_capacity(
         # TreeSHAP time grows linearly with the trees: measure a few, cap the count to the budget
         probe = fit_fixed(X_train, y_train, features, categorical, fit, PROBE_TREES)
         per_tree = shap_cost_ms(probe, X_valid) / max(probe.num_trees(), 1)
-        cap = int(budget_ms / per_tree) if per_tree > 0 else config.max_trees
+        cap = tree_cap(budget_ms, per_tree, config.max_trees)
         if cap < MIN_TREES:
             continue  # this shape cannot be explained in budget even with a handful of trees
-        fit = replace(fit, max_trees=min(config.max_trees, cap))
+        fit = replace(fit, max_trees=cap)
         booster = fit_booster(X_train, y_train, X_valid, y_valid, features, categorical, fit)
         margin = np.asarray(booster.predict(X_valid, raw_score=True))
         loss = float(log_loss(y_valid, 1 / (1 + np.exp(-margin)), labels=[0, 1]))
-        cost = shap_cost_ms(booster, X_valid)
-        fitted.append(
-            (booster, Candidate(dict(shape), booster.num_trees(), loss, cost, cost <= budget_ms))
-        )
+        cost = shap_cost_ms(booster, X_valid)  # logged; the cap already keeps it in budget
+        fitted.append((booster, Candidate(dict(shape), booster.num_trees(), loss, cost, True)))
     if not fitted:  # not even the smallest shape fits the budget: fit it anyway, say so
         fit = FitConfig(**{**config.__dict__, "params": {**config.params, **SHAPES[0]}})
         booster = fit_booster(X_train, y_train, X_valid, y_valid, features, categorical, fit)
