@@ -35,10 +35,14 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import duckdb
 import numpy as np
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from features.contract import load_valid_tables
 from features.engine import build_labeled_set, feature_columns
@@ -50,15 +54,19 @@ from features.importers.churnsim import (
     read_observations,
 )
 from features.pipeline import default_as_of
+from training.evaluation import evaluate
 from training.fit import FitConfig
 from training.pipeline import TrainConfig, TrainResult, train
-from training.split import MIN_CHURNERS
+from training.split import MIN_CHURNERS, Split
 
 METHODS = {
     "model": "Our model (LightGBM, Platt-calibrated)",
     "health_score": "Hand-weighted health score (default config)",
     "logistic": "Logistic regression (same features)",
 }
+REFERENCE = "SOURCE.md reference: logistic, log(1 + 28-day count) per event type"
+SOURCE_TRAIN_END, SOURCE_TEST_START = "2022-06-10", "2022-07-10"  # SOURCE.md's split
+SOURCE_REFERENCE_AUC = 0.573  # SOURCE.md, L2 logistic on 28-day counts, that split
 SEEDS = (0, 1, 2, 3, 4)
 VALIDATION_NOW = pd.Timestamp("2026-01-01", tz="UTC")  # fixed, so the run is reproducible
 T = TypeVar("T")
@@ -111,6 +119,41 @@ def closed_dates(labeled: pd.DataFrame) -> np.ndarray:
     return closed.index[closed.to_numpy()].to_numpy()
 
 
+def event_type_reference(folder: Path, labeled: pd.DataFrame, split: Split) -> dict[str, float]:
+    """``SOURCE.md``'s reference model on our split and rows: L2 logistic regression on
+    log(1 + count) of each event type in the 28 days before the observation date (events
+    strictly before it). It reads the imported ``events.parquet``, so it checks the import too."""
+    keys = ["customer_id", "as_of"]
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        con.execute("SET enable_progress_bar = false")
+        con.register("obs", labeled[keys])
+        counts = con.execute(
+            """
+            SELECT o.customer_id, o.as_of, e.event_type, COUNT(*) AS n
+            FROM obs AS o
+            JOIN read_parquet(?) AS e
+              ON e.customer_id = o.customer_id
+             AND e."timestamp" < CAST(o.as_of AS TIMESTAMPTZ)
+             AND e."timestamp" >= CAST(o.as_of AS TIMESTAMPTZ) - INTERVAL 28 DAY
+            GROUP BY ALL
+            """,
+            [str(folder / "events.parquet")],
+        ).df()
+    finally:
+        con.close()
+    counts["customer_id"] = counts["customer_id"].astype("string")
+    counts["as_of"] = pd.to_datetime(counts["as_of"]).astype("datetime64[us]")
+    wide = counts.pivot_table(index=keys, columns="event_type", values="n", fill_value=0)
+    rows = labeled[keys].merge(wide.reset_index(), on=keys, how="left").drop(columns=keys)
+    x = np.log1p(rows.fillna(0).to_numpy(dtype=float))
+    y = labeled["churned"].to_numpy()
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    model.fit(x[split.train], y[split.train])
+    return evaluate(y[split.test], model.predict_proba(x[split.test])[:, 1], None)
+
+
 def _with_seed(config: TrainConfig, seed: int) -> TrainConfig:
     return TrainConfig(
         horizon_days=config.horizon_days, label=config.label, test_dates=config.test_dates,
@@ -144,8 +187,20 @@ def run(data: Path, out: Path) -> dict[str, Any]:
         "observations": [train(obs_labeled, _with_seed(obs_config, s)).metrics for s in SEEDS],
         "contract": [train(contract, _with_seed(contract_config, s)).metrics for s in SEEDS],
     }
+    reference = event_type_reference(folder, obs_labeled, obs_result.split)
+    as_of = obs_labeled["as_of"]
+    train_rows, test_rows = (
+        (as_of < SOURCE_TRAIN_END).to_numpy(),
+        (as_of >= SOURCE_TEST_START).to_numpy(),
+    )
+    source_split = Split(
+        "out-of-time", train_rows, ~train_rows & ~test_rows, test_rows, "SOURCE.md"
+    )
+    reference_source = event_type_reference(folder, obs_labeled, source_split)
     events = tables.events
     return {
+        "reference": reference,
+        "reference_source_split": reference_source,
         "log": log,
         "report": report,
         "events": 0 if events is None else len(events),
@@ -154,6 +209,15 @@ def run(data: Path, out: Path) -> dict[str, Any]:
         "contract": (contract[contract["as_of"].isin(closed_dates(contract))], contract_result),
         "spread": spread,
     }
+
+
+def _source_check(measured: dict[str, Any]) -> str:
+    auc = measured["reference_source_split"]["roc_auc"]
+    return (
+        f"Import check: the reference model on SOURCE.md's own split (train observations before "
+        f"{SOURCE_TRAIN_END}, test from {SOURCE_TEST_START}) reaches ROC-AUC {auc:.3f}; "
+        f"SOURCE.md reports {SOURCE_REFERENCE_AUC}."
+    )
 
 
 def _cell(value: float) -> str:
@@ -186,7 +250,7 @@ def markdown(measured: dict[str, Any]) -> list[str]:
         "## ChurnSim crm6 (independent simulator's B2B CRM export): import, vocabulary, scale",
         "",
         f"`churn import churnsim` (`features/importers/churnsim.py`): {measured['events']:,} "
-        f"events of {measured['event_types']} types after the export date, multi-user accounts, "
+        f"events before the export date, of {measured['event_types']} types, multi-user accounts, "
         "base plans with add-ons summed per billing period. `churn validate`: "
         f"{measured['report'].summary()}. Churn is mostly random by design (`SOURCE.md`: about "
         "0.55-0.58 ROC-AUC for its reference models, ±0.13 on one month of observations); a "
@@ -211,7 +275,11 @@ def markdown(measured: dict[str, Any]) -> list[str]:
             m = result.metrics[method]
             spread = _spread(measured["spread"][key], method) if method == "model" else "-"
             lines.append(f"| {name} | {_cell(m['roc_auc'])} | {_cell(m['pr_auc'])} | {spread} |")
+        if key == "observations":
+            ref = measured["reference"]
+            lines.append(f"| {REFERENCE} | {_cell(ref['roc_auc'])} | {_cell(ref['pr_auc'])} | - |")
         lines.append("")
+    lines += [_source_check(measured), ""]
     lines += ["| step | seconds | peak RSS (GB) |", "|---|---:|---:|"]
     lines += [f"| {step} | {seconds:.1f} | {rss:.2f} |" for step, seconds, rss in measured["log"]]
     return [*lines, ""]
@@ -233,6 +301,11 @@ def print_tables(measured: dict[str, Any], console: Console) -> None:
                 f"{len(test):,}", f"{int(test['churned'].sum())}", _cell(m["roc_auc"]),
                 _cell(m["pr_auc"]), spread,
             )  # fmt: skip
+        if key == "observations":
+            ref = measured["reference"]
+            table.add_row(
+                REFERENCE, "", "", "", "", _cell(ref["roc_auc"]), _cell(ref["pr_auc"]), "-"
+            )
         console.print(table)
         used = len(result.model.features)
         console.print(f"{used} features used of {len(feature_columns(labeled))} built")
@@ -243,6 +316,7 @@ def print_tables(measured: dict[str, Any], console: Console) -> None:
         steps.add_row(step, f"{seconds:.1f}", f"{rss:.2f}")
     console.print(steps)
     console.print(f"validate: {measured['report'].summary()}")
+    console.print(_source_check(measured))
 
 
 def main() -> None:

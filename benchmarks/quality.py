@@ -140,27 +140,31 @@ def churnsim_rows(data: Path) -> Iterator[Row]:
     yield measure("ChurnSim crm6 observations", labeled, config_for(spec))
 
 
+def _world(seed: int, customers: int, months: int, renamed: bool) -> Iterator[Row]:
+    from features.anonymize import rename_vocabulary
+    from features.contract import parse_tables
+
+    with tempfile.TemporaryDirectory() as tmp:
+        world = generate_world(customers, months, seed=seed)
+        write_world(world, Path(tmp))
+        tables = parse_tables(world.tables)
+        if renamed:  # every event type, product feature and attribute column made meaningless
+            tables = parse_tables(rename_vocabulary(tables, seed))
+        spec = LabelSpec()
+        labeled = build_labeled_set(tables, default_as_of(tables), spec)
+        oracle = oracle_probabilities(labeled, Path(tmp) / "truth", spec.horizon_days)
+    name = f"synthetic world{', renamed vocabulary' if renamed else ''}, seed {seed}"
+    yield measure(name, labeled, config_for(spec), oracle)
+
+
 def world_rows(customers: int, months: int) -> Iterator[Row]:
     for seed in WORLD_SEEDS:
-        with tempfile.TemporaryDirectory() as tmp:
-            world = generate_world(customers, months, seed=seed)
-            write_world(world, Path(tmp))
-            from features.contract import parse_tables
-
-            tables = parse_tables(world.tables)
-            spec = LabelSpec()
-            labeled = build_labeled_set(tables, default_as_of(tables), spec)
-            oracle = oracle_probabilities(labeled, Path(tmp) / "truth", spec.horizon_days)
-        yield measure(f"synthetic world, seed {seed}", labeled, config_for(spec), oracle)
+        yield from _world(seed, customers, months, renamed=False)
 
 
-def renamed_world_rows() -> Iterator[Row]:
-    """Hook: the synthetic world with its event vocabulary renamed (issue 14, not on main yet).
-
-    When the generator can rename its vocabulary, yield ``measure(...)`` on it here; the row
-    then proves the features do not depend on our own event names.
-    """
-    return iter(())
+def renamed_world_rows(customers: int, months: int) -> Iterator[Row]:
+    """The first world seed with a meaningless vocabulary: features must not need our names."""
+    yield from _world(WORLD_SEEDS[0], customers, months, renamed=True)
 
 
 def all_rows(data: Path, customers: int, months: int, skip: set[str]) -> list[Row]:
@@ -169,7 +173,7 @@ def all_rows(data: Path, customers: int, months: int, skip: set[str]) -> list[Ro
         "cdnow": lambda: cdnow_rows(data),
         "churnsim": lambda: churnsim_rows(data),
         "world": lambda: world_rows(customers, months),
-        "renamed": renamed_world_rows,
+        "renamed": lambda: renamed_world_rows(customers, months),
     }
     rows: list[Row] = []
     for name, rows_of in sources.items():

@@ -656,6 +656,31 @@ def serve(
     run_server(settings, host, port, workers)
 
 
+map_app = typer.Typer(no_args_is_help=True, help="Mapping files for your own exports.")
+app.add_typer(map_app, name="map")
+
+
+@map_app.command("suggest")
+@friendly_errors
+def map_suggest(
+    src: Annotated[Path, typer.Option(help="Folder of exports (CSV, Parquet, JSON lines).")],
+    out: Annotated[Path | None, typer.Option(help="Write the mapping here, else print it.")] = None,
+    currency: Annotated[str, typer.Option(help="ISO 4217 currency of the amounts.")] = "usd",
+) -> None:
+    """Propose a mapping file from the headers and sample values of the files under --src."""
+    from features.importers.suggest import suggest, suggestion_yaml
+
+    if not src.is_dir():
+        raise ChurnError(f"The source folder {src} does not exist; pass --src DIR.")
+    text = suggestion_yaml(suggest(src), currency)
+    if out is None:
+        typer.echo(text, nl=False)
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    console.print(f"[green]wrote[/] {out}: read it, then churn import --map {out} --src {src}")
+
+
 rules_app = typer.Typer(no_args_is_help=True, help="Retention workflow rules (rules.yaml).")
 app.add_typer(rules_app, name="rules")
 

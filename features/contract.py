@@ -1523,7 +1523,9 @@ def validate_folder(folder: Path, now: pd.Timestamp) -> tuple[RawTables | None, 
     options, problems = _read_options(folder)
     findings += problems
     if any(table not in frames for table in REQUIRED_TABLES):
-        order = sorted(findings, key=_severity_order)
+        for name, frame in frames.items():  # a missing table must not hide the other problems
+            findings += _check_table(name, _checkable(name, frame), _as_utc(now))[0]
+        order = sorted(_without_echoes(findings), key=_severity_order)
         return None, ValidationReport(tuple(order), {n: len(f) for n, f in frames.items()})
     tables = RawTables(**frames, read_findings=tuple(findings), options=options)  # type: ignore[arg-type]
     return tables, validate(tables, now)

@@ -101,6 +101,9 @@ class FieldSpec(_Strict):
 
     from_: str | list[str] | None = Field(None, alias="from")
     value: str | int | float | bool | None = None
+    join: list[str] | None = Field(
+        None, description="Fields joined with '-' into one id, for sources without one."
+    )
     map: dict[str, str | int | float | bool | None] | None = None
     other: str | int | float | bool | None = None
     default: str | int | float | bool | None = None
@@ -115,8 +118,11 @@ class FieldSpec(_Strict):
 
     @model_validator(mode="after")
     def _one_origin(self) -> FieldSpec:
-        if (self.from_ is None) == (self.value is None):
-            raise ValueError("give exactly one of 'from' (a source field) or 'value' (a constant)")
+        if sum(x is not None for x in (self.from_, self.value, self.join)) != 1:
+            raise ValueError(
+                "give exactly one of 'from' (a source field), 'value' (a constant) or 'join' "
+                "(fields joined into an id)"
+            )
         return self
 
     @field_validator("timezone")
@@ -127,6 +133,8 @@ class FieldSpec(_Strict):
     @property
     def fields(self) -> list[str]:
         """Source field paths read (several: the first filled one wins)."""
+        if self.join is not None:
+            return list(self.join)
         if self.from_ is None:
             return []
         return [self.from_] if isinstance(self.from_, str) else list(self.from_)

@@ -35,7 +35,8 @@ SQL_METRIC = {
 }  # fmt: skip
 OTHER = "other"
 _SIGN_IN = re.compile(
-    r"^(log ?in|logged ?in|sign ?in|signed ?in|signin|session ?start(ed)?|app ?open(ed)?)$"
+    r"^((user|account|member|customer) )?"
+    r"(log ?in|logged ?in|sign ?in|signed ?in|session ?start(ed)?|app ?open(ed)?)$"
 )
 
 
@@ -45,7 +46,8 @@ def _normal(name: str) -> str:
 
 
 def is_sign_in(event_type: str) -> bool:
-    """The default reading of a sign-in: login, log_in, 'Signed In', session_start, app_open."""
+    """The default reading of a sign-in: login, log_in, 'Signed In', user_login, session_start,
+    app_open (case and separators ignored); 'login_failed' is not one."""
     return bool(_SIGN_IN.match(_normal(event_type)))
 
 

@@ -35,7 +35,6 @@ from churn.settings import Settings
 from features.errors import ChurnError
 from serving.errors import (
     AuthError,
-    BatchTooLargeError,
     BodyTooLargeError,
     FeatureValidationError,
     FieldProblem,
@@ -45,6 +44,7 @@ from serving.errors import (
     error_code,
     http_status,
 )
+from serving.history import recover_history
 from serving.live import feature_problems, invalid_message
 from serving.metrics import MetricsMiddleware, ServingMetrics
 from serving.schemas import (
@@ -59,9 +59,11 @@ from serving.schemas import (
     ScoreRequest,
     ScoreResult,
     TierName,
+    limited_batch,
 )
 from serving.security import SecurityMiddleware
 from serving.state import ReloadOutcome, Runtime, ServingState, iso_utc
+from serving.store import clean_stale_temporaries
 from serving.throttle import FailureThrottle
 from serving.ui import mount_ui
 from serving.workflows.routes import mount_workflows
@@ -202,7 +204,8 @@ def _validation_fields(exc: RequestValidationError) -> list[FieldProblem]:
     fields = []
     for error in exc.errors():
         loc = [str(part) for part in error.get("loc", ()) if part != "body"]
-        fields.append(FieldProblem(".".join(loc) or "body", str(error.get("msg", "invalid"))))
+        problem = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        fields.append(FieldProblem(".".join(loc) or "body", problem))
     return fields
 
 
@@ -216,7 +219,11 @@ def validation_response(exc: RequestValidationError) -> Response:
             "Content-Type: application/json.", [],
         )  # fmt: skip
     fields = _validation_fields(exc)
-    if any(f.field == "body" for f in fields):
+    not_object = {"model_type", "model_attributes_type", "dict_type", "missing"}
+    if any(f.field == "body" for f in fields) and any(
+        e.get("type") in not_object and [p for p in e.get("loc", ()) if p != "body"] == []
+        for e in errors
+    ):
         message = "The body must be a JSON object (Content-Type: application/json); see /docs."
     else:
         message = "Invalid request: " + "; ".join(f"{f.field}: {f.problem}" for f in fields[:5])
@@ -271,6 +278,17 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        for folder in {settings.store_dir, settings.features_path.parent}:
+            for left in clean_stale_temporaries(folder):
+                log.warning("removed %s, left by an interrupted write", left)
+        try:
+            recovered = recover_history(settings.store_dir, settings.score_store_path)
+        except Exception as exc:  # the history is the workflows' input: serving goes on
+            log.error("could not recover the score history: %s", exc)
+        else:
+            if recovered is not None:
+                log.warning("recorded the score store in the history (%s): the scoring that "
+                            "wrote it was interrupted before it did", recovered.name)  # fmt: skip
         if runtime.state is None:
             await reload(True)
         else:
@@ -283,6 +301,9 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
                 poller.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await poller
+            workflows = getattr(app.state, "workflows", None)
+            if workflows is not None:
+                workflows.close()  # the report worker process
 
     app = FastAPI(
         title="Churn scoring API",
@@ -305,6 +326,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.state.auth_throttle = auth_throttle
     require_key = api_key_check(settings, auth_throttle, metrics)
     secured = [Depends(require_key)]
+    Batch = limited_batch(settings.batch_limit)
     default_k = settings.top_k
 
     @app.exception_handler(ChurnError)
@@ -317,6 +339,12 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 400:  # FastAPI could not parse the body (e.g. nested too deep)
+            return error_json(
+                400, "invalid_json",
+                f"The body could not be parsed as JSON ({exc.detail}); send a JSON object "
+                "(nested at most a few levels) with Content-Type: application/json.", [],
+            )  # fmt: skip
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return error_json(exc.status_code, code, str(exc.detail), [])
 
@@ -382,21 +410,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
                 parts[i] = orjson.dumps(result)
         return b'{"count":%d,"results":[' % len(items) + b",".join(parts) + b"]}"
 
-    @app.post(
-        "/score/batch",
-        response_model=BatchResponse,
-        responses={**ERRORS, **NOT_FOUND},
-        dependencies=secured,
-        tags=["scoring"],
-        summary="Score many customers in one call (results in request order)",
-    )
     async def score_batch(batch: BatchRequest, k: KQuery = None) -> Response:
         state = runtime.current()
-        if len(batch.items) > settings.batch_limit:
-            raise BatchTooLargeError(
-                f"{len(batch.items):,} items in one batch; the limit is {settings.batch_limit:,}. "
-                "Split it into smaller batches."
-            )
         problems: list[FieldProblem] = []
         unknown: list[str] = []
         for i, item in enumerate(batch.items):
@@ -422,6 +437,17 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
             body = score_batch_sync(state, batch.items, top, deadlines)
         return Response(body, media_type=JSON)
 
+    # the body model carries this deployment's batch limit (checked before items are validated)
+    score_batch.__annotations__["batch"] = Batch
+    app.post(
+        "/score/batch",
+        response_model=BatchResponse,
+        responses={**ERRORS, **NOT_FOUND},
+        dependencies=secured,
+        tags=["scoring"],
+        summary="Score many customers in one call (results in request order)",
+    )(score_batch)
+
     @app.get(
         "/customers",
         response_model=CustomerPage,
@@ -446,7 +472,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         return Response(head[:-1] + b',"items":[' + items + b"]}", media_type=JSON)
 
     @app.get(
-        "/customers/{customer_id}/explanation",
+        "/customers/{customer_id:path}/explanation",
         response_model=Explanation,
         responses={**ERRORS, **NOT_FOUND},
         dependencies=secured,

@@ -30,6 +30,12 @@ class RequestError(ChurnError):
         self.fields = fields or []
 
 
+class ConflictError(RequestError):
+    """A request that contradicts the recorded state (closing a closed task)."""
+
+    code = "conflict"
+
+
 class FeatureValidationError(RequestError):
     """Live features that are missing, extra or mistyped; ``fields`` names each one."""
 
@@ -97,6 +103,7 @@ class ScoreStoreError(ChurnError):
 # The one place an error becomes a status code; subclasses inherit their parent's entry.
 HTTP_STATUS: dict[type[ChurnError], int] = {
     RequestError: 400,
+    ConflictError: 409,
     FeatureValidationError: 422,
     AuthError: 401,
     ThrottledError: 429,

@@ -297,3 +297,22 @@ __all__ = [
     "history_stamp",
     "read_history",
 ]
+
+
+def recover_history(store_dir: Path, score_store: Path) -> Path | None:
+    """Append the score store to the history if a crash came between writing the one and
+    appending to the other (``churn score-all`` does both; ``kill -9`` between them left the
+    scoring unrecorded). Runs at server start; idempotent (the same as_of and version map to
+    one file). Returns the file written, or None when there was nothing to recover."""
+    from serving.store import store_metadata
+
+    meta = store_metadata(score_store)
+    if not meta or not meta.get("as_of") or meta.get("version") is None:
+        return None
+    day = _as_date(str(max(meta["as_of"])))
+    version = str(meta["version"])
+    if history_file(store_dir, day, version).exists():
+        return None
+    scored_at = datetime.fromisoformat(str(meta.get("created_at") or datetime.now(UTC)))
+    scores = pd.read_parquet(score_store)
+    return append_history(store_dir, scores, version, day, scored_at)

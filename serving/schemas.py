@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 TierName = Literal["healthy", "low", "medium", "high"]
 
@@ -105,6 +105,35 @@ class BatchRequest(BaseModel):
     )
 
     items: list[ScoreRequest] = Field(description="Results come back in the same order.")
+
+
+def limited_batch(limit: int) -> type[BatchRequest]:
+    """``BatchRequest`` for one deployment's ``batch_limit``: the item count is checked on the
+    raw JSON list, before any item is validated (a million items get their 413 at once, not
+    after seconds of validation), and declared in the schema as ``maxItems``."""
+    from serving.errors import BatchTooLargeError
+
+    def count_first(cls: type[BatchRequest], data: Any) -> Any:
+        items = data.get("items") if isinstance(data, dict) else None
+        if isinstance(items, list) and len(items) > limit:
+            raise BatchTooLargeError(
+                f"{len(items):,} items in one batch; the limit is {limit:,}. "
+                "Split it into smaller batches."
+            )
+        return data
+
+    return create_model(
+        "BatchRequest",  # the schema keeps its public name
+        __base__=BatchRequest,
+        __doc__=BatchRequest.__doc__,
+        __validators__={
+            "count_first": model_validator(mode="before")(classmethod(count_first))  # type: ignore[arg-type,dict-item]
+        },
+        items=(
+            list[ScoreRequest],
+            Field(description="Results come back in the same order.", max_length=limit),
+        ),
+    )
 
 
 class Driver(BaseModel):

@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import shutil
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -214,6 +217,37 @@ def score_all(
     snapshot = read_snapshot(snapshot_path, model)
     scored = score_matrix(model, snapshot.X, k, num_threads)
     return write_score_store(model, ref, snapshot, scored, out), len(scored)
+
+
+# features.io.atomic_path's temporaries: ".<target>.<8 mkdtemp chars>", ".<target>.old-<pid>"
+_TEMPORARY = re.compile(r"^\.(?P<target>.+)\.(?:[a-z0-9_]{8}|old-\d+)$")
+STALE_TEMPORARY_SECONDS = 900.0
+
+
+def clean_stale_temporaries(
+    folder: Path, min_age_seconds: float = STALE_TEMPORARY_SECONDS, now: float | None = None
+) -> list[Path]:
+    """Remove the temporary folders an atomic write leaves when it is killed (``kill -9``
+    between ``mkdtemp`` and the rename): hidden folders named like ``atomic_path``'s, under
+    ``folder``, untouched for ``min_age_seconds`` (a write in progress is younger). Returns
+    what was removed."""
+    moment = time.time() if now is None else now
+    removed: list[Path] = []
+    if not Path(folder).is_dir():
+        return removed
+    for candidate in sorted(Path(folder).rglob(".*")):
+        if not candidate.is_dir() or not _TEMPORARY.match(candidate.name):
+            continue
+        try:
+            newest = max(
+                [candidate.stat().st_mtime] + [p.stat().st_mtime for p in candidate.rglob("*")]
+            )
+        except OSError:
+            continue
+        if moment - newest >= min_age_seconds:
+            shutil.rmtree(candidate, ignore_errors=True)
+            removed.append(candidate)
+    return removed
 
 
 def example_customer_id(snapshot_path: Path) -> str | None:

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.catalog import BY_NAME
 from features.engine import catalog_of, feature_columns
 from features.errors import ChurnError, InsufficientDataError
 from features.pipeline import DEFAULT_ORIGIN, fingerprint
@@ -109,14 +110,28 @@ def record_of(config: TrainConfig, record: dict[str, Any] | None) -> dict[str, A
 
 
 def usable_features(frame: pd.DataFrame, train_mask: np.ndarray) -> tuple[list[str], list[str]]:
-    """Features with information in the training rows; constant or empty ones are dropped."""
-    keep, dropped = [], []
+    """Features with information in the training rows, each once, in an order set by the data.
+
+    Constant or empty columns are dropped. A column equal to another on the training rows is
+    kept once (the hand-written catalog feature if one of them is, else the first by name):
+    twins would split their credit in the explanations. The kept columns are ordered by a
+    fingerprint of their training values, not by name or position, so an export whose columns
+    are renamed or reordered trains the same model (the vocabulary-invariance test).
+    """
+    dropped: list[str] = []
     train = frame.loc[train_mask]
+    by_content: dict[int, list[str]] = {}
     for name in feature_columns(frame):
         if train[name].nunique(dropna=True) <= 1:
             dropped.append(name)
-        else:
-            keep.append(name)
+            continue
+        digest = int(pd.util.hash_pandas_object(train[name], index=False).to_numpy().sum())
+        by_content.setdefault(digest, []).append(name)
+    keep: list[str] = []
+    for digest in sorted(by_content):
+        twins = sorted(by_content[digest], key=lambda n: (n not in BY_NAME, n))
+        keep.append(twins[0])
+        dropped += twins[1:]
     return keep, dropped
 
 

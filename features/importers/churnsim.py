@@ -93,7 +93,7 @@ REQUIRED = {
     "event_types": ("event_type_id", "event_type"),
 }  # fmt: skip
 # DuckDB types of the event columns; every other column of the file is read as text and dropped.
-EVENT_TYPES_SQL = {"account_id": "VARCHAR", "event_time": "TIMESTAMP", "event_type": "VARCHAR",
+EVENT_COLUMN_TYPES = {"account_id": "VARCHAR", "event_time": "TIMESTAMP", "event_type": "VARCHAR",
                    "user_id": "VARCHAR", "event_value": "DOUBLE"}  # fmt: skip
 EXPORT_DATE = date(2022, 10, 1)  # SOURCE.md: "The export date is 2022-10-01"
 LAST_DAY = EXPORT_DATE - timedelta(days=1)  # the last day whose events are all in the export
@@ -143,7 +143,10 @@ def _customers(acc: pd.DataFrame) -> pd.DataFrame:
             "region": text(acc, "country", file, allow_empty=True),
             "acquisition_channel": text(acc, "channel", file, allow_empty=True),
             "status": churn.notna().map({True: "churned", False: "active"}),
-            "date_of_birth": dates(acc, "date_of_birth", file, DAY, allow_empty=True),
+            # microseconds, not pandas' nanoseconds, which Spark reads as integers
+            "date_of_birth": dates(acc, "date_of_birth", file, DAY, allow_empty=True).astype(
+                "datetime64[us]"
+            ),
         }
     )
 
@@ -317,7 +320,7 @@ def write_events(
     before the Parquet file is written. Returns counts for the import note.
     """
     header = _header(path)
-    columns = {name: EVENT_TYPES_SQL.get(name, "VARCHAR") for name in header}
+    columns = {name: EVENT_COLUMN_TYPES.get(name, "VARCHAR") for name in header}
     con = duckdb.connect()
     try:
         con.execute("SET TimeZone = 'UTC'")

@@ -91,6 +91,8 @@ CREATE OR REPLACE TEMP MACRO churn_ts_auto(s, tz) AS CASE
     WHEN churn_is_number(s) THEN churn_epoch(CAST(s AS DOUBLE))
     WHEN churn_has_offset(s) THEN TRY_CAST(s AS TIMESTAMPTZ)
     ELSE timezone(tz, TRY_CAST(s AS TIMESTAMP)) END;
+CREATE OR REPLACE TEMP MACRO churn_ts_auto_utc(s) AS
+    COALESCE(churn_epoch(TRY_CAST(s AS DOUBLE)), TRY_CAST(s AS TIMESTAMPTZ));
 CREATE OR REPLACE TEMP MACRO churn_ts_iso(s, tz) AS CASE
     WHEN s IS NULL OR churn_is_number(s) THEN NULL
     WHEN churn_has_offset(s) THEN TRY_CAST(s AS TIMESTAMPTZ)
@@ -175,7 +177,7 @@ class _Tree:
 
     def sql_type(self) -> str:
         if self.leaf and not self.children:
-            base = "JSON"
+            base = "VARCHAR"  # DuckDB gives a JSON number or object as its text
         else:
             base = (
                 "STRUCT("
@@ -197,6 +199,7 @@ class _Source:
     format: str
     mapping: MappingSpec
     schema: dict[str, Any] = field(default_factory=dict)  # top-level name -> DuckDBPyType
+    leaves: dict[str, str] = field(default_factory=dict)  # field path -> column of rows()
 
     @property
     def label(self) -> str:
@@ -221,15 +224,28 @@ class _Source:
         return f"read_json({files}, format = 'newline_delimited', columns = {{{columns}}})"
 
     def leaf(self, path: str, base: str = "") -> str:
-        """The source field as trimmed text, NULL when empty."""
-        if self.format == "csv":
-            expression = quote(path)
-        else:
-            access = _access(base, parse_path(path))
-            expression = (
-                f"({access})->>'$'" if self.format == "jsonl" else f"CAST({access} AS VARCHAR)"
-            )
+        """The source field as trimmed text, NULL when empty.
+
+        A row-level field is computed once, as a column of :meth:`rows`; a field of a list
+        item (``base``, inside a lambda) is computed in place.
+        """
+        if base:
+            return self._text_of(_access(base, parse_path(path)))
+        alias = self.leaves.setdefault(path, f"__f{len(self.leaves)}")
+        return quote(alias)
+
+    def _text_of(self, access: str) -> str:
+        expression = access if self.format != "parquet" else f"CAST({access} AS VARCHAR)"
         return f"NULLIF(TRIM({expression}), '')"
+
+    def rows(self, reader: str) -> str:
+        """The source's rows with every field the expressions named as a text column."""
+        fields = [
+            f"{self._text_of(quote(p) if self.format == 'csv' else _access('', parse_path(p)))}"
+            f" AS {quote(alias)}"
+            for p, alias in self.leaves.items()
+        ]
+        return f"(SELECT *{''.join(', ' + f for f in fields)} FROM {reader})"
 
     def check(self, path: str, key: str, item_type: Any = None) -> None:
         """Stop with the closest name when the source has no field ``path``."""
@@ -321,7 +337,10 @@ def _text(source: _Source, spec: FieldSpec, base: str = "") -> str:
     if spec.value is not None:
         return literal(spec.value)
     leaves = [source.leaf(p, base) for p in spec.fields]
-    text = leaves[0] if len(leaves) == 1 else f"COALESCE({', '.join(leaves)})"
+    if spec.join is not None:
+        text = f"concat_ws('-', {', '.join(leaves)})"
+    else:
+        text = leaves[0] if len(leaves) == 1 else f"COALESCE({', '.join(leaves)})"
     if spec.transform == "lower":
         text = f"lower({text})"
     elif spec.transform == "domain":
@@ -376,7 +395,9 @@ def typed(source: _Source, spec: FieldSpec, table: str, column: str) -> str:
     if kind in ("timestamp", "date"):
         zone = literal(spec.timezone or source.mapping.timezone)
         parsed = {
-            "auto": f"churn_ts_auto({text}, {zone})",
+            "auto": f"churn_ts_auto_utc({text})"
+            if zone == "'UTC'"
+            else f"churn_ts_auto({text}, {zone})",
             "iso": f"churn_ts_iso({text}, {zone})",
             "unix_s": f"churn_ts_unix({text}, 1.0)",
             "unix_ms": f"churn_ts_unix({text}, 1000.0)",
@@ -611,9 +632,11 @@ def _build_crosswalk(
     for source in linking:
         kinds = {k: _text(source, as_field(v)) for k, v in source.spec.identity.items()}
         select = ", ".join(f"{expr} AS {quote(k)}" for k, expr in kinds.items())
+        where = _filters(source)
+        rows = source.rows(readers[source.name])
         con.sql(
             f"CREATE OR REPLACE TEMP TABLE {quote('ident_' + source.name)} AS "
-            f"SELECT DISTINCT {select} FROM {readers[source.name]} WHERE {_filters(source)}"
+            f"SELECT DISTINCT {select} FROM {rows} WHERE {where}"
         )
     for source in linking:
         if key in source.spec.identity:
@@ -685,12 +708,13 @@ def _stage(
     else:
         resolved = "__s.__raw_customer"
     select = ", ".join(f"{expr} AS {quote(name)}" for name, expr in columns.items())
+    where = _filters(source)
     con.sql(f"""
         COPY (
           SELECT {resolved} AS customer_id, __s.__raw_customer,
                  {resolved} IS NOT NULL AS __matched, __s.* EXCLUDE (__raw_customer)
           FROM (SELECT {raw} AS __raw_customer{", " + select if select else ""}
-                FROM {reader} WHERE {_filters(source)}) __s {join}
+                FROM {source.rows(reader)} WHERE {where}) __s {join}
         ) TO {literal(str(target))} (FORMAT parquet, COMPRESSION zstd)""")
 
 
@@ -783,6 +807,7 @@ def import_mapped(
         con.sql(f"SET memory_limit = {literal(memory_limit)}")
         con.sql(f"SET threads = {int(threads)}")
         con.sql("SET preserve_insertion_order = false")
+        con.sql("SET enable_progress_bar = false")
         for statement in filter(str.strip, _MACROS.split(";\n")):
             con.sql(statement)
         sources = _sources(spec, src)

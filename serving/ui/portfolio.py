@@ -319,9 +319,30 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     ]
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def defuse_formulas(frame: pd.DataFrame) -> pd.DataFrame:
+    """Text cells a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``, tab, CR
+    first) get a leading ``'`` (OWASP's CSV-injection advice); numbers stay numbers."""
+    out = frame
+    for column in frame.columns:
+        values = frame[column]
+        if values.dtype != object and not pd.api.types.is_string_dtype(values):
+            continue
+        text = values.astype("string")
+        risky = text.str.startswith(FORMULA_STARTS).fillna(False).to_numpy(dtype=bool)
+        if risky.any():
+            if out is frame:
+                out = frame.copy()
+            out[column] = values.where(~risky, "'" + text)
+    return out
+
+
 def iter_csv(frame: pd.DataFrame, chunk_rows: int = 5_000) -> Iterator[str]:
-    """The export as CSV text in chunks (header first), so 50 000 rows stream, not buffer."""
+    """The export as CSV text in chunks (header first), so 50 000 rows stream, not buffer;
+    formula-like text is defused (:func:`defuse_formulas`)."""
     for start in range(0, max(len(frame), 1), chunk_rows):
-        yield frame.iloc[start : start + chunk_rows].to_csv(
+        yield defuse_formulas(frame.iloc[start : start + chunk_rows]).to_csv(
             index=False, header=start == 0, float_format="%.6g"
         )

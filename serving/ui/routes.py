@@ -296,7 +296,7 @@ def mount_ui(
             },
         )
 
-    @router.get("/customers/{customer_id}")
+    @router.get("/customers/{customer_id:path}")
     def customer_page(request: Request, customer_id: str) -> Response:
         session = session_of(request)
         try:

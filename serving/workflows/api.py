@@ -18,7 +18,7 @@ import pandas as pd
 from fastapi import APIRouter, Depends, Query
 from fastapi import Path as PathParam
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from features.contract import EXIT_CATEGORIES
 from serving.schemas import ErrorBody
@@ -29,8 +29,36 @@ JSON = "application/json"
 MAX_ROW_ID = 2**63 - 1
 RowId = Annotated[int, Field(ge=1, le=MAX_ROW_ID)]
 RowIdPath = Annotated[int, PathParam(ge=1, le=MAX_ROW_ID)]
-# the closed loop computes with pandas timestamps (years 1677-2262); keep recorded days plausible
-Day = Annotated[date, Field(ge=date(1970, 1, 1), le=date(2200, 12, 31))]
+# the closed loop computes with pandas timestamps (years 1677-2262); keep recorded days plausible.
+# An ISO date string only (``"date": 0`` is not 1970-01-01); the bounds are declared in
+# the schema (pydantic does not emit them for dates) so clients and schemathesis see them.
+FIRST_DAY, LAST_DAY = date(1970, 1, 1), date(2200, 12, 31)
+
+
+def iso_date_only(value: Any) -> Any:
+    """Refuse numbers (pydantic reads them as Unix times): a day is written YYYY-MM-DD."""
+    if isinstance(value, bool | int | float):
+        raise ValueError("write the date as a string YYYY-MM-DD, not a number")
+    return value
+
+
+Day = Annotated[
+    date,
+    BeforeValidator(iso_date_only),
+    Field(
+        ge=FIRST_DAY,
+        le=LAST_DAY,
+        description=f"ISO date (YYYY-MM-DD) from {FIRST_DAY} to {LAST_DAY}.",
+        json_schema_extra={
+            "formatMinimum": FIRST_DAY.isoformat(),
+            "formatMaximum": LAST_DAY.isoformat(),
+            "pattern": r"^(19[7-9][0-9]|2[01][0-9][0-9]|2200)-[0-9]{2}-[0-9]{2}$",
+        },
+    ),
+]
+# a goal is a plan for the coming years: its start is bounded tighter, so start + months stays
+# a real month for the loop's monthly periods
+GOAL_FIRST, GOAL_LAST = date(2000, 1, 1), date(2100, 12, 31)
 InterventionType = Literal[
     "call",
     "meeting",
@@ -102,11 +130,34 @@ class VerdictIn(BaseModel):
 class GoalIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    baseline: float = Field(gt=0, lt=1)
-    target: float = Field(gt=0, lt=1)
-    start: Day
+    baseline: float = Field(gt=0, lt=1, description="Monthly churn today (0-1).")
+    target: float = Field(gt=0, lt=1, description="Monthly churn to reach; below the baseline.")
+    start: Annotated[
+        date,
+        BeforeValidator(iso_date_only),
+        Field(
+            ge=GOAL_FIRST,
+            le=GOAL_LAST,
+            description=f"First month of the plan, ISO date from {GOAL_FIRST} to {GOAL_LAST}.",
+            json_schema_extra={
+                "formatMinimum": GOAL_FIRST.isoformat(),
+                "formatMaximum": GOAL_LAST.isoformat(),
+                "pattern": r"^(20[0-9][0-9]|2100)-[0-9]{2}-[0-9]{2}$",
+            },
+        ),
+    ]
     months: int = Field(ge=1, le=60)
     by: str = Field(min_length=1, max_length=200)
+
+    @model_validator(mode="after")
+    def target_below_baseline(self) -> GoalIn:
+        """The same rule as the UI's form: a goal lowers churn."""
+        if self.target >= self.baseline:
+            raise ValueError(
+                f"target ({self.target}) must be below baseline ({self.baseline}): a goal "
+                "lowers monthly churn"
+            )
+        return self
 
 
 def records(frame: pd.DataFrame) -> list[dict[str, Any]]:

@@ -2,13 +2,14 @@
 
 They derive from the serving errors so the app's one table (``serving.errors.HTTP_STATUS``) maps
 them without a new entry: an unknown alert or task is a 404 like an unknown customer, a request
-the workflows cannot act on (closing a closed task) is a 400.
+the workflows cannot act on is a 400, one that contradicts the recorded state (closing a closed
+task) a 409.
 """
 
 from __future__ import annotations
 
 from features.errors import ChurnError
-from serving.errors import RequestError, UnknownCustomerError
+from serving.errors import ConflictError, RequestError, UnknownCustomerError
 
 
 class RulesError(ChurnError):
@@ -24,6 +25,12 @@ class UnknownRecordError(UnknownCustomerError):
 
 
 class WorkflowRequestError(RequestError):
+    """A workflow request the service cannot act on."""
+
+    code = "workflow_request"
+
+
+class WorkflowConflictError(WorkflowRequestError, ConflictError):
     """A workflow request that contradicts the recorded state (a task already closed, ...)."""
 
     code = "workflow_conflict"

@@ -29,7 +29,11 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from serving.workflows.errors import RulesError, UnknownRecordError, WorkflowRequestError
+from serving.workflows.errors import (
+    RulesError,
+    UnknownRecordError,
+    WorkflowConflictError,
+)
 
 if TYPE_CHECKING:  # pandas is imported on first read: the sender process needs no pandas
     import pandas as pd
@@ -102,6 +106,24 @@ CREATE TABLE IF NOT EXISTS goals (
   goal_id INTEGER PRIMARY KEY, baseline REAL NOT NULL, target REAL NOT NULL, start TEXT NOT NULL,
   months INTEGER NOT NULL, set_by TEXT NOT NULL, set_at TEXT NOT NULL
 );
+"""
+
+
+VERSION_SQL = """
+SELECT
+  (SELECT count(*) || '.' || ifnull(max(rowid), 0) FROM runs),
+  (SELECT count(*) || '.' || ifnull(max(rowid), 0) || '.' || count(cleared_at) FROM alerts),
+  (SELECT count(*) || '.' || ifnull(max(rowid), 0) || '.' || count(closed_at)
+          || '.' || sum(status = 'open') FROM tasks),
+  (SELECT count(*) || '.' || ifnull(max(rowid), 0) || '.' || count(removed_at) FROM tags),
+  (SELECT count(*) || '.' || ifnull(max(rowid), 0) FROM drafts),
+  (SELECT count(*) || '.' || ifnull(max(rowid), 0) || '.' || total(attempts) || '.'
+          || count(delivered_at) || '.' || sum(status = 'dead') FROM outbox),
+  (SELECT count(*) || '.' || ifnull(max(rowid), 0) FROM deliveries),
+  (SELECT count(*) || '.' || ifnull(max(rowid), 0) FROM interventions),
+  (SELECT count(*) || '.' || ifnull(max(rowid), 0) FROM exit_interviews),
+  (SELECT count(*) || '.' || ifnull(max(rowid), 0) FROM verdicts),
+  (SELECT count(*) || '.' || ifnull(max(rowid), 0) FROM goals)
 """
 
 
@@ -208,6 +230,15 @@ class Ledger:
             con.execute("COMMIT")
         finally:
             con.close()
+
+    def version(self) -> tuple[Any, ...]:
+        """A cheap fingerprint of everything recorded: row counts, newest ids and the columns
+        that change after insert (cleared, closed, removed, attempts, delivered, status). Equal
+        fingerprints mean the closed loop would read the same rows. (File stamps would not do:
+        a reader's WAL checkpoint changes the files without changing the data.)"""
+        with self.connect() as con:
+            row = con.execute(VERSION_SQL).fetchone()
+        return tuple(row)
 
     def frame(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
         import pandas as pd
@@ -460,7 +491,9 @@ class Ledger:
                     f"No task {task_id}; list open tasks at GET /workflows/tasks."
                 )
             if row["status"] != "open":
-                raise WorkflowRequestError(f"Task {task_id} is already closed.")
+                raise WorkflowConflictError(
+                    f"Task {task_id} is already closed; list open tasks at GET /workflows/tasks."
+                )
             con.execute(
                 "UPDATE tasks SET status = 'closed', closed_at = ?, closed_by = ?, outcome = ? "
                 "WHERE task_id = ?",

@@ -400,15 +400,26 @@ def base_churn_rate(inputs: LoopInputs) -> float:
 def goal_progress(
     goal: dict[str, Any] | None, monthly: pd.DataFrame | None, now: datetime
 ) -> dict[str, Any] | None:
-    """The goal's planned path (linear from baseline to target) against final monthly churn."""
+    """The goal's planned path (linear from baseline to target) against final monthly churn.
+
+    A stored goal that cannot be placed on the calendar (recorded before the API bounded the
+    start, e.g. 9999-12-31) is shown with what to do instead of failing the whole report."""
     if goal is None:
         return None
-    start = pd.Timestamp(goal["start"]).to_period("M")
-    months = int(goal["months"])
+    try:
+        start = pd.Timestamp(goal["start"]).to_period("M")
+        months = int(goal["months"])
+        deadline = str((start + months).to_timestamp().date())
+    except (ValueError, OverflowError, pd.errors.OutOfBoundsDatetime):
+        return {
+            **goal, "start": str(goal["start"]), "deadline": None, "months_table": [],
+            "status": f"The goal's start {goal['start']} is out of range: set a new goal "
+            "(PUT /workflows/goal or the closed-loop page).",
+        }  # fmt: skip
     out: dict[str, Any] = {
         **goal,
         "start": str(goal["start"]),
-        "deadline": str((start + months).to_timestamp().date()),
+        "deadline": deadline,
         "months_table": [],
     }
     if monthly is None or monthly.empty:

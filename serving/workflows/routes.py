@@ -22,7 +22,9 @@ def mount_workflows(
     workflows: Workflows | None = None,
 ) -> Workflows:
     """Add ``/workflows`` (API, X-API-Key) and ``/ui/workflows`` (pages, UI session)."""
-    workflows = workflows or Workflows.from_settings(settings, WorkflowSettings())
+    if workflows is None:  # the app's own: reports are computed in a worker process
+        wf = WorkflowSettings()
+        workflows = Workflows.from_settings(settings, wf).use_worker(wf)
     app.state.workflows = workflows
     app.include_router(workflows_router(workflows, auth))
     app.include_router(workflows_ui(workflows, settings))

@@ -8,8 +8,12 @@ every request.
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import threading
 import time
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,6 +33,7 @@ from serving.workflows.run import RunSummary, run_rules
 from serving.workflows.webhooks import Attempt, WebhookSender
 
 REPORT_WAIT_SECONDS = 20.0  # a caller waits this long for a report being computed, then 503
+REPORT_COMPUTE_SECONDS = 60.0  # the caller computing waits this long for the worker, then 503
 
 
 class ReportBusyError(NotReadyError):
@@ -66,6 +71,10 @@ class Workflows:
         default=None, repr=False
     )
     _loop_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # set by ``use_worker``: compute the closed loop in a child process (see ``closed_loop``)
+    worker_spec: tuple[Settings, WorkflowSettings] | None = field(default=None, repr=False)
+    _pool: ProcessPoolExecutor | None = field(default=None, repr=False)
+    _pending: tuple[tuple[Any, ...], Future[Any]] | None = field(default=None, repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings, wf: WorkflowSettings | None = None) -> Workflows:
@@ -78,6 +87,41 @@ class Workflows:
             history_path=wf.history_path(settings),
         )
 
+    def use_worker(self, wf: WorkflowSettings) -> Workflows:
+        """Compute the closed loop in one child process (the server's): seconds of pandas work
+        then hold no GIL of the process that answers ``/score``."""
+        self.worker_spec = (self.settings, wf)
+        return self
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+    def _compute(self, key: tuple[Any, ...], moment: datetime) -> tuple[ClosedLoop, LoopInputs]:
+        """The closed loop for ``moment``: in this thread, or in the worker process."""
+        if self.worker_spec is None:
+            inputs = self.loop_inputs(moment)
+            return closed_loop(inputs), inputs
+        pending = self._pending
+        if pending is None or pending[0] != key:
+            if self._pool is None:
+                self._pool = ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"))
+            pending = (key, self._pool.submit(worker_closed_loop, *self.worker_spec, moment))
+            self._pending = pending
+        try:
+            result: tuple[ClosedLoop, LoopInputs] = pending[1].result(REPORT_COMPUTE_SECONDS)
+        except FutureTimeout:
+            raise ReportBusyError(
+                "The closed-loop report is still being computed for new data; retry in a few "
+                "seconds."
+            ) from None
+        except BrokenProcessPool:
+            self._pool, self._pending = None, None
+            raise
+        self._pending = None
+        return result
+
     def history(self) -> pd.DataFrame:
         """The score history, re-read only when its files change (callers must not mutate)."""
         stamp = tree_stamp(self.history_path)
@@ -89,13 +133,11 @@ class Workflows:
         return frame
 
     def input_version(self, moment: datetime) -> tuple[Any, ...]:
-        """Everything the closed loop reads: history, ledger (SQLite file and its WAL), export
-        folder, and the moment; equal versions give equal reports."""
-        db = self.ledger.path
+        """Everything the closed loop reads: history files, ledger rows, export folder, and the
+        moment; equal versions give equal reports."""
         return (
             tree_stamp(self.history_path),
-            tree_stamp(db),
-            tree_stamp(db.with_name(db.name + "-wal")),
+            self.ledger.version(),
             tree_stamp(self.settings.data_dir),
             moment,
         )
@@ -197,12 +239,25 @@ class Workflows:
             cached = self._loop
             if cached is not None and cached[0] == key:
                 return cached[1]
-            inputs = self.loop_inputs(moment)
-            result = (closed_loop(inputs), inputs)
+            result = self._compute(key, moment)
             self._loop = (key, result)
             return result
         finally:
             self._loop_lock.release()
+
+
+_WORKER: Workflows | None = None  # the worker process's own Workflows, built on first use
+
+
+def worker_closed_loop(
+    settings: Settings, wf: WorkflowSettings, moment: datetime
+) -> tuple[ClosedLoop, LoopInputs]:
+    """Entry point in the report worker process."""
+    global _WORKER
+    if _WORKER is None or _WORKER.settings != settings:
+        _WORKER = Workflows.from_settings(settings, wf)
+    inputs = _WORKER.loop_inputs(moment)
+    return closed_loop(inputs), inputs
 
 
 def tree_stamp(path: Path) -> tuple[int, int, int]:

@@ -32,6 +32,8 @@ from features.errors import ChurnError
 from serving.ui.auth import SESSION_COOKIE, Session, SessionSigner, same_token
 from serving.workflows.api import (
     EXIT_CATEGORIES,
+    GOAL_FIRST,
+    GOAL_LAST,
     INTERVENTION_TYPES,
     OUTCOMES,
     ExitInterviewIn,
@@ -340,9 +342,12 @@ def workflows_ui(
             months = int(form["months"])
             if not (0 < target < baseline < 1 and 1 <= months <= 60):
                 raise ValueError
+            if not GOAL_FIRST <= start <= GOAL_LAST:
+                raise ValueError
         except (KeyError, ValueError):
             return PlainTextResponse(
-                "Goal: give baseline > target (percent), a start date and 1-60 months.",
+                "Goal: give baseline > target (percent), a start date from "
+                f"{GOAL_FIRST} to {GOAL_LAST} and 1-60 months.",
                 status_code=400,
             )
         ledger.set_goal(baseline, target, start, months, form.get("by") or "csm", clock())

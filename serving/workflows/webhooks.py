@@ -7,9 +7,11 @@ Each request is a JSON POST with three headers a receiver checks:
   processed as done (and answer 2xx), which turns our at-least-once sending into exactly-once
   processing.
 - ``X-Churn-Timestamp``: Unix seconds when this attempt was signed.
-- ``X-Churn-Signature``: ``v1=`` + hex HMAC-SHA256 over ``"{timestamp}.{body}"`` with the
-  endpoint's shared secret. Signing the timestamp lets a receiver reject replays older than a
-  tolerance (:func:`verify_signature` does both checks).
+- ``X-Churn-Signature``: ``v2=`` + hex HMAC-SHA256 over ``"{timestamp}.{idempotency key}.{body}"``
+  with the endpoint's shared secret. Signing the timestamp lets a receiver reject replays older
+  than a tolerance; signing the key stops a captured request from being replayed under a fresh
+  key, which a deduplicating receiver would process again (:func:`verify_signature` checks all
+  three). (``v1`` signed only timestamp and body.)
 
 The sender claims one due row at a time (a lease, so a crashed sender's row is retried by the
 next one), POSTs it, and marks it delivered (any 2xx) or failed. A failed row waits
@@ -38,10 +40,10 @@ KEY_HEADER = "Idempotency-Key"
 DEFAULT_TOLERANCE_SECONDS = 300
 
 
-def sign(secret: bytes, timestamp: int, body: bytes) -> str:
-    """``v1=<hex>``: HMAC-SHA256 of ``"{timestamp}.{body}"``."""
-    mac = hmac.new(secret, str(timestamp).encode() + b"." + body, hashlib.sha256)
-    return "v1=" + mac.hexdigest()
+def sign(secret: bytes, timestamp: int, idempotency_key: str, body: bytes) -> str:
+    """``v2=<hex>``: HMAC-SHA256 of ``"{timestamp}.{idempotency_key}.{body}"``."""
+    signed = f"{timestamp}.{idempotency_key}.".encode() + body
+    return "v2=" + hmac.new(secret, signed, hashlib.sha256).hexdigest()
 
 
 def verify_signature(
@@ -49,16 +51,19 @@ def verify_signature(
     body: bytes,
     timestamp: str | None,
     signature: str | None,
+    idempotency_key: str | None,
     now: float | None = None,
     tolerance_seconds: float = DEFAULT_TOLERANCE_SECONDS,
 ) -> bool:
-    """What a receiver runs: the signature matches (constant time) and is recent enough."""
-    if not timestamp or not signature or not timestamp.isdigit():
+    """What a receiver runs: the signature over timestamp, key and body matches (constant
+    time) and the timestamp is recent enough."""
+    if not timestamp or not signature or not timestamp.isdigit() or not idempotency_key:
         return False
     moment = time.time() if now is None else now
     if abs(moment - int(timestamp)) > tolerance_seconds:
         return False
-    return hmac.compare_digest(sign(secret, int(timestamp), body), signature)
+    expected = sign(secret, int(timestamp), idempotency_key, body).encode()
+    return hmac.compare_digest(expected, signature.encode("utf-8", "surrogateescape"))
 
 
 @dataclass(frozen=True)
@@ -120,7 +125,7 @@ class WebhookSender:
             "Content-Type": "application/json",
             KEY_HEADER: row.idempotency_key,
             TIMESTAMP_HEADER: str(stamp),
-            SIGNATURE_HEADER: sign(self.secrets[row.endpoint], stamp, body),
+            SIGNATURE_HEADER: sign(self.secrets[row.endpoint], stamp, row.idempotency_key, body),
             "User-Agent": "churn-workflows/1",
         }
         code: int | None = None

@@ -380,3 +380,67 @@ def test_implausible_exports_are_warned_about_each_for_its_reason() -> None:
     assert rules(contract_tables(events=one)) == {"one_customer_most_events"}
     signed = events.assign(event_type="Signed In")
     assert rules(contract_tables(events=signed)) == {"no_sign_in_events"}
+
+
+# ------------------------------------------------------------------ churn map suggest
+
+
+def test_suggest_proposes_presets_and_near_miss_columns(tmp_path: Path) -> None:
+    from features.importers.suggest import suggest, suggestion_yaml
+
+    customer = {"id": "cus_1", "created": 1704067200, "email": "a@acme.com", "name": "Acme",
+                "address": {"country": "US"}}  # fmt: skip
+    src = write(tmp_path / "src", {
+        "stripe/customers.jsonl": [customer],
+        "stripe/subscriptions.jsonl": [
+            stripe_subscription(cancellation_details={"feedback": None, "comment": None})
+        ],
+        "crm/accounts.csv": "customer_id,signup_dt,plan\nc1,2024-01-01,pro\n",
+        "billing/subs.csv": "subscription_id,customer_id,start_date,end_date,mrr,plan\n"
+        + "".join(f"s{i},c1,2024-01-01,,{4900 + 100 * (i % 3)},pro\n" for i in range(30)),
+    })  # fmt: skip
+    guesses = {(g.path, g.preset) for g in suggest(src)}
+    assert {("stripe/customers.jsonl", "stripe.customers"),
+            ("stripe/subscriptions.jsonl", "stripe.subscriptions"),
+            ("stripe/subscriptions.jsonl", "stripe.exit_reasons")} <= guesses  # fmt: skip
+    text = suggestion_yaml(suggest(src))
+    assert "signup_date: signup_dt   # did you mean this?" in text
+    assert "mrr: {from: mrr, units: minor}   # units: minor, from the sample" in text
+
+
+def test_the_churnsim_preset_maps_its_accounts_and_subscriptions(tmp_path: Path) -> None:
+    from features.importers import shared_data_dir
+
+    src = shared_data_dir() / "churnsim_crm6"
+    if not (src / "subscriptions.csv").is_file():
+        pytest.skip("the shared ChurnSim export is not here")
+    mapping = write(tmp_path, {"mapping.yaml": (
+        "customer_key: account\ncurrency: usd\nsources:\n"
+        "  accounts: {preset: churnsim.accounts}\n"
+        "  subscriptions: {preset: churnsim.subscriptions}\n"
+    )}) / "mapping.yaml"  # fmt: skip
+    result = import_mapped(mapping, src, tmp_path / "out")
+    assert result.manifest["row_counts"] == {"customers": 1377, "subscriptions": 24675}
+    from features.contract import validate_folder
+
+    _, report = validate_folder(tmp_path / "out", NOW)
+    assert report.ok, report.format_errors()
+
+
+def test_validate_reports_the_other_tables_problems_when_a_required_table_is_missing(
+    tmp_path: Path,
+) -> None:
+    from features.contract import validate_folder
+
+    folder = write(tmp_path / "export", {
+        "subscriptions.csv": "subscription_id,customer_id,start_date,end_date,plan\n"
+        "s1,c1,2024-01-01,,pro\ns1,c1,2024-02-01,,pro\n",
+        "tickets.csv": "ticket_id,customer_id,opened_at,resolved_at,priority\n"
+        "t1,c1,2024-01-01T00:00:00Z,,blocker\n",
+    })  # fmt: skip
+    tables, report = validate_folder(folder, NOW)
+    assert tables is None
+    rules = {(f.rule, f.table) for f in report.errors}
+    expected = {("missing_table", "customers"), ("missing_column", "subscriptions"),
+                ("duplicate_id", "subscriptions"), ("unknown_category", "tickets")}  # fmt: skip
+    assert expected <= rules

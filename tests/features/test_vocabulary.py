@@ -58,7 +58,8 @@ def test_rare_types_beyond_the_cap_pool_as_other() -> None:
 
 def test_the_sign_in_event_is_configuration_not_the_literal_login() -> None:
     tables = random_world(4, event_types=("Signed In", "View Page"))
-    assert is_sign_in("Signed In") and is_sign_in("user_login") is False
+    assert is_sign_in("Signed In") and is_sign_in("user_login") and is_sign_in("Session-Start")
+    assert not is_sign_in("login_failed") and not is_sign_in("signup")
     built = build_features(tables, [AS_OF])
     assert built["logins_30d"].eq(built["type_signed_in_30d"]).all()
     chosen = replace(tables, options=FeatureOptions(sign_in_events=("View Page",)))

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow
+import pyarrow.parquet
 import pytest
 from rich.console import Console
 from typer.testing import CliRunner
@@ -186,6 +188,15 @@ def test_accounts_map_to_customers_and_churn_date_is_never_a_column(tmp_path: Pa
     assert customers["region"].tolist() == ["IL", "GA"]
     assert customers["acquisition_channel"].tolist() == ["web", "appstore1"]
     assert customers["status"].tolist() == ["churned", "active"]
+    assert customers["date_of_birth"].iloc[0] == pd.Timestamp("2019-06-28")
+
+
+def test_date_of_birth_is_written_as_a_microsecond_timestamp(tmp_path: Path) -> None:
+    """Spark reads nanosecond Parquet timestamps as integers; microseconds stay timestamps."""
+    out = import_to_folder("churnsim", tiny(tmp_path / "src"), tmp_path / "out")
+    schema = pyarrow.parquet.read_schema(out / "customers.parquet")
+    assert schema.field("date_of_birth").type == pyarrow.timestamp("us")
+    customers = read_raw_tables(out).customers
     assert pd.api.types.is_datetime64_any_dtype(customers["date_of_birth"])
     assert "churn_date" not in customers.columns
 

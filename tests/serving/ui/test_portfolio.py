@@ -100,3 +100,26 @@ def test_a_tampered_or_revoked_session_cookie_is_refused() -> None:
     assert signer.read(cookie[:-2] + "xx") is None
     assert SessionSigner(Settings(api_keys="k1")).read(cookie) is None  # key removed
     assert signer.read(cookie, now=signer.read(cookie).issued_at + 13 * 3600) is None  # type: ignore[union-attr]
+
+
+def test_csv_export_defuses_formula_injection() -> None:
+    import csv
+    import io
+
+    import pandas as pd
+
+    from serving.ui.portfolio import iter_csv
+
+    frame = pd.DataFrame(
+        {
+            "name": ['=HYPERLINK("http://x")', "+1", "-2+3", "@SUM(A1)", "\tx", "Acme"],
+            "top_driver": ["-42 % logins", "ok", None, "fine", "x", "y"],
+            "mrr": [-5.0, 1.0, 2.0, 3.0, 4.0, 5.0],
+        }
+    )
+    rows = list(csv.DictReader(io.StringIO("".join(iter_csv(frame)))))
+    assert [r["name"] for r in rows] == [
+        "'=HYPERLINK(\"http://x\")", "'+1", "'-2+3", "'@SUM(A1)", "'\tx", "Acme",
+    ]  # fmt: skip
+    assert rows[0]["top_driver"] == "'-42 % logins" and rows[2]["top_driver"] == ""
+    assert rows[0]["mrr"] == "-5", "numbers are not text: they stay numbers"

@@ -47,6 +47,7 @@ class Receiver:
                     body,
                     self.headers.get(TIMESTAMP_HEADER),
                     self.headers.get(SIGNATURE_HEADER),
+                    self.headers.get(KEY_HEADER),
                 )
                 key = self.headers.get(KEY_HEADER, "")
                 with receiver.lock:

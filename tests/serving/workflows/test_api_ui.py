@@ -82,7 +82,7 @@ def test_recording_through_the_api(api: TestClient, world: World) -> None:
         headers=HEADERS,
         json={"by": "bob", "outcome": "twice"},
     )
-    assert again.status_code == 400 and "already closed" in again.json()["message"]
+    assert again.status_code == 409 and "already closed" in again.json()["message"]
     verdict = api.post(
         f"/workflows/alerts/{alert['alert_id']}/verdict",
         headers=HEADERS,

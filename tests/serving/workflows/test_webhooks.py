@@ -50,13 +50,22 @@ def sender(ledger: Ledger, config: RulesConfig, **kwargs: object) -> WebhookSend
     return WebhookSender(ledger, config.webhooks, {"crm": SECRET}, **kwargs)  # type: ignore[arg-type]
 
 
-def test_signature_covers_timestamp_and_body() -> None:
-    body, stamp = b'{"a":1}', int(time.time())
-    signature = sign(SECRET, stamp, body)
-    assert verify_signature(SECRET, body, str(stamp), signature)
-    assert not verify_signature(SECRET, b'{"a":2}', str(stamp), signature)
-    assert not verify_signature(b"other", body, str(stamp), signature)
-    assert not verify_signature(SECRET, body, str(stamp - 3600), sign(SECRET, stamp - 3600, body))
+def test_signature_covers_timestamp_idempotency_key_and_body() -> None:
+    body, stamp, key = b'{"a":1}', int(time.time()), "churn-" + "a" * 32
+    signature = sign(SECRET, stamp, key, body)
+    assert verify_signature(SECRET, body, str(stamp), signature, key)
+    assert not verify_signature(SECRET, b'{"a":2}', str(stamp), signature, key)
+    assert not verify_signature(b"other", body, str(stamp), signature, key)
+    old = stamp - 3600
+    assert not verify_signature(SECRET, body, str(old), sign(SECRET, old, key, body), key)
+    assert not verify_signature(SECRET, body, str(stamp + 1), signature, key)
+
+
+def test_a_replay_within_the_tolerance_under_a_new_idempotency_key_does_not_verify() -> None:
+    body, stamp, key = b'{"alert":1}', int(time.time()), "churn-" + "a" * 32
+    captured = sign(SECRET, stamp, key, body)
+    assert not verify_signature(SECRET, body, str(stamp), captured, "churn-" + "b" * 32)
+    assert not verify_signature(SECRET, body, str(stamp), captured, None)
 
 
 def test_each_alert_is_delivered_signed_with_its_key(ledger: Ledger, playbook: Playbook) -> None:
