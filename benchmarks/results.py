@@ -275,8 +275,8 @@ def quality_section(data: Path) -> list[str]:
         "the generator's true churn probability (synthetic world only). The interval is a 95 % "
         "bootstrap of our ROC-AUC. *holds*: ours >= LightGBM default - 0.005 and >= logistic - "
         "0.005, with ECE <= 0.03. ChurnSim's churn is mostly random by design (`SOURCE.md`: "
-        "about 0.55 expected, an interval of about +-0.13). The renamed-vocabulary synthetic "
-        "world is a hook in `benchmarks/quality.py` until the generator can rename its events.",
+        "about 0.55 expected, an interval of about +-0.13). The renamed-vocabulary world is "
+        "world seed 1 with meaningless event names: its row must match seed 1's.",
         "",
         *quality.markdown(rows),
         "",
