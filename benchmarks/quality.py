@@ -25,7 +25,6 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import lightgbm as lgb
 import numpy as np
@@ -241,9 +240,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-
-
-def rows_for_results(data: Path, **kwargs: Any) -> list[Row]:
-    """What ``benchmarks/results.py`` renders (same defaults as the command line)."""
-    return all_rows(data, kwargs.get("customers", 5000), kwargs.get("months", 24),
-                    kwargs.get("skip", set()))  # fmt: skip
