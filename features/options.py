@@ -61,20 +61,25 @@ class FeatureOptions(BaseModel):
     )
 
 
-def _line_index(node: yaml.Node, path: tuple[Any, ...], out: dict[tuple[Any, ...], int]) -> None:
-    """Map every key path of a composed YAML document to its 1-based line."""
-    out[path] = node.start_mark.line + 1
+def yaml_lines(
+    node: yaml.Node, path: tuple[Any, ...] = (), out: dict[tuple[Any, ...], int] | None = None
+) -> dict[tuple[Any, ...], int]:
+    """Every key path of a composed YAML document -> its 1-based line (the YAML settings files
+    of features and serving all name lines this way)."""
+    out = {} if out is None else out
+    out.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
-            child = (*path, key.value)
-            _line_index(value, child, out)
+            child = (*path, str(key.value))
             out[child] = key.start_mark.line + 1
+            yaml_lines(value, child, out)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _line_index(item, (*path, i), out)
+            yaml_lines(item, (*path, i), out)
+    return out
 
 
-def _where(lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> str:
+def yaml_where(lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> str:
     """``line N, key a.b.c`` for the deepest located prefix of a pydantic error location."""
     keys = tuple(part if isinstance(part, int) else str(part) for part in loc)
     for end in range(len(keys), -1, -1):
@@ -101,9 +106,7 @@ def parse_yaml_model(text: str, source: str, model: type[Model]) -> Model:
         raw = {}
     if not isinstance(raw, dict):
         raise OptionsError(f"{source}: expected a mapping of keys to values at the top level.")
-    lines: dict[tuple[Any, ...], int] = {}
-    if node is not None:
-        _line_index(node, (), lines)
+    lines = yaml_lines(node) if node is not None else {}
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
@@ -115,7 +118,7 @@ def parse_yaml_model(text: str, source: str, model: type[Model]) -> Model:
                 close = difflib.get_close_matches(str(loc[0]), list(model.model_fields), n=1)
                 if close:
                     message += f" (did you mean '{close[0]}'?)"
-            problems.append(f"  - {_where(lines, loc)}: {message}")
+            problems.append(f"  - {yaml_where(lines, loc)}: {message}")
         raise OptionsError(
             f"{source} is not valid:\n" + "\n".join(problems) + "\nSee docs/data-contract.md."
         ) from None

@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from features.catalog import BY_NAME
+from features.options import yaml_lines, yaml_where
 from serving.errors import PlaybookError
 from training.health_score import TIERS
 
@@ -173,29 +174,6 @@ class Recommendation:
         }
 
 
-def _line_index(node: yaml.Node, path: tuple[Any, ...], out: dict[tuple[Any, ...], int]) -> None:
-    """Map every key path of a composed YAML document to its 1-based line."""
-    out[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            child = (*path, key.value)
-            _line_index(value, child, out)
-            out[child] = key.start_mark.line + 1
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _line_index(item, (*path, i), out)
-
-
-def _where(lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> str:
-    """``line N, key a.b.c`` for the deepest located prefix of a pydantic error location."""
-    keys = tuple(str(part) if not isinstance(part, int) else part for part in loc)
-    for end in range(len(keys), -1, -1):
-        if keys[:end] in lines:
-            dotted = ".".join(str(k) for k in keys) or "(top level)"
-            return f"line {lines[keys[:end]]}, key {dotted}"
-    return ".".join(str(k) for k in keys)
-
-
 def parse_playbook(text: str, source: str = "<playbook>") -> Playbook:
     """Validate playbook YAML; each error names ``source``, the line and the key."""
     try:
@@ -205,13 +183,12 @@ def parse_playbook(text: str, source: str = "<playbook>") -> Playbook:
         raise PlaybookError(f"{source} is not valid YAML: {exc}") from None
     if not isinstance(raw, dict) or node is None:
         raise PlaybookError(f"{source}: the playbook must be a mapping with 'tiers'.")
-    lines: dict[tuple[Any, ...], int] = {}
-    _line_index(node, (), lines)
+    lines = yaml_lines(node)
     try:
         return Playbook.model_validate(raw)
     except ValidationError as exc:
         problems = "\n".join(
-            f"  - {_where(lines, tuple(e['loc']))}: {e['msg']}" for e in exc.errors()
+            f"  - {yaml_where(lines, tuple(e['loc']))}: {e['msg']}" for e in exc.errors()
         )
         raise PlaybookError(
             f"{source}: invalid playbook:\n{problems}\nSee docs/scoring.md for the keys."

@@ -20,6 +20,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from churn.settings import Settings
 from features.catalog import Group
+from features.options import yaml_lines
 from serving.workflows.errors import RulesError
 
 TierName = Literal["healthy", "low", "medium", "high"]
@@ -317,19 +318,6 @@ class RulesConfig(BaseModel):
 # ----- loading with line numbers -----------------------------------------------------------
 
 
-def _line_index(node: yaml.Node, path: tuple[Any, ...], out: dict[tuple[Any, ...], int]) -> None:
-    """Every key path of a composed YAML document -> its 1-based line."""
-    out.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            child = (*path, str(key.value))
-            out[child] = key.start_mark.line + 1
-            _line_index(value, child, out)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _line_index(item, (*path, i), out)
-
-
 def _located(lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> str:
     """``line N, rules.2.when.days`` for the deepest prefix of ``loc`` that has a line.
 
@@ -407,8 +395,7 @@ def parse_rules(text: str, source: str = "<rules>", base_dir: Path | None = None
         raise RulesError(
             f"{source}: expected a mapping with a 'rules' list; see docs/workflows.md."
         )
-    lines: dict[tuple[Any, ...], int] = {}
-    _line_index(node, (), lines)
+    lines = yaml_lines(node)
     if base_dir is not None and "email_templates" in raw:
         templates = Path(str(raw["email_templates"]))
         raw["email_templates"] = templates if templates.is_absolute() else base_dir / templates
