@@ -323,6 +323,13 @@ def snapshot(
     out: Annotated[Path | None, typer.Option(help="Snapshot file.")] = None,
     engine: EngineOpt = "duckdb",
     observed_until_opt: ObservedOpt = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Build the columns this registered model reads, e.g. "
+            "churn-model@champion (after the export's event types changed)."
+        ),
+    ] = None,
 ) -> None:
     """Write every active customer's features as of now to the feature store serving reads."""
     from features.io import write_parquet
@@ -341,7 +348,7 @@ def snapshot(
     folder = Path(data) if data else settings.data_dir
     tables = load_tables(folder)
     until = resolve_observed_until(tables, folder, _day(observed_until_opt))
-    snap = build_snapshot(tables, day, until)
+    snap = build_snapshot(tables, day, until, _model_vocabulary(settings, model))
     target = out or settings.store_dir / "snapshot.parquet"
     write_parquet(snap, target)
     console.print(
@@ -350,6 +357,24 @@ def snapshot(
         if len(snap)
         else f"[yellow]{target}: no active customers"
     )
+
+
+def _model_vocabulary(settings: Settings, model: str | None) -> Any:
+    """The vocabulary a registered model was trained with (None: the export's own)."""
+    if model is None:
+        return None
+    from features.vocabulary import Vocabulary
+    from training.registry import configure, load_registered
+
+    name, _, ref = model.partition("@")
+    configure(settings.mlflow_tracking_uri, settings.mlflow_artifact_root)
+    registered, version = load_registered(name, ref or settings.model_alias)
+    if not registered.vocabulary:
+        raise ChurnError(
+            f"{name} v{version} was trained before models kept their vocabulary; retrain it, "
+            "or build the snapshot without --model."
+        )
+    return Vocabulary.from_dict(registered.vocabulary)
 
 
 @app.command()

@@ -17,6 +17,7 @@ from features.engine import build_features, monthly_as_of, observed_until
 from features.errors import ChurnError
 from features.io import atomic_path
 from features.labels import LabelSpec
+from features.vocabulary import Vocabulary
 
 HISTORY_DAYS = 90
 
@@ -52,11 +53,18 @@ def snapshot_as_of(tables: RawTables, until: date | None = None) -> date:
 
 
 def build_snapshot(
-    tables: RawTables, as_of: date | None = None, until: date | None = None
+    tables: RawTables,
+    as_of: date | None = None,
+    until: date | None = None,
+    vocabulary: Vocabulary | None = None,
 ) -> pd.DataFrame:
-    """Each active customer's features as of ``as_of`` (default: the day after the export)."""
+    """Each active customer's features as of ``as_of`` (default: the day after the export).
+
+    ``vocabulary``: a model's (``ChurnModel.vocabulary``), so a later export whose event types
+    changed still gets every column the model reads; default the export's own.
+    """
     day = as_of or snapshot_as_of(tables, until)
-    return build_features(tables, [day], LabelSpec())
+    return build_features(tables, [day], LabelSpec(), vocabulary=vocabulary)
 
 
 # ----- the labeled set carries its label spec (Parquet metadata) -----

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import pandas as pd
@@ -123,7 +123,7 @@ class Vocabulary:
         }
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Iterable[str]]) -> Vocabulary:
+    def from_dict(cls, raw: Mapping[str, Iterable[str]]) -> Vocabulary:
         return cls(
             tuple(raw.get("event_types", ())),
             tuple(raw.get("features", ())),

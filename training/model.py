@@ -70,6 +70,10 @@ class ChurnModel:
     catalog: dict[str, Feature] = field(default_factory=dict)
     """Catalog entries of the features generated from the training export's vocabulary and
     attributes: the model keeps explaining itself when a later export's vocabulary differs."""
+    vocabulary: dict[str, list[str]] = field(default_factory=dict)
+    """The event types and features that had their own columns (``features.vocabulary``): a
+    snapshot of a later export is built with it (``churn snapshot --model``), so the model
+    finds every column it was trained on."""
     _code_cache: dict[str, dict[Any, float]] | None = field(
         default=None, init=False, repr=False, compare=False
     )
@@ -155,6 +159,7 @@ class ChurnModel:
             "label": self.label,
             "catalog_version": CATALOG_VERSION,
             "catalog": entries_to_json(self.catalog.values()),
+            "vocabulary": self.vocabulary,
             "meta": self.meta,
         }
         (folder / "model.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
@@ -175,6 +180,7 @@ class ChurnModel:
             label=str(meta["label"]),
             meta=dict(meta.get("meta", {})),
             catalog=entries_from_json(meta.get("catalog", [])),
+            vocabulary={k: list(v) for k, v in meta.get("vocabulary", {}).items()},
         )
 
     def info(self, name: str) -> Feature:

@@ -176,6 +176,7 @@ def train(
         horizon_days=config.horizon_days,
         label=config.label,
         catalog={n: e for n, e in catalog_of(labeled).items() if n in features},
+        vocabulary=dict(labeled.attrs.get("vocabulary", {})),
     )
     X = heldout.encode(labeled)
     fit = config.fit
@@ -230,7 +231,8 @@ def train(
         model = ChurnModel(booster, features, levels, platt,
                            ScoreMap.from_base_rate(float(y[usable].mean())),
                            config.horizon_days, config.label,
-                           catalog=heldout.catalog)  # fmt: skip
+                           catalog=heldout.catalog,
+                           vocabulary=heldout.vocabulary)  # fmt: skip
         fitted_on = (
             f"refit on all {int(usable.sum()):,} complete labeled rows "
             f"({dates.min():%Y-%m-%d}..{dates.max():%Y-%m-%d}, {dates.nunique()} as-of dates) "

@@ -7,6 +7,7 @@ original on the same split.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -17,7 +18,8 @@ from features.contract import RawTables, parse_tables
 from features.engine import build_labeled_set
 from features.generator import generate_world
 from features.labels import LabelSpec
-from features.pipeline import default_as_of
+from features.pipeline import build_snapshot, default_as_of
+from features.vocabulary import Vocabulary
 from training.model import ChurnModel
 from training.pipeline import TrainConfig, train
 
@@ -54,3 +56,13 @@ def test_the_generated_catalog_travels_with_the_model(tmp_path: Path) -> None:
     kind = name.removeprefix("type_").removesuffix("_30d")
     assert loaded.info(name).explain(4.0) == f"4 '{kind}' events in the last 30 days"
     assert loaded.info(name).group == "usage"
+    # a later export whose vocabulary changed (one type gone, a new one) still gets every
+    # column the model reads when the snapshot is built with the model's vocabulary
+    assert tables.events is not None and loaded.vocabulary == labeled.attrs["vocabulary"]
+    events = tables.events[tables.events["event_type"] != kind].copy()
+    events.loc[events.index[:50], "event_type"] = "brand_new_type"
+    later = replace(tables, events=events)
+    assert not set(loaded.features) <= set(build_snapshot(later).columns)
+    snapshot = build_snapshot(later, vocabulary=Vocabulary.from_dict(loaded.vocabulary))
+    assert set(loaded.features) <= set(snapshot.columns)
+    assert snapshot[name].eq(0).all()  # the vanished type: none in the last 30 days
