@@ -43,11 +43,13 @@ class Feature:
     sentence: str
     requires: tuple[str, ...]
     kind: Kind = "numeric"
+    missing: str = ""
+    """The sentence when the value is missing, where missing has a meaning (never used)."""
 
     def explain(self, value: object) -> str:
         """The plain-language sentence for one customer's value."""
         if value is None or (isinstance(value, float) and math.isnan(value)):
-            return f"{self.description}: no data"
+            return self.missing or f"{self.description}: no data"
         if self.kind == "categorical" or isinstance(value, str):
             return self.sentence.format(value=value)
         number = float(value)  # type: ignore[arg-type]
@@ -257,6 +259,7 @@ def entries_from_json(raw: Iterable[Mapping[str, Any]]) -> dict[str, Feature]:
         entry = Feature(
             str(item["name"]), item["group"], str(item["unit"]), str(item["description"]),
             str(item["sentence"]), tuple(str(r) for r in item["requires"]), item["kind"],
+            str(item.get("missing", "")),
         )  # fmt: skip
         out[entry.name] = entry
     return out

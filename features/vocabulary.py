@@ -227,10 +227,11 @@ def vocabulary_catalog(vocabulary: Vocabulary, with_users: bool) -> tuple[Featur
                  f"{{value:.1f}} {label} {noun} per active user in the last 30 days")
             )  # fmt: skip
         for metric, unit, description, sentence in entries:
-            extra = ("events.user_id",) if metric == "per_user_30d" else ()
+            needs = requires + (("events.user_id",) if metric == "per_user_30d" else ())
             title = description[0].upper() + description[1:]
+            never = f"No {label} {noun[:-1]} yet" if metric == "days_since" else ""
             out.append(
-                Feature(term.column(metric), "usage", unit, title, sentence, requires + extra)
+                Feature(term.column(metric), "usage", unit, title, sentence, needs, missing=never)
             )
     return tuple(out)
 

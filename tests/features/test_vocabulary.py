@@ -95,6 +95,8 @@ def test_every_generated_column_has_a_catalog_entry_that_travels_with_the_set(
     info = feature_info("type_cancel_meeting_30d", entries)
     assert info.explain(12.0) == "12 'cancel_meeting' events in the last 30 days"
     assert info.group == "usage"
+    since = feature_info("type_cancel_meeting_days_since", entries)
+    assert since.explain(None) == "No 'cancel_meeting' event yet"
 
 
 def test_odd_names_make_unique_column_names() -> None:
