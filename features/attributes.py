@@ -185,7 +185,8 @@ def _numeric_type(numbers: pd.Series) -> AttributeType:
 def _feature_name(column: str, kind: AttributeType, in_years: bool) -> str:
     if kind in ("date", "timestamp"):
         return f"{'years' if in_years else 'days'}_since_{column}"
-    taken = column in BY_NAME or column in KEY_COLUMNS
+    # a hand-written feature, a key or a generated vocabulary column may already use the name
+    taken = column in BY_NAME or column in KEY_COLUMNS or column.startswith(("type_", "uses_"))
     return f"{column}_attribute" if taken else column
 
 

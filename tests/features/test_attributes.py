@@ -161,3 +161,14 @@ def test_contract_categories_stay_categories_with_their_catalog_entry() -> None:
     customers = tables.customers.assign(plan=np.where(np.arange(40) % 2, "pro", "basic"))
     built = build_features(replace(tables, customers=customers), [AS_OF])
     assert set(built["plan"].dropna()) == {"pro", "basic"}
+
+
+def test_an_attribute_named_like_a_feature_keeps_both() -> None:
+    tables = random_world(3)
+    customers = tables.customers.assign(
+        mrr=[str(i) for i in range(12)], type_login_30d=[str(i % 3) for i in range(12)]
+    )
+    built = build_features(replace(tables, customers=customers), [AS_OF])
+    assert {"mrr", "mrr_attribute", "type_login_30d", "type_login_30d_attribute"} <= set(
+        built.columns
+    )
