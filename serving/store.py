@@ -93,8 +93,9 @@ def snapshot_from_frame(frame: pd.DataFrame, model: ChurnModel, source: str) -> 
     missing = [name for name in model.features if name not in frame.columns]
     if missing:
         raise ScoreStoreError(
-            f"{source}: the model needs feature column(s) {', '.join(missing)} that the snapshot "
-            "lacks; rebuild it with `churn snapshot` from the same export the model was trained on."
+            f"{source}: the model needs feature column(s) {', '.join(missing[:10])} that the "
+            "snapshot lacks; rebuild it with `churn snapshot --model NAME@ALIAS` (the columns "
+            "that model reads, even when the export's event types changed)."
         )
     ids = frame["customer_id"].astype("string")
     if ids.isna().any():
