@@ -81,6 +81,19 @@ def positive_weight(y: np.ndarray, imbalance: str) -> float:
     return 1.0
 
 
+def _params(config: FitConfig, y: np.ndarray) -> dict[str, Any]:
+    """The LightGBM parameters every fit shares: seeded, deterministic, quiet."""
+    return {
+        **config.params,
+        "seed": config.seed,
+        "deterministic": True,
+        "force_row_wise": True,
+        "num_threads": config.num_threads,
+        "verbosity": -1,
+        "scale_pos_weight": positive_weight(y, config.imbalance),
+    }
+
+
 def fit_booster(
     X_train: np.ndarray,
     y_train: np.ndarray,
@@ -92,16 +105,10 @@ def fit_booster(
 ) -> lgb.Booster:
     """LightGBM with early stopping on the validation window's log loss."""
     params = {
-        **config.params,
-        "seed": config.seed,
-        "deterministic": True,
-        "force_row_wise": True,
-        "num_threads": config.num_threads,
-        "verbosity": -1,
+        **_params(config, y_train),
         # weighted training inflates probabilities, so its log loss would stop too early;
         # the weighted variants early-stop on AUC (calibration happens afterwards anyway)
         "metric": "binary_logloss" if config.imbalance == "none" else "auc",
-        "scale_pos_weight": positive_weight(y_train, config.imbalance),
     }
     cat_idx = [features.index(c) for c in categorical]
     train = lgb.Dataset(
@@ -129,15 +136,7 @@ def fit_fixed(
     trees: int,
 ) -> lgb.Booster:
     """LightGBM with a fixed number of trees (a refit of a recipe chosen elsewhere)."""
-    params = {
-        **config.params,
-        "seed": config.seed,
-        "deterministic": True,
-        "force_row_wise": True,
-        "num_threads": config.num_threads,
-        "verbosity": -1,
-        "scale_pos_weight": positive_weight(y, config.imbalance),
-    }
+    params = _params(config, y)
     cat_idx = [features.index(c) for c in categorical]
     data = lgb.Dataset(X, y, feature_name=features, categorical_feature=cat_idx)
     return lgb.train(params, data, num_boost_round=max(int(trees), 1))
