@@ -195,7 +195,8 @@ def generated_catalog(tables: RawTables, vocabulary: Vocabulary) -> tuple[Featur
     """Catalog entries of the features made from this export's vocabulary and attributes."""
     entries: list[Feature] = []
     if tables.events is not None:
-        with_users = "events.user_id" in present_sources(tables)
+        events = tables.events
+        with_users = "user_id" in events.columns and bool(events["user_id"].notna().any())
         entries += vocabulary_catalog(vocabulary, with_users)
     entries += [
         s.catalog_entry() for s in attribute_specs(tables) if s.feature and s.origin != "contract"
