@@ -13,7 +13,7 @@ its values so that a CSV and a Parquet of the same table agree:
 - free text and identifier-like columns (nearly one value per customer) -> never a feature.
 
 ``features.yaml`` in the export folder may override a type or drop a column. ``churn validate``
-prints what each column became (:func:`describe_attributes`).
+prints what each column became (:func:`render_attributes`).
 """
 
 from __future__ import annotations
@@ -53,7 +53,6 @@ CONTRACT_PROFILE = tuple(
     c for c in TABLE_COLUMNS["customers"][1] if c not in NON_FEATURE_ATTRIBUTES
 )
 """The contract's own customer categories (industry, plan, ...): hand-written catalog entries."""
-FeatureType = AttributeType
 
 
 @dataclass(frozen=True)
