@@ -1,7 +1,7 @@
 """UI page times with ~50 000 scored customers: the at-risk list (sorted, filtered, searched,
 deep page) and customer pages. Target: p50 < 100 ms per page.
 
-Builds a scored world with ``serving.ui.demo.build_scored_world`` (a simulated company tiled to
+Builds a scored world with ``churn.demo.build_scored_world`` (a simulated company tiled to
 the target size, two scorings in the history), serves the API + UI under uvicorn on 127.0.0.1,
 signs in, warms the UI data once, then requests each page ``--repeat`` times over one keep-alive
 connection. Times are wall-clock per request on the loopback, an upper bound of server time.
@@ -23,7 +23,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from serving.ui.demo import UiServer, build_scored_world, settings_for
+from churn.demo import UiServer, build_scored_world, settings_for
 
 BASE_CUSTOMERS = 3000  # simulated; tiled up to the target
 KEY = "bench-key"

@@ -684,6 +684,39 @@ def serve(
     run_server(settings, host, port, workers)
 
 
+@app.command("demo-world")
+@friendly_errors
+def demo_world(
+    out: Annotated[Path, typer.Option(help="Folder for data, model, store.")] = Path("data/ui"),
+    customers: Annotated[int, typer.Option(help="Simulated customer accounts.")] = 900,
+    months: Annotated[int, typer.Option(help="Months simulated.")] = 14,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
+    replicate: Annotated[int, typer.Option(min=1, help="Tile the customers this often.")] = 1,
+) -> None:
+    """Build a scored deployment with two scorings in the history: what the UI demo, its browser
+    tests, screenshots and benchmark read (make demo + two weekly score-all runs, in one go)."""
+    from churn.demo import build_scored_world
+
+    world = build_scored_world(out, customers, months, seed, replicate)
+    settings = world.settings
+    console.print(
+        f"[green]wrote[/] {out}/: {world.customers:,} customers scored by model "
+        f"v{world.model_version} as of {world.previous_as_of} and {world.as_of}"
+    )
+    env = {
+        "CHURN_DATA_DIR": settings.data_dir,
+        "CHURN_FEATURES_PATH": settings.features_path,
+        "CHURN_STORE_DIR": settings.store_dir,
+        "CHURN_MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
+        "CHURN_MLFLOW_ARTIFACT_ROOT": settings.mlflow_artifact_root,
+    }
+    console.print("serve it: " + " ".join(f"{k}={v}" for k, v in env.items()) + " churn serve")
+    if not world.promoted:
+        err_console.print(
+            f"[yellow]the model is not the champion, so nothing is served:[/] {world.gate}"
+        )
+
+
 map_app = typer.Typer(no_args_is_help=True, help="Mapping files for your own exports.")
 app.add_typer(map_app, name="map")
 

@@ -233,6 +233,29 @@ def monthly_as_of(start: date, end: date) -> list[date]:
     return [d.date() for d in months if d.date() >= start]
 
 
+def materialize_lives(engine: SqlEngine) -> None:
+    """``paid`` and ``lives`` (``definitions/paid.sql``, ``lives.sql``) from the registered
+    ``subscriptions`` and ``params``: the one definition of a customer's paid lives, which the
+    labels, the spine, the retention metrics and the workflow facts all read."""
+    engine.materialize("paid", definition("paid"))
+    engine.materialize("lives", definition("lives"))
+
+
+def load_lives(tables: RawTables, spec: LabelSpec, engine: SqlEngine | None = None) -> SqlEngine:
+    """An engine holding the export's ``subscriptions``, ``params``, ``paid`` and ``lives``: where
+    the retention metrics and the workflow facts start (the labels get them in :func:`_load`).
+
+    ``spec`` gives ``gap_days`` and ``free_is_churn``; without ``spec.observed_until`` the
+    export date is looked up (:func:`observed_until`).
+    """
+    engine = engine or DuckDBEngine()
+    only = RawTables(customers=tables.customers.iloc[:0], subscriptions=tables.subscriptions)
+    engine.register("subscriptions", prepare(only)["subscriptions"])
+    engine.register("params", label_params(spec, spec.observed_until or observed_until(tables)))
+    materialize_lives(engine)
+    return engine
+
+
 def label_params(spec: LabelSpec, until: date) -> pd.DataFrame:
     """The one-row ``params`` table the label SQL reads (day numbers keep it engine-portable)."""
     return pd.DataFrame(
@@ -264,6 +287,7 @@ def _load(
             "Non-contractual labels need the events table (activity or purchases); "
             "add events.parquet or use --label contractual."
         )
+    materialize_lives(engine)
     engine.materialize("spine", definition(f"spine_{spec.kind}"))
     if tables.events is not None:
         engine.materialize("event_days", definition("event_days"))
@@ -378,6 +402,8 @@ __all__ = [
     "default_vocabulary",
     "feature_columns",
     "generated_catalog",
+    "load_lives",
+    "materialize_lives",
     "monthly_as_of",
     "observed_until",
 ]

@@ -7,10 +7,10 @@ the same definition of churn as the labels (``features.labels``). Conventions, s
 - **Periods** are the full calendar months inside ``[start, end)``; nothing reads the clock.
 - **Coverage**: a subscription covers the days ``[start_date, end_date)`` (``end_date`` is the
   first day without service; null = open-ended).
-- **Lives**: as in ``definitions/labels_contractual.sql``, a customer's paid subscriptions
-  (``mrr > 0``; every subscription when ``free_is_churn`` is false) are chained into lives; one
-  starting at most ``gap_days`` after the previous coverage ended continues the life (a late
-  renewal is not churn), a later one starts a new life. A life's ``end_date`` is a churn.
+- **Lives**: the labels' own, read from ``definitions/lives.sql``: a customer's paid
+  subscriptions (``mrr > 0``; every subscription when ``free_is_churn`` is false) are chained
+  into lives; one starting at most ``gap_days`` after the previous coverage ended continues the
+  life (a late renewal is not churn), a later one starts a new life. A life's end is a churn.
 - **Active at the start of month M** = inside a life on the last day before M (so a subscription
   starting on the 1st is *new* in M, as in the label spine). **Lost in M** = active at the start
   and the life ends during M. Hence churn rate = lost / active at start, retention rate =
@@ -29,101 +29,17 @@ import math
 from datetime import date
 from typing import Any
 
-import duckdb
 import numpy as np
 import pandas as pd
 
 from features.contract import RawTables
-from features.engine import prepare
+from features.engine import definition, load_lives, prepare
 from features.errors import ChurnError
 from features.labels import LabelSpec
 
 DEFAULT_GAP_DAYS = LabelSpec().gap_days
 EPOCH = pd.Timestamp("1970-01-01")
-OPEN_END = 99_999_999  # day number of a null end_date, as in the label SQL
 PROMOTER_MIN, DETRACTOR_MAX = 9, 6
-
-# One row per (month, customer) touched by a life: status at the month boundaries, MRR there and
-# revenue recognised in the month. Reads ``paid`` (day numbers), ``months`` and ``params``. The
-# ``lives`` CTEs repeat definitions/labels_contractual.sql; a test in test_metrics.py checks that
-# both agree on who churns.
-CUSTOMER_MONTHS_SQL = """
-WITH ordered AS (
-  SELECT customer_id, start_day, end_day,
-         MAX(end_day) OVER (PARTITION BY customer_id ORDER BY start_day, end_day
-                            ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev_end
-  FROM paid
-),
-numbered AS (
-  SELECT o.customer_id, o.start_day, o.end_day,
-         SUM(CASE WHEN o.prev_end IS NULL OR o.start_day > o.prev_end + p.gap_days THEN 1 ELSE 0
-             END) OVER (PARTITION BY o.customer_id ORDER BY o.start_day, o.end_day
-                        ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS life
-  FROM ordered AS o CROSS JOIN params AS p
-),
-lives AS (
-  SELECT customer_id, life, MIN(start_day) AS life_start, MAX(end_day) AS life_end
-  FROM numbered GROUP BY customer_id, life
-),
-status AS (
-  SELECT mo.month, mo.m, mo.n, l.customer_id,
-         MAX(CASE WHEN l.life_start < mo.m AND l.life_end >= mo.m THEN 1 ELSE 0 END)
-           AS active_start,
-         MAX(CASE WHEN l.life_start < mo.m AND l.life_end >= mo.m AND l.life_end < mo.n
-                  THEN 1 ELSE 0 END) AS lost,
-         MAX(CASE WHEN l.life_start >= mo.m AND l.life_start < mo.n THEN 1 ELSE 0 END) AS new,
-         MAX(CASE WHEN l.life_start < mo.n AND l.life_end >= mo.n THEN 1 ELSE 0 END) AS active_end
-  FROM months AS mo
-  JOIN lives AS l ON l.life_start < mo.n AND l.life_end >= mo.m
-  GROUP BY mo.month, mo.m, mo.n, l.customer_id
-),
-state_days AS (
-  SELECT m - 1 AS day FROM months UNION SELECT n - 1 FROM months
-),
-covered AS (
-  SELECT d.day, s.customer_id, SUM(s.mrr) AS mrr
-  FROM state_days AS d
-  JOIN paid AS s ON s.start_day <= d.day AND d.day < s.end_day
-  GROUP BY d.day, s.customer_id
-),
-in_gap AS (  -- inside a life but between subscriptions: the last covered day stands in
-  SELECT d.day, l.customer_id, MAX(s.end_day) - 1 AS last_day
-  FROM state_days AS d
-  JOIN lives AS l ON l.life_start <= d.day AND d.day < l.life_end
-  JOIN paid AS s ON s.customer_id = l.customer_id AND s.end_day <= d.day
-  ANTI JOIN covered AS c ON c.day = d.day AND c.customer_id = l.customer_id
-  GROUP BY d.day, l.customer_id
-),
-mrr_on AS (
-  SELECT day, customer_id, mrr FROM covered
-  UNION ALL
-  SELECT g.day, g.customer_id, SUM(s.mrr)
-  FROM in_gap AS g
-  JOIN paid AS s ON s.customer_id = g.customer_id AND s.start_day <= g.last_day
-   AND g.last_day < s.end_day
-  GROUP BY g.day, g.customer_id
-),
-revenue AS (
-  SELECT mo.month, s.customer_id,
-         SUM(s.mrr * (LEAST(s.end_day, mo.n) - GREATEST(s.start_day, mo.m)) / (mo.n - mo.m))
-           AS revenue
-  FROM months AS mo
-  JOIN paid AS s ON s.start_day < mo.n AND s.end_day > mo.m
-  GROUP BY mo.month, s.customer_id
-),
-first_start AS (
-  SELECT customer_id, MIN(start_day) AS first_day FROM paid GROUP BY customer_id
-)
-SELECT st.month, st.customer_id, st.active_start, st.lost, st.new, st.active_end,
-       COALESCE(a.mrr, 0.0) AS start_mrr, COALESCE(b.mrr, 0.0) AS end_mrr,
-       COALESCE(r.revenue, 0.0) AS revenue, f.first_day
-FROM status AS st
-JOIN first_start AS f ON f.customer_id = st.customer_id
-LEFT JOIN mrr_on AS a ON a.customer_id = st.customer_id AND a.day = st.m - 1
-LEFT JOIN mrr_on AS b ON b.customer_id = st.customer_id AND b.day = st.n - 1
-LEFT JOIN revenue AS r ON r.customer_id = st.customer_id AND r.month = st.month
-ORDER BY st.month, st.customer_id
-"""
 
 
 def full_months(start: date, end: date) -> pd.DatetimeIndex:
@@ -170,19 +86,6 @@ def customer_months(
     if gap_days < 0:
         raise ChurnError(f"gap_days must be >= 0, got {gap_days}")
     months = _require_months(start, end)
-    subs = prepare(
-        RawTables(customers=tables.customers.iloc[:0], subscriptions=tables.subscriptions)
-    )["subscriptions"]
-    if free_is_churn:
-        subs = subs[subs["mrr"] > 0]
-    paid = pd.DataFrame(
-        {
-            "customer_id": subs["customer_id"].astype(str),
-            "start_day": _day(subs["start_date"]).astype("int64"),
-            "end_day": _day(subs["end_date"]).fillna(OPEN_END).astype("int64"),
-            "mrr": subs["mrr"].fillna(0.0).astype("float64"),
-        }
-    )
     bounds = pd.DataFrame(
         {
             "month": months.astype("datetime64[us]"),
@@ -190,14 +93,10 @@ def customer_months(
             "n": _day((months + pd.offsets.MonthBegin(1)).to_series()).to_numpy(),
         }
     )
-    con = duckdb.connect()
-    try:
-        con.register("paid", paid)
-        con.register("months", bounds)
-        con.register("params", pd.DataFrame({"gap_days": [gap_days]}))
-        frame = con.execute(CUSTOMER_MONTHS_SQL).df()
-    finally:
-        con.close()
+    spec = LabelSpec(gap_days=gap_days, free_is_churn=free_is_churn, observed_until=end)
+    engine = load_lives(tables, spec)
+    engine.register("months", bounds)
+    frame = engine.fetch(definition("customer_months"))
     frame["month"] = pd.to_datetime(frame["month"])
     frame["cohort"] = (
         (EPOCH + pd.to_timedelta(frame.pop("first_day"), unit="D"))

@@ -48,6 +48,7 @@ from features.engine import (
     as_of_frame,
     definition,
     label_params,
+    materialize_lives,
     monthly_as_of,
 )
 from features.errors import ChurnError
@@ -439,7 +440,8 @@ def _load_spark(
     spec: LabelSpec,
     vocabulary: Vocabulary,
 ) -> None:
-    """Spark twin of ``engine._load``: prepared tables, as-of dates, params, spine, event days."""
+    """Spark twin of ``engine._load``: prepared tables, as-of dates, params, lives, spine, event
+    days."""
     tables = export.tables
     for name, frame in prepare_spark(tables, vocabulary.sign_in).items():
         engine.register_frame(name, frame)
@@ -452,6 +454,7 @@ def _load_spark(
             "Non-contractual labels need the events table (activity or purchases); "
             "add events.parquet or use --label contractual."
         )
+    materialize_lives(engine)
     engine.materialize("spine", definition(f"spine_{spec.kind}"))
     if "events" in tables:
         engine.materialize("event_days", definition("event_days"))

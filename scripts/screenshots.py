@@ -67,7 +67,7 @@ def backfill_history(settings: Settings) -> None:
 def shoot(settings: Settings, out: Path) -> list[Path]:
     from playwright.sync_api import sync_playwright
 
-    from serving.ui.demo import UiServer
+    from churn.demo import UiServer
 
     out.mkdir(parents=True, exist_ok=True)
     key = settings.api_key_list()[0]
@@ -106,7 +106,7 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="build a small world in a temp dir")
     args = parser.parse_args()
     if args.tiny:
-        from serving.ui.demo import build_scored_world
+        from churn.demo import build_scored_world
 
         settings = build_scored_world(Path(tempfile.mkdtemp(prefix="churn-ui-"))).settings
     else:

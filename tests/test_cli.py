@@ -80,3 +80,18 @@ def test_durations_and_dates_are_parsed_or_rejected_with_a_hint() -> None:
         parse_days("three months")
     with pytest.raises(ChurnError, match="YYYY-MM-DD"):
         parse_dates("2024-13-01")
+
+
+def test_demo_world_builds_a_scored_deployment_with_two_scorings(tmp_path: Path) -> None:
+    from serving.history import ScoreHistory
+
+    out = tmp_path / "ui"
+    result = runner.invoke(app, ["demo-world", "--out", str(out), "--customers", "300",
+                                 "--months", "10", "--seed", "3"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert f"CHURN_STORE_DIR={out / 'store'}" in result.output.replace("\n", "")
+    scores = pd.read_parquet(out / "store" / "scores.parquet")
+    assert scores["customer_id"].is_unique and len(scores) > 100
+    history = ScoreHistory(out / "store")
+    assert len(history.scorings()) == 2
+    history.close()

@@ -1,45 +1,10 @@
--- Contractual churn labels. Paid subscriptions of a customer are chained into "lives": a
--- subscription starting within the re-subscription gap after the previous one ended continues
--- the life; a later one starts a new life. A life's end is a churn. The row (customer, as_of)
--- is labeled churned when the life it belongs to ends inside the horizon
--- [as_of + lead, as_of + lead + horizon). Lives ending during the lead time are dropped (too late
--- to act). A churn is complete (final) only once its re-subscription gap lies inside the export:
--- a renewal up to gap_days after life_end would still continue the life. Day numbers (days since
--- 1970-01-01) keep the arithmetic engine-portable.
-WITH paid AS (
-  SELECT b.customer_id,
-         DATE_DIFF('day', TIMESTAMP '1970-01-01 00:00:00', b.start_date) AS start_day,
-         COALESCE(DATE_DIFF('day', TIMESTAMP '1970-01-01 00:00:00', b.end_date), 99999999)
-           AS end_day
-  FROM subscriptions AS b
-  CROSS JOIN params AS p
-  WHERE b.mrr > 0 OR p.free_is_churn = 0
-),
-ordered AS (
-  SELECT customer_id, start_day, end_day,
-         MAX(end_day) OVER (PARTITION BY customer_id ORDER BY start_day, end_day
-                            ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev_end
-  FROM paid
-),
-flagged AS (
-  SELECT o.customer_id, o.start_day, o.end_day,
-         CASE WHEN o.prev_end IS NULL OR o.start_day > o.prev_end + p.gap_days THEN 1 ELSE 0 END
-           AS new_life
-  FROM ordered AS o
-  CROSS JOIN params AS p
-),
-numbered AS (
-  SELECT customer_id, start_day, end_day,
-         SUM(new_life) OVER (PARTITION BY customer_id ORDER BY start_day, end_day
-                             ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS life
-  FROM flagged
-),
-lives AS (
-  SELECT customer_id, life, MIN(start_day) AS life_start, MAX(end_day) AS life_end
-  FROM numbered
-  GROUP BY customer_id, life
-),
-rows_ AS (
+-- Contractual churn labels, from the customer's paid lives (lives.sql): a life's end is a churn.
+-- The row (customer, as_of) is labeled churned when the life it belongs to ends inside the
+-- horizon [as_of + lead, as_of + lead + horizon). Lives ending during the lead time are dropped
+-- (too late to act). A churn is complete (final) only once its re-subscription gap lies inside
+-- the export: a renewal up to gap_days after life_end would still continue the life. Day numbers
+-- (days since 1970-01-01) keep the arithmetic engine-portable.
+WITH rows_ AS (
   SELECT s.customer_id, s.as_of, l.life_end,
          DATE_DIFF('day', TIMESTAMP '1970-01-01 00:00:00', s.as_of) AS as_of_day
   FROM spine AS s

@@ -340,6 +340,6 @@ def mount_ui(
             headers={"Cache-Control": "public, max-age=86400"},
         )
 
-    app.state.ui_data = data  # closed by whoever stops the server (serving.ui.demo.UiServer)
+    app.state.ui_data = data  # closed by whoever stops the server (e.g. churn.demo.UiServer)
     app.include_router(router)
     app.mount(f"{PREFIX}/static", StaticFiles(directory=HERE / "static"), name="ui-static")

@@ -20,6 +20,7 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
+from features.facts import day_of
 from serving.workflows.config import (
     DaysSinceSignup,
     HealthBelow,
@@ -30,7 +31,7 @@ from serving.workflows.config import (
     TierDropped,
     ValueAtRisk,
 )
-from serving.workflows.inputs import TIER_RANK, day_of, latest_scores
+from serving.workflows.inputs import TIER_RANK, latest_scores
 
 HOLDS_COLUMNS = ("rule_id", "customer_id", "since", "detail")
 TIER_NAMES = {rank: name for name, rank in TIER_RANK.items()}

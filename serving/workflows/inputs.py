@@ -1,4 +1,4 @@
-"""The two frames the rules read: the score history and today's customer facts.
+"""The score history the rules read (today's customer facts are ``features.facts``).
 
 **Score history** (:data:`HISTORY_COLUMNS`): one row per customer per scoring, appended by each
 ``churn score-all``. Read through :func:`read_score_history` only, so when ``serving/history.py``
@@ -7,10 +7,8 @@ then use :func:`daily_scores`: one value per customer per ``as_of`` day, the lat
 that day (a rescoring with a new model replaces the day's value), and only what was scored by
 ``now`` (a run replayed for an earlier ``now`` sees what it would have seen then).
 
-**Customer facts** (:func:`customer_facts`): per customer from the contract tables, as of an
-explicit ``now``: name, ``csm_owner``, segment attributes, signup, current MRR, last activity,
-last purchase and whether the customer has churned (no paid subscription covering ``now``;
-a renewal within ``gap_days`` is not churn, as in ``features.metrics``).
+**Customer facts** come from ``features.facts`` (:func:`features.facts.customer_facts`), which
+reads the same paid lives as the churn labels and the retention metrics.
 
 Timestamps are UTC; ``as_of`` and days are calendar dates held as naive midnights.
 """
@@ -18,7 +16,6 @@ Timestamps are UTC; ``as_of`` and days are calendar dates held as naive midnight
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -27,9 +24,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from features.contract import RawTables
-from features.engine import prepare
-from features.labels import LabelSpec
+from features.facts import day_of, utc
 from serving.workflows.errors import RulesError
 
 HISTORY_COLUMNS = (
@@ -42,31 +37,7 @@ HISTORY_COLUMNS = (
     "top_drivers",  # object: list of {"feature", "contribution", "sentence"}, strongest first
     "model_version",  # str
 )
-SEGMENT_COLUMNS = ("industry", "company_size", "region", "plan", "acquisition_channel")
-FACT_COLUMNS = (
-    "customer_id",
-    "name",
-    "csm_owner",
-    *SEGMENT_COLUMNS,
-    "signup_date",
-    "mrr",
-    "active",
-    "churned_at",
-    "last_activity_at",
-    "last_purchase_at",
-)
 TIER_RANK = {"healthy": 0, "low": 1, "medium": 2, "high": 3}
-
-
-def utc(moment: datetime | pd.Timestamp | str) -> pd.Timestamp:
-    """A UTC timestamp; a naive value is taken as UTC (the project's convention)."""
-    stamp = pd.Timestamp(moment)
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-
-
-def day_of(now: datetime | pd.Timestamp) -> pd.Timestamp:
-    """The calendar day of ``now`` as a naive midnight, comparable with ``as_of``."""
-    return utc(now).tz_localize(None).normalize()
 
 
 def empty_history() -> pd.DataFrame:
@@ -200,106 +171,3 @@ def daily_scores(
 def latest_scores(daily: pd.DataFrame) -> pd.DataFrame:
     """Each customer's last daily row, indexed by ``customer_id``."""
     return daily.drop_duplicates("customer_id", keep="last").set_index("customer_id")
-
-
-FACTS_SQL = """
-WITH paid AS (
-  SELECT customer_id, start_date, end_date, mrr FROM subscriptions WHERE mrr > 0
-),
-now_mrr AS (
-  SELECT customer_id, SUM(mrr) AS mrr FROM paid
-  WHERE start_date <= $today AND (end_date IS NULL OR end_date > $today)
-  GROUP BY customer_id
-),
-last_paid AS (
-  SELECT customer_id,
-         MAX(CASE WHEN end_date IS NULL OR end_date > $today THEN NULL ELSE end_date END)
-           AS last_end,
-         BOOL_OR(start_date <= $today AND (end_date IS NULL OR end_date > $today)) AS covered,
-         BOOL_OR(start_date <= $today) AS started,
-         MAX(CASE WHEN start_date <= $today THEN start_date END) AS last_start
-  FROM paid GROUP BY customer_id
-),
-activity AS (
-  SELECT customer_id, MAX(ts) AS last_activity_at FROM events WHERE ts < $now
-  GROUP BY customer_id
-),
-paid_invoices AS (
-  SELECT customer_id, MAX(paid_at) AS last_paid_at FROM invoices WHERE paid_at < $now
-  GROUP BY customer_id
-)
-SELECT c.customer_id, c.signup_date,
-       COALESCE(m.mrr, 0.0) AS mrr,
-       COALESCE(l.covered, FALSE)
-         OR (l.last_end IS NOT NULL AND l.last_end + $gap_days * INTERVAL 1 DAY > $today)
-         AS active,
-       CASE WHEN COALESCE(l.started, FALSE) AND NOT COALESCE(l.covered, FALSE)
-                 AND l.last_end + $gap_days * INTERVAL 1 DAY <= $today
-            THEN l.last_end END AS churned_at,
-       a.last_activity_at,
-       GREATEST(p.last_paid_at, l.last_start) AS last_purchase_at
-FROM customers c
-LEFT JOIN now_mrr m USING (customer_id)
-LEFT JOIN last_paid l USING (customer_id)
-LEFT JOIN activity a USING (customer_id)
-LEFT JOIN paid_invoices p USING (customer_id)
-WHERE c.signup_date <= $today
-"""
-
-
-def customer_facts(
-    tables: RawTables, now: datetime, gap_days: int = LabelSpec().gap_days
-) -> pd.DataFrame:
-    """Per customer as of ``now`` (see the module docstring), indexed by ``customer_id``.
-
-    ``mrr`` is the MRR of the paid subscriptions covering ``now``'s day (0 once churned);
-    ``churned_at`` is the end of the last paid subscription when none covers ``now`` and no
-    renewal came within ``gap_days``.
-    """
-    prepared = prepare(tables)
-    customers = tables.customers
-    today = day_of(now).to_pydatetime()
-    moment = utc(now).tz_localize(None).to_pydatetime()
-    with duckdb.connect() as con:
-        con.register("customers", prepared["customers"][["customer_id", "signup_date"]])
-        con.register("subscriptions", prepared["subscriptions"])
-        empty_events = pd.DataFrame(
-            {"customer_id": pd.Series(dtype="string"), "ts": pd.Series(dtype="datetime64[us]")}
-        )
-        con.register("events", prepared.get("events", empty_events))
-        empty_invoices = pd.DataFrame(
-            {
-                "customer_id": pd.Series(dtype="string"),
-                "paid_at": pd.Series(dtype="datetime64[us]"),
-            }
-        )
-        con.register("invoices", prepared.get("invoices", empty_invoices))
-        facts = con.execute(
-            FACTS_SQL, {"today": today, "now": moment, "gap_days": gap_days}
-        ).fetch_df()
-    attributes = customers.set_index(customers["customer_id"].astype(str))
-    facts["customer_id"] = facts["customer_id"].astype(str)
-    facts = facts.set_index("customer_id")
-    for column in ("name", "csm_owner", *SEGMENT_COLUMNS):
-        if column in attributes.columns:
-            facts[column] = attributes[column].reindex(facts.index).astype("object")
-        else:
-            facts[column] = None
-    facts["active"] = facts["active"].astype(bool)
-    for column in ("signup_date", "churned_at", "last_activity_at", "last_purchase_at"):
-        facts[column] = pd.to_datetime(facts[column])
-    return facts[list(FACT_COLUMNS[1:])]
-
-
-def facts_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
-    """Customer facts from plain rows (tests, imports): missing columns become empty."""
-    frame = pd.DataFrame(list(rows))
-    for column in FACT_COLUMNS:
-        if column not in frame.columns:
-            frame[column] = None
-    frame["mrr"] = pd.to_numeric(frame["mrr"]).fillna(0.0).astype("float64")
-    frame["active"] = frame["active"].astype("boolean").fillna(True).astype(bool)
-    for column in ("signup_date", "churned_at", "last_activity_at", "last_purchase_at"):
-        frame[column] = pd.to_datetime(frame[column], utc=True).dt.tz_localize(None)
-    frame["customer_id"] = frame["customer_id"].astype(str)
-    return frame.set_index("customer_id")[list(FACT_COLUMNS[1:])]

@@ -30,8 +30,9 @@ import numpy as np
 import pandas as pd
 
 from features.catalog import BY_NAME
+from features.facts import SEGMENT_COLUMNS, day_of, utc
 from serving.workflows.config import RulesConfig
-from serving.workflows.inputs import SEGMENT_COLUMNS, day_of, latest_scores, utc
+from serving.workflows.inputs import latest_scores
 
 Z95 = 1.959963984540054
 MIN_VERDICTS_FOR_FLAG = 5

@@ -24,6 +24,7 @@ from typing import Any, cast
 import jinja2
 import pandas as pd
 
+from features.facts import utc
 from serving.playbook import Playbook
 from serving.workflows.conditions import evaluate
 from serving.workflows.config import (
@@ -34,7 +35,7 @@ from serving.workflows.config import (
     TaskAction,
     WebhookAction,
 )
-from serving.workflows.inputs import daily_scores, latest_scores, utc
+from serving.workflows.inputs import daily_scores, latest_scores
 from serving.workflows.ledger import Ledger, PlannedAlert, PlannedDraft, PlannedTask, iso
 
 

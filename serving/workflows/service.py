@@ -23,10 +23,11 @@ import pandas as pd
 
 from churn.settings import Settings
 from features.contract import RawTables
+from features.facts import customer_facts, facts_frame
 from serving.errors import NotReadyError
 from serving.playbook import Playbook, load_playbook
 from serving.workflows.config import RulesConfig, WorkflowSettings, load_rules
-from serving.workflows.inputs import customer_facts, daily_scores, facts_frame, read_score_history
+from serving.workflows.inputs import daily_scores, read_score_history
 from serving.workflows.ledger import Ledger
 from serving.workflows.loop import ClosedLoop, LoopInputs, closed_loop
 from serving.workflows.run import RunSummary, run_rules

@@ -1,6 +1,6 @@
 """One scored deployment with score history and a real uvicorn serving the API and the UI.
 
-Built once per session by ``serving.ui.demo.build_scored_world`` (generator -> labeled set ->
+Built once per session by ``churn.demo.build_scored_world`` (generator -> labeled set ->
 train and register in a temp MLflow store -> two snapshots scored with ``score_all`` and
 appended to the history), served by uvicorn on 127.0.0.1 in a background thread. The browser is
 Debian's Chromium driven by Playwright; when a test fails, a screenshot of its page is saved
@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from serving.ui.demo import ScoredWorld, UiServer, build_scored_world
+from churn.demo import ScoredWorld, UiServer, build_scored_world
 
 KEY = "ui-test-key"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -9,9 +9,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from features.facts import facts_frame
 from serving.playbook import Playbook, load_playbook
 from serving.workflows.config import RulesConfig, parse_rules
-from serving.workflows.inputs import facts_frame, normalise_history
+from serving.workflows.inputs import normalise_history
 from serving.workflows.ledger import Ledger
 from training.health_score import tier_of
 

@@ -1,5 +1,5 @@
-"""The frames the rules read: the score history as ``serving.history`` writes it, and customer
-facts from real contract tables."""
+"""The score history the rules read, as ``serving.history`` writes it (customer facts:
+tests/features/test_facts.py)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from features.contract import RawTables
-from features.pipeline import snapshot_as_of
 from serving.history import append_history, history_dir
-from serving.workflows.inputs import customer_facts, read_score_history
+from serving.workflows.inputs import read_score_history
 
 
 def store_frame(ids: list[str], health: list[float]) -> pd.DataFrame:
@@ -48,16 +46,3 @@ def test_reads_the_history_that_score_all_appends(tmp_path: Path) -> None:
 
 def test_no_history_yet_is_an_empty_frame(tmp_path: Path) -> None:
     assert read_score_history(tmp_path / "missing").empty
-
-
-def test_customer_facts_agree_with_the_subscriptions(small_tables: RawTables) -> None:
-    now = datetime.combine(snapshot_as_of(small_tables), datetime.min.time(), UTC)
-    facts = customer_facts(small_tables, now)
-    assert len(facts) == len(small_tables.customers)
-    assert not facts.loc[facts["churned_at"].notna(), "active"].any()
-    assert (facts.loc[facts["mrr"] > 0, "active"]).all()
-    assert (facts["last_activity_at"].dropna() < pd.Timestamp(now).tz_localize(None)).all()
-    subs = small_tables.subscriptions
-    open_ended = subs[subs["end_date"].isna() & (subs["mrr"] > 0)]["customer_id"].astype(str)
-    assert facts.loc[sorted(set(open_ended)), "active"].all()
-    assert 0 < facts["active"].mean() < 1

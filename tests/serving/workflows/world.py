@@ -13,10 +13,10 @@ from fastapi import FastAPI
 
 from churn.settings import Settings
 from features.errors import ChurnError
+from features.facts import facts_frame
 from serving.app import api_key_check, churn_error_response
 from serving.playbook import load_playbook
 from serving.workflows.config import parse_rules
-from serving.workflows.inputs import facts_frame
 from serving.workflows.ledger import Ledger
 from serving.workflows.routes import mount_workflows
 from serving.workflows.service import Workflows

@@ -1,10 +1,15 @@
-"""A scored deployment with score history, for the UI's browser tests, screenshots and benchmark.
+"""A scored deployment with score history (``churn demo-world``), for the UI's browser tests,
+screenshots and benchmark.
 
 The same steps as ``make demo`` followed by two weekly ``churn score-all`` runs, as library
 calls: generate a company, build the labeled set, train and register a champion, then score a
 snapshot a month before the export's end and one at its end, appending both to the history (so
 "what moved the score" has something to say). ``replicate`` tiles the customers (new ids) to
-reach benchmark sizes without simulating every one of them.
+reach benchmark sizes without simulating every one of them. :class:`UiServer` serves such a
+world under a real uvicorn in a background thread.
+
+It lives beside the CLI, above every package, because it drives all three (features, training,
+serving); nothing in ``serving`` imports it, so the wheel's serving code carries no fixtures.
 """
 
 from __future__ import annotations
@@ -28,8 +33,12 @@ from features.labels import LabelSpec
 from features.pipeline import build_snapshot, default_as_of, snapshot_as_of
 from serving.history import append_history
 from serving.store import ModelRef, score_all
+from training.fit import FitConfig
+from training.pipeline import TrainConfig
+from training.registry import configure
+from training.workflow import train_and_register
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)
@@ -39,6 +48,8 @@ class ScoredWorld:
     previous_as_of: date
     customers: int
     model_version: str
+    promoted: bool  # whether the model passed the promotion gate and is the served champion
+    gate: str  # the gate's reason, e.g. why a tiny world's model was not promoted
 
 
 def settings_for(root: Path, api_key: str = "demo-key") -> Settings:
@@ -80,11 +91,6 @@ def build_scored_world(
     max_trees: int = 60,
 ) -> ScoredWorld:
     """Everything the UI reads, under ``root`` (data, labeled set, MLflow store, store)."""
-    from training.fit import FitConfig
-    from training.pipeline import TrainConfig
-    from training.registry import configure
-    from training.workflow import train_and_register
-
     root = Path(root)
     data = root / "data"
     write_world(generate_world(customers, months, seed=seed), data)
@@ -116,7 +122,10 @@ def build_scored_world(
         scored_at = datetime.combine(day, datetime.min.time(), UTC) + timedelta(hours=2)
         append_history(store, pd.read_parquet(scores_path), ref.version, day, scored_at)
     served = len(pd.read_parquet(settings.snapshot_path, columns=["customer_id"]))
-    return ScoredWorld(settings, latest, previous, served, ref.version)
+    decision = report.decision
+    return ScoredWorld(
+        settings, latest, previous, served, ref.version, decision.promoted, decision.reason
+    )
 
 
 def _replicate_data(data: Path, tables: RawTables, times: int) -> None:
