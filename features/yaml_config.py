@@ -56,59 +56,68 @@ def dotted(path: Iterable[Any]) -> str:
 # YAML with the line of every key
 
 
-def _record(
+def _construct(
     node: yaml.Node,
     path: KeyPath,
     file: str,
     lines: dict[KeyPath, Location],
+    loader: yaml.SafeLoader,
     error: type[ChurnError],
-) -> None:
-    """The line of every key below ``node``; a key given twice in one mapping is an error."""
+) -> Any:
+    """The values below ``node`` as ``yaml.safe_load`` builds them, with the line of every key.
+
+    Keys are kept as written (``yes:`` is the key ``"yes"``, ``1:`` is ``"1"``): in these files a
+    key is a name. A key given twice in one mapping is an error; ``<<: *defaults`` merges.
+    """
     lines.setdefault(path, (file, node.start_mark.line + 1))
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
-        for key_node, value_node in node.value:
-            if key_node.tag == _MERGE_TAG:  # ``<<: *defaults``: its keys keep the alias's line
-                continue
+        for key_node, _ in node.value:
             key = str(key_node.value)
-            child = (*path, key)
-            line = key_node.start_mark.line + 1
-            if key in seen:
+            if key_node.tag != _MERGE_TAG and key in seen:
                 raise error(
-                    f"{file}, line {line}, key {dotted(child)}: the key appears twice under "
-                    f"{dotted(path) or 'the top level'}; keep one."
+                    f"{file}, line {key_node.start_mark.line + 1}, key {dotted((*path, key))}: "
+                    f"the key appears twice under {dotted(path) or 'the top level'}; keep one."
                 )
             seen.add(key)
-            lines[child] = (file, line)
-            _record(value_node, child, file, lines, error)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _record(item, (*path, i), file, lines, error)
+        loader.flatten_mapping(node)  # merged keys first, so the mapping's own keys win
+        out: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            child = (*path, str(key_node.value))
+            lines[child] = (file, key_node.start_mark.line + 1)
+            out[str(key_node.value)] = _construct(value_node, child, file, lines, loader, error)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [
+            _construct(item, (*path, i), file, lines, loader, error)
+            for i, item in enumerate(node.value)
+        ]
+    return loader.construct_object(node, deep=True)
 
 
 def compose_yaml(
     text: str, file: str, error: type[ChurnError] = ChurnError
 ) -> tuple[Any, dict[KeyPath, Location]]:
-    """``yaml.safe_load`` of ``text`` plus the ``(file, line)`` of every key path.
+    """The values of YAML ``text`` plus the ``(file, line)`` of every key path.
 
     An empty document is ``None``. Errors are ``error`` and name ``file`` and the line.
     """
+    lines: dict[KeyPath, Location] = {}
+    loader = yaml.SafeLoader("")
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
-        lines: dict[KeyPath, Location] = {}
         if node is None:
             return None, lines
-        _record(node, (), file, lines, error)
-        loader = yaml.SafeLoader("")
-        try:
-            return loader.construct_document(node), lines
-        finally:
-            loader.dispose()
+        return _construct(node, (), file, lines, loader, error), lines
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f", line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise error(f"{file} is not valid YAML{where}: {problem}. Fix the syntax.") from None
+    except RecursionError:
+        raise error(f"{file}: an alias refers to itself; write the values out.") from None
+    finally:
+        loader.dispose()
 
 
 def locate(lines: dict[KeyPath, Location], path: KeyPath, file: str) -> str:
