@@ -43,7 +43,6 @@ TIER_TABLE: tuple[Tier, ...] = (
     Tier("medium", "Medium risk", 40.0, "#e16f24", "#e16f24", "#fff1e5", "#953800", "#ffb77c"),
     Tier("high", "High risk", 0.0, "#cf222e", "#cf222e", "#ffebe9", "#a40e26", "#ffcecb"),
 )
-BY_TIER: dict[str, Tier] = {t.name: t for t in TIER_TABLE}
 TIER_NAMES: tuple[TierName, ...] = tuple(t.name for t in TIER_TABLE)
 RISK_TIERS: tuple[TierName, ...] = TIER_NAMES[1:]  # the tiers that carry churn risk
 # Lower bounds of every tier but the last, as ``tier_of`` takes them.
@@ -97,7 +96,6 @@ def tier_of(
 
 
 __all__ = [
-    "BY_TIER",
     "RISK_TIERS",
     "TIER_NAMES",
     "TIER_RANK",

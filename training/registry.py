@@ -25,7 +25,7 @@ from mlflow.tracking import MlflowClient
 
 from features.catalog import CATALOG_VERSION
 from features.errors import ChurnError
-from training.health_score import tier_of
+from features.tiers import tier_of
 from training.model import ChurnModel
 
 EXPERIMENT = "churn"

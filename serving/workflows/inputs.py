@@ -30,6 +30,7 @@ import pandas as pd
 from features.contract import RawTables
 from features.engine import prepare
 from features.labels import LabelSpec
+from features.tiers import TIER_RANK
 from serving.workflows.errors import RulesError
 
 HISTORY_COLUMNS = (
@@ -55,7 +56,6 @@ FACT_COLUMNS = (
     "last_activity_at",
     "last_purchase_at",
 )
-TIER_RANK = {"healthy": 0, "low": 1, "medium": 2, "high": 3}
 
 
 def utc(moment: datetime | pd.Timestamp | str) -> pd.Timestamp:
