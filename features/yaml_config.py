@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import types
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -249,6 +249,18 @@ def describe(schema: Any, raw: Any, errors: list[Any]) -> list[Problem]:
     return problems
 
 
+def first_repeat(groups: Mapping[str, Iterable[str]]) -> tuple[str, str, str] | None:
+    """The first name listed in two groups, as (name, first group, second group), else ``None``:
+    the check of every config whose names may belong to one group only."""
+    owner: dict[str, str] = {}
+    for group, names in groups.items():
+        for name in names:
+            if name in owner:
+                return name, owner[name], group
+            owner[name] = group
+    return None
+
+
 # --------------------------------------------------------------------------------------------
 # One kind of config file
 
@@ -351,6 +363,7 @@ __all__ = [
     "data_path",
     "describe",
     "dotted",
+    "first_repeat",
     "keys_at",
     "locate",
 ]

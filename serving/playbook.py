@@ -21,7 +21,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 
 from features.catalog import BY_NAME
 from features.tiers import RISK_TIERS, TIER_NAMES, TierName
-from features.yaml_config import ConfigFile
+from features.yaml_config import ConfigFile, first_repeat
 from serving.errors import PlaybookError
 
 
@@ -103,15 +103,13 @@ class Playbook(BaseModel):
         missing = [t for t in TIER_NAMES if t not in self.tiers]
         if missing:
             raise ValueError(f"tiers: add an entry for {', '.join(missing)}")
-        owner: dict[str, str] = {}
-        for group, play in self.driver_groups.items():
-            for name in play.features:
-                if name in owner:
-                    raise ValueError(
-                        f"feature '{name}' is in driver groups '{owner[name]}' and '{group}'; "
-                        "list it in one only"
-                    )
-                owner[name] = group
+        repeat = first_repeat({g: p.features for g, p in self.driver_groups.items()})
+        if repeat is not None:
+            name, first, second = repeat
+            raise ValueError(
+                f"feature '{name}' is in driver groups '{first}' and '{second}'; "
+                "list it in one only"
+            )
         return self
 
     def group_of(self) -> dict[str, str]:

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from features.catalog import BY_NAME
 from features.errors import ChurnError, InsufficientDataError
 from features.tiers import TIER_NAMES, TIER_THRESHOLDS, UNKNOWN_TIER, tier_of
-from features.yaml_config import ConfigFile
+from features.yaml_config import ConfigFile, first_repeat
 
 Direction = Literal["higher", "lower"]
 
@@ -99,15 +99,13 @@ class HealthScoreConfig(BaseModel):
     def _consistent(self) -> HealthScoreConfig:
         if sum(s.weight for s in self.sub_scores.values()) <= 0:
             raise ValueError("at least one sub-score needs a weight above 0")
-        owner: dict[str, str] = {}
-        for group, sub in self.sub_scores.items():
-            for name in sub.indicators:
-                if name in owner:
-                    raise ValueError(
-                        f"indicator '{name}' is in both '{owner[name]}' and '{group}'; "
-                        "list it in one sub-score only"
-                    )
-                owner[name] = group
+        repeat = first_repeat({g: s.indicators for g, s in self.sub_scores.items()})
+        if repeat is not None:
+            name, first, second = repeat
+            raise ValueError(
+                f"indicator '{name}' is in both '{first}' and '{second}'; "
+                "list it in one sub-score only"
+            )
         return self
 
 
