@@ -20,7 +20,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from churn.settings import Settings
 from features.catalog import Group
-from features.tiers import TierName
+from features.tiers import TIER_NAMES, TierName
 from features.yaml_config import ConfigFile, Problem
 from serving.workflows.errors import RulesError
 
@@ -75,7 +75,7 @@ class TierDropped(_Condition):
 
     kind: Literal["tier_dropped"]
     window_days: int = Field(30, ge=1)
-    min_steps: int = Field(1, ge=1, le=3)
+    min_steps: int = Field(1, ge=1, le=len(TIER_NAMES) - 1)
     to: list[TierName] | None = Field(None, description="Only drops into these tiers.")
 
 
