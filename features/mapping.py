@@ -8,73 +8,30 @@ time. docs/bring-your-own-data.md is the user-facing description of every key.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from features.contract import COLUMN_ORDER, TABLE_COLUMNS
 from features.errors import ChurnError
+from features.yaml_config import KeyPath, Location, closest, compose_yaml
 
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
 MONEY_COLUMNS = frozenset({("subscriptions", "mrr"), ("invoices", "amount")})
-Location = tuple[str, int]  # (file name, 1-based line)
-KeyPath = tuple[str | int, ...]
 
 
 class MappingError(ChurnError):
     """The mapping file (or a preset it names) is malformed: the message names file, line, key."""
 
 
-def closest(name: str, choices: Any) -> str:
-    """`` (did you mean 'x'?)`` for the nearest of ``choices``, else an empty string."""
-    match = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.6)
-    return f" (did you mean {match[0]!r}?)" if match else ""
-
-
-# --------------------------------------------------------------------------------------------
-# YAML with line numbers
-
-
-def _construct(node: yaml.Node, path: KeyPath, file: str, lines: dict[KeyPath, Location]) -> Any:
-    """Plain Python values from a composed YAML node, recording each key's line."""
-    lines[path] = (file, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        out: dict[str, Any] = {}
-        for key_node, value_node in node.value:
-            key = yaml.safe_load(yaml.serialize(key_node))
-            key = str(key) if not isinstance(key, str) else key
-            if key in out:
-                raise MappingError(
-                    f"{file}, line {key_node.start_mark.line + 1}: the key {key!r} appears twice "
-                    f"under {_dotted(path) or 'the top level'}; keep one."
-                )
-            out[key] = _construct(value_node, (*path, key), file, lines)
-            lines[(*path, key)] = (file, key_node.start_mark.line + 1)
-        return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_construct(item, (*path, i), file, lines) for i, item in enumerate(node.value)]
-    return yaml.safe_load(yaml.serialize(node))
-
-
 def load_yaml(text: str, file: str) -> tuple[Any, dict[KeyPath, Location]]:
     """Parse YAML keeping the line of every key; a syntax error names the line."""
-    lines: dict[KeyPath, Location] = {}
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f", line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise MappingError(f"{file}{where}: not valid YAML ({problem}).") from None
-    if node is None:
-        return {}, lines
-    return _construct(node, (), file, lines), lines
+    raw, lines = compose_yaml(text, file, MappingError)
+    return ({} if raw is None else raw), lines
 
 
 def _dotted(path: KeyPath) -> str:

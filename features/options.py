@@ -17,14 +17,13 @@ attributes:                              # customer columns: a type, or drop
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from features.errors import ChurnError
+from features.yaml_config import ConfigFile
 
 OPTIONS_FILE = "features.yaml"
 
@@ -37,7 +36,7 @@ Override = Literal[
 
 
 class OptionsError(ChurnError):
-    """``features.yaml`` (or another YAML settings file) is not valid; names the line and key."""
+    """``features.yaml`` is not valid; the message names the file, line and key."""
 
 
 class FeatureOptions(BaseModel):
@@ -61,67 +60,7 @@ class FeatureOptions(BaseModel):
     )
 
 
-def yaml_lines(
-    node: yaml.Node, path: tuple[Any, ...] = (), out: dict[tuple[Any, ...], int] | None = None
-) -> dict[tuple[Any, ...], int]:
-    """Every key path of a composed YAML document -> its 1-based line (the YAML settings files
-    of features and serving all name lines this way)."""
-    out = {} if out is None else out
-    out.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            child = (*path, str(key.value))
-            out[child] = key.start_mark.line + 1
-            yaml_lines(value, child, out)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            yaml_lines(item, (*path, i), out)
-    return out
-
-
-def yaml_where(lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> str:
-    """``line N, key a.b.c`` for the deepest located prefix of a pydantic error location."""
-    keys = tuple(part if isinstance(part, int) else str(part) for part in loc)
-    for end in range(len(keys), -1, -1):
-        if keys[:end] in lines:
-            dotted = ".".join(str(k) for k in keys) or "(top level)"
-            return f"line {lines[keys[:end]]}, key {dotted}"
-    return ".".join(str(k) for k in keys)
-
-
-Model = TypeVar("Model", bound=BaseModel)
-
-
-def parse_yaml_model(text: str, source: str, model: type[Model]) -> Model:
-    """Validate YAML text against a pydantic model; each error names ``source``, line and key.
-
-    An unknown key also gets the closest known one ("did you mean").
-    """
-    try:
-        node = yaml.compose(text)
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise OptionsError(f"{source} is not valid YAML: {exc}") from None
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise OptionsError(f"{source}: expected a mapping of keys to values at the top level.")
-    lines = yaml_lines(node) if node is not None else {}
-    try:
-        return model.model_validate(raw)
-    except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            message = error["msg"]
-            loc = tuple(error["loc"])
-            if error["type"] == "extra_forbidden" and len(loc) == 1:
-                close = difflib.get_close_matches(str(loc[0]), list(model.model_fields), n=1)
-                if close:
-                    message += f" (did you mean '{close[0]}'?)"
-            problems.append(f"  - {yaml_where(lines, loc)}: {message}")
-        raise OptionsError(
-            f"{source} is not valid:\n" + "\n".join(problems) + "\nSee docs/data-contract.md."
-        ) from None
+OPTIONS = ConfigFile(FeatureOptions, "features.yaml", "docs/data-contract.md", OptionsError)
 
 
 def read_options(folder: Path) -> FeatureOptions:
@@ -129,8 +68,4 @@ def read_options(folder: Path) -> FeatureOptions:
     path = Path(folder) / OPTIONS_FILE
     if not path.is_file():
         return FeatureOptions()
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise OptionsError(f"Cannot read {path}: {exc}. Fix or remove the file.") from None
-    return parse_yaml_model(text, str(path), FeatureOptions)
+    return OPTIONS.read(path, hint="Fix or remove the file.")

@@ -15,25 +15,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-import yaml
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    model_validator,
-)
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from features.catalog import BY_NAME
-from features.options import yaml_lines, yaml_where
+from features.tiers import RISK_TIERS, TIER_NAMES, TierName
+from features.yaml_config import ConfigFile, first_repeat
 from serving.errors import PlaybookError
-from training.health_score import TIERS
-
-Tier = Literal["healthy", "low", "medium", "high"]
-RISK_TIERS: tuple[Tier, ...] = ("low", "medium", "high")
 
 
 def _catalog_feature(name: str) -> str:
@@ -95,7 +84,7 @@ class DriverGroupPlay(BaseModel):
     step: str = Field(min_length=1)
     owner: str | None = None
     features: list[CatalogFeature] = Field(min_length=1)
-    tiers: list[Tier] = Field(default_factory=lambda: list(RISK_TIERS))
+    tiers: list[TierName] = Field(default_factory=lambda: list(RISK_TIERS))
 
 
 class Playbook(BaseModel):
@@ -106,23 +95,21 @@ class Playbook(BaseModel):
     refine_with_top_drivers: int = Field(
         3, ge=1, description="How many of the strongest risk-raising drivers may pick a focus."
     )
-    tiers: dict[Tier, TierPlay]
+    tiers: dict[TierName, TierPlay]
     driver_groups: dict[str, DriverGroupPlay] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _complete(self) -> Playbook:
-        missing = [t for t in TIERS if t not in self.tiers]
+        missing = [t for t in TIER_NAMES if t not in self.tiers]
         if missing:
             raise ValueError(f"tiers: add an entry for {', '.join(missing)}")
-        owner: dict[str, str] = {}
-        for group, play in self.driver_groups.items():
-            for name in play.features:
-                if name in owner:
-                    raise ValueError(
-                        f"feature '{name}' is in driver groups '{owner[name]}' and '{group}'; "
-                        "list it in one only"
-                    )
-                owner[name] = group
+        repeat = first_repeat({g: p.features for g, p in self.driver_groups.items()})
+        if repeat is not None:
+            name, first, second = repeat
+            raise ValueError(
+                f"feature '{name}' is in driver groups '{first}' and '{second}'; "
+                "list it in one only"
+            )
         return self
 
     def group_of(self) -> dict[str, str]:
@@ -174,34 +161,16 @@ class Recommendation:
         }
 
 
+PLAYBOOK = ConfigFile(Playbook, "playbook", "docs/scoring.md", PlaybookError)
+
+
 def parse_playbook(text: str, source: str = "<playbook>") -> Playbook:
     """Validate playbook YAML; each error names ``source``, the line and the key."""
-    try:
-        node = yaml.compose(text)
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise PlaybookError(f"{source} is not valid YAML: {exc}") from None
-    if not isinstance(raw, dict) or node is None:
-        raise PlaybookError(f"{source}: the playbook must be a mapping with 'tiers'.")
-    lines = yaml_lines(node)
-    try:
-        return Playbook.model_validate(raw)
-    except ValidationError as exc:
-        problems = "\n".join(
-            f"  - {yaml_where(lines, tuple(e['loc']))}: {e['msg']}" for e in exc.errors()
-        )
-        raise PlaybookError(
-            f"{source}: invalid playbook:\n{problems}\nSee docs/scoring.md for the keys."
-        ) from None
+    return PLAYBOOK.parse(text, source)
 
 
 def load_playbook(path: Path) -> Playbook:
     """Read and validate ``playbook.yaml``."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise PlaybookError(
-            f"Cannot read the playbook {path}: {exc.strerror or exc}. Set CHURN_PLAYBOOK_PATH "
-            "to the playbook.yaml of the repository."
-        ) from None
-    return parse_playbook(text, str(path))
+    return PLAYBOOK.read(
+        path, hint="Set CHURN_PLAYBOOK_PATH to the playbook.yaml of the repository."
+    )

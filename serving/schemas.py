@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
-TierName = Literal["healthy", "low", "medium", "high"]
+from features.tiers import TierName, tier_rule
 
 EXAMPLE_FEATURES: dict[str, Any] = {
     "events_30d": 116, "active_days_30d": 19, "logins_change_30d": -0.42, "open_tickets": 3,
@@ -205,7 +205,7 @@ class ScoreResult(BaseModel):
     health_score: float = Field(
         ge=0, le=100, description="0-100, higher = healthier; see docs/scoring.md."
     )
-    tier: TierName = Field(description="healthy >= 80 > low >= 60 > medium >= 40 > high")
+    tier: TierName = Field(description=tier_rule())
     top_drivers: list[Driver] = Field(description="The k strongest drivers, strongest first.")
     recommended_action: RecommendedAction
     model: ModelInfo

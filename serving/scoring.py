@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from features.catalog import Feature
-from training.health_score import tier_of
+from features.tiers import tier_of
 from training.model import ChurnModel
 
 CHUNK_ROWS = 20_000  # rows per pred_contrib call: large enough for all cores, bounded memory

@@ -28,6 +28,7 @@ import orjson
 
 from churn.settings import Settings
 from features.errors import ChurnError
+from features.tiers import TIER_NAMES
 from serving.errors import NotReadyError, ReloadError, UnknownCustomerError
 from serving.live import encode_checked
 from serving.playbook import Playbook, Recommendation, load_playbook
@@ -39,7 +40,6 @@ from serving.store import (
     read_contributions,
     read_snapshot,
 )
-from training.health_score import TIERS
 from training.model import ChurnModel
 
 log = logging.getLogger("churn.serving")
@@ -100,7 +100,7 @@ class ServingState:
         self.row_of: dict[str, int] = {cid: i for i, cid in enumerate(self.customer_ids)}
         order = np.argsort(self.customer_ids.astype(str), kind="stable")
         self.listing: dict[str | None, np.ndarray] = {None: order}
-        for tier in TIERS:
+        for tier in TIER_NAMES:
             self.listing[tier] = order[self.scored.tier[order] == tier]
         self.recommendations = [
             self._recommend(str(self.scored.tier[i]), self.scored.contributions[i])

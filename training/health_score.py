@@ -17,30 +17,24 @@ table still gets a score. Definition, defaults and how to change them: ``docs/he
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, overload
+from typing import Literal
 
 import numpy as np
 import pandas as pd
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from features.catalog import BY_NAME
 from features.errors import ChurnError, InsufficientDataError
+from features.tiers import TIER_NAMES, TIER_THRESHOLDS, UNKNOWN_TIER, tier_of
+from features.yaml_config import ConfigFile, first_repeat
 
 Direction = Literal["higher", "lower"]
 
 DEFAULT_CONFIG_PATH = Path(__file__).with_name("health_score.yaml")
 
-# Tiers from healthiest to riskiest; "low", "medium", "high" are levels of churn risk.
-TIERS: tuple[str, ...] = ("healthy", "low", "medium", "high")
-# Lower bounds on the 0-100 health score of every tier but the last: >= 80 healthy, >= 60 low,
-# >= 40 medium, else high.
-TIER_THRESHOLDS: tuple[float, float, float] = (80.0, 60.0, 40.0)
-# Tier of a row with no score at all (every indicator missing).
-UNKNOWN_TIER = "unknown"
+TIERS = TIER_NAMES  # healthiest to riskiest; the tier table is features/tiers.py
 
 
 class HealthScoreConfigError(ChurnError):
@@ -105,82 +99,33 @@ class HealthScoreConfig(BaseModel):
     def _consistent(self) -> HealthScoreConfig:
         if sum(s.weight for s in self.sub_scores.values()) <= 0:
             raise ValueError("at least one sub-score needs a weight above 0")
-        owner: dict[str, str] = {}
-        for group, sub in self.sub_scores.items():
-            for name in sub.indicators:
-                if name in owner:
-                    raise ValueError(
-                        f"indicator '{name}' is in both '{owner[name]}' and '{group}'; "
-                        "list it in one sub-score only"
-                    )
-                owner[name] = group
+        repeat = first_repeat({g: s.indicators for g, s in self.sub_scores.items()})
+        if repeat is not None:
+            name, first, second = repeat
+            raise ValueError(
+                f"indicator '{name}' is in both '{first}' and '{second}'; "
+                "list it in one sub-score only"
+            )
         return self
+
+
+HEALTH_SCORE_FILE = ConfigFile(
+    HealthScoreConfig, "health-score config", "docs/health-score.md", HealthScoreConfigError
+)
 
 
 def config_from_mapping(raw: object, source: str = "<mapping>") -> HealthScoreConfig:
     """Validate a parsed config; errors name the offending key and the ``source`` file."""
-    if not isinstance(raw, Mapping):
-        raise HealthScoreConfigError(
-            f"{source}: a health-score config must be a mapping with 'sub_scores' (and optionally "
-            f"'tiers'), got {type(raw).__name__}. See training/health_score.yaml."
-        )
-    try:
-        return HealthScoreConfig.model_validate(raw)
-    except ValidationError as exc:
-        problems = "\n".join(
-            f"  - {'.'.join(str(part) for part in error['loc']) or '(top level)'}: {error['msg']}"
-            for error in exc.errors()
-        )
-        raise HealthScoreConfigError(
-            f"{source}: invalid health-score config:\n{problems}\n"
-            "See docs/health-score.md for the expected keys."
-        ) from None
+    return HEALTH_SCORE_FILE.validate(raw, source)
 
 
 def load_config(path: str | Path | None = None) -> HealthScoreConfig:
     """Read a health-score config from YAML; ``None`` reads the packaged default."""
-    source = Path(path) if path is not None else DEFAULT_CONFIG_PATH
-    try:
-        text = source.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise HealthScoreConfigError(
-            f"Health-score config not found: {source}. Pass an existing YAML file, or no path "
-            f"for the packaged default ({DEFAULT_CONFIG_PATH.name})."
-        ) from None
-    except OSError as exc:
-        raise HealthScoreConfigError(f"Cannot read health-score config {source}: {exc}") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise HealthScoreConfigError(f"{source} is not valid YAML: {exc}") from None
-    return config_from_mapping(raw, str(source))
-
-
-@overload
-def tier_of(score: float, thresholds: tuple[float, ...] = TIER_THRESHOLDS) -> str: ...
-@overload
-def tier_of(
-    score: np.ndarray | pd.Series, thresholds: tuple[float, ...] = TIER_THRESHOLDS
-) -> np.ndarray: ...
-def tier_of(
-    score: float | np.ndarray | pd.Series, thresholds: tuple[float, ...] = TIER_THRESHOLDS
-) -> str | np.ndarray:
-    """Tier names (``TIERS``) of 0-100 health scores; a score on a bound is in the upper tier.
-
-    Shared by the hand-weighted score and the model's health score. No rounding: 79.99 is
-    ``low``, 80 is ``healthy``. NaN (no data) gives ``UNKNOWN_TIER``. Arrays give an object array.
-    """
-    if len(thresholds) != len(TIERS) - 1:
-        raise ValueError(f"need {len(TIERS) - 1} tier thresholds, got {len(thresholds)}")
-    scores = np.asarray(score, dtype=np.float64)
-    # On the negated (increasing) bounds, side="left" puts a score equal to a bound in the tier
-    # above it.
-    index = np.searchsorted(-np.asarray(thresholds, dtype=np.float64), -scores, side="left")
-    index = np.where(np.isnan(scores), len(TIERS), index)
-    names = np.asarray((*TIERS, UNKNOWN_TIER), dtype=object)
-    if scores.ndim == 0:
-        return str(names[int(index)])
-    return names[index]
+    return HEALTH_SCORE_FILE.read(
+        Path(path) if path is not None else DEFAULT_CONFIG_PATH,
+        hint=f"Pass an existing YAML file, or no path for the packaged default "
+        f"({DEFAULT_CONFIG_PATH.name}).",
+    )
 
 
 @dataclass(frozen=True, eq=False)  # numpy fields: compare by identity

@@ -28,16 +28,17 @@ from features.catalog import (
     entries_to_json,
     feature_info,
 )
-from training.health_score import TIER_THRESHOLDS, TIERS
+from features.tiers import TIER_NAMES, TIER_THRESHOLDS
 
 
 @dataclass
 class ScoreMap:
     """Probability -> health score, piecewise linear through the tier boundaries.
 
-    ``anchors`` are the probabilities at health 80, 60 and 40. By default they are the training
-    base rate r, 2r and 4r: *healthy* means no riskier than the average customer, *low risk* up to
-    twice, *medium* up to four times, *high risk* more. Absolute probabilities can be configured.
+    ``anchors`` are the probabilities at the tier thresholds (health 80, 60 and 40). By default
+    they are the training base rate r, 2r and 4r: *healthy* means no riskier than the average
+    customer, *low risk* up to twice, *medium* up to four times, *high risk* more. Absolute
+    probabilities can be configured.
     """
 
     anchors: tuple[float, float, float]
@@ -49,7 +50,7 @@ class ScoreMap:
 
     def health(self, probability: np.ndarray) -> np.ndarray:
         xs = np.array([0.0, *self.anchors, 1.0])
-        ys = np.array([100.0, 80.0, 60.0, 40.0, 0.0])
+        ys = np.array([100.0, *TIER_THRESHOLDS, 0.0])
         # whole points, like the hand-weighted scores it replaces; the tier is read from the same
         # rounded number, so a displayed 40 is never "high risk"
         return np.round(np.interp(probability, xs, ys))
@@ -154,7 +155,7 @@ class ChurnModel:
             "platt": list(self.platt),
             "score_anchors": list(self.score_map.anchors),
             "tier_thresholds": list(TIER_THRESHOLDS),
-            "tiers": list(TIERS),
+            "tiers": list(TIER_NAMES),
             "horizon_days": self.horizon_days,
             "label": self.label,
             "catalog_version": CATALOG_VERSION,

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pydantic import ConfigDict, with_config
 
 from features.catalog import BY_NAME
 from features.engine import catalog_of, feature_columns
@@ -35,6 +36,7 @@ LABEL_FIELDS = {"horizon_days": "horizon_days", "lead_days": "lead_days", "label
 """Config field -> label record key: the fields a labeled set decides (see ``resolve_label``)."""
 
 
+@with_config(ConfigDict(extra="forbid"))  # read from the training config: no unknown keys
 @dataclass
 class TrainConfig:
     """Training options (``churn train --config FILE`` reads them from YAML).

@@ -25,7 +25,7 @@ from mlflow.tracking import MlflowClient
 
 from features.catalog import CATALOG_VERSION
 from features.errors import ChurnError
-from training.health_score import tier_of
+from features.tiers import tier_of
 from training.model import ChurnModel
 
 EXPERIMENT = "churn"
@@ -157,7 +157,7 @@ def champion_predictions(
                         champion.horizon_days, champion.label)  # fmt: skip
     X, y = recipe.encode(labeled), labeled["churned"].to_numpy(np.int64)
     fit = FitConfig(params=dict(champion.meta["params"]), seed=seed,
-                    imbalance=str(champion.meta.get("imbalance", "none")))  # fmt: skip
+                    imbalance=champion.meta.get("imbalance", "none"))  # fmt: skip
     recipe.booster = fit_fixed(X[split.train], y[split.train], features, list(levels), fit,
                                int(champion.meta["trees"]))  # fmt: skip
     recipe.platt = fit_platt(recipe.margin(X[split.valid]), y[split.valid])

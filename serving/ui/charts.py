@@ -11,20 +11,33 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from features.tiers import TIER_TABLE
+
 Figure = dict[str, Any]
 
 FONT = "Inter, system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif"
 INK, MUTED, GRID = "#1f2328", "#656d76", "#eaeef2"
 BLUE, TEAL, PURPLE, GREY = "#0969da", "#1b998b", "#8250df", "#8c959f"
 RISK_UP, RISK_DOWN = "#cf222e", "#1a7f37"
-TIER_COLOURS = {"healthy": "#2da44e", "low": "#d4a72c", "medium": "#e16f24", "high": "#cf222e"}
-TIER_LABELS = {
-    "healthy": "Healthy",
-    "low": "Low risk",
-    "medium": "Medium risk",
-    "high": "High risk",
-}
+TIER_COLOURS: dict[str, str] = {t.name: t.colour for t in TIER_TABLE}
+TIER_LABELS: dict[str, str] = {t.name: t.label for t in TIER_TABLE}
+TIERS_RISKIEST_FIRST = tuple(t.name for t in reversed(TIER_TABLE))  # the list's filter order
 SERIES = (BLUE, "#e16f24", TEAL, PURPLE, "#bf3989", GREY)
+
+
+def tier_stylesheet() -> str:
+    """The tiers' CSS (colour variables, chips, coloured text, card edges) from
+    ``features/tiers.py``, inlined by ``base.html`` so ``ui.css`` states no tier colour."""
+    rules = [":root { " + " ".join(f"--{t.name}: {t.colour}; --{t.name}-bg: {t.background};"
+                                   for t in TIER_TABLE) + " }"]  # fmt: skip
+    for t in TIER_TABLE:
+        rules += [
+            f".tier-{t.name} {{ background: var(--{t.name}-bg); color: {t.ink}; "
+            f"border-color: {t.border}; }}",
+            f".tier-text-{t.name} {{ color: {t.text}; }}",
+            f".tier-edge-{t.name} {{ border-left-color: var(--{t.name}); }}",
+        ]
+    return "\n".join(rules)
 
 
 def finite(values: Sequence[Any]) -> list[Any]:
@@ -94,7 +107,8 @@ def waterfall(labels: list[str], points: list[float], hover: list[str], base: fl
 
 def tier_bands(y0: float = 0, y1: float = 100) -> list[dict[str, Any]]:
     """Faint horizontal bands of the four tiers behind a health-score chart."""
-    bands = [(80, 100, "healthy"), (60, 80, "low"), (40, 60, "medium"), (0, 40, "high")]
+    ceilings = (100.0, *(t.floor for t in TIER_TABLE[:-1]))
+    bands = [(t.floor, top, t.name) for t, top in zip(TIER_TABLE, ceilings, strict=True)]
     return [
         {
             "type": "rect",

@@ -30,6 +30,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from features.tiers import TIER_NAMES, TIER_RANK
+
 GROSS_MARGIN = 0.8  # the default margin of features.metrics.simple_ltv
 MAX_LIFETIME_MONTHS = 120.0
 DAYS_PER_MONTH = 365.25 / 12
@@ -42,7 +44,7 @@ HIGH_VALUE_INACTIVE = "High value, inactive"
 ACTIVE = "Active"
 INACTIVE = "Inactive"
 VALUE_SEGMENTS = (VIP, HIGH_VALUE_INACTIVE, ACTIVE, INACTIVE)
-TIER_ORDER = {"high": 0, "medium": 1, "low": 2, "healthy": 3}
+TIER_ORDER = {name: len(TIER_NAMES) - 1 - rank for name, rank in TIER_RANK.items()}  # riskiest 0
 
 # Customer attributes the list filters on: contract column -> label.
 SEGMENTS: dict[str, str] = {

@@ -110,6 +110,8 @@ def environment() -> Environment:
     env.globals |= {
         "tier_colours": charts.TIER_COLOURS,
         "tier_labels": charts.TIER_LABELS,
+        "tier_css": charts.tier_stylesheet(),
+        "tiers_riskiest_first": charts.TIERS_RISKIEST_FIRST,
         "segments": SEGMENTS,
         "value_segments": VALUE_SEGMENTS,
     }

@@ -10,20 +10,20 @@ rejected before a single alert is opened. Keys and examples: ``docs/workflows.md
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from churn.settings import Settings
 from features.catalog import Group
-from features.options import yaml_lines
+from features.tiers import TIER_NAMES, TierName
+from features.yaml_config import ConfigFile, Problem
 from serving.workflows.errors import RulesError
 
-TierName = Literal["healthy", "low", "medium", "high"]
 RuleId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 DEFAULT_TEMPLATES = Path(__file__).with_name("emails")
 
@@ -75,7 +75,7 @@ class TierDropped(_Condition):
 
     kind: Literal["tier_dropped"]
     window_days: int = Field(30, ge=1)
-    min_steps: int = Field(1, ge=1, le=3)
+    min_steps: int = Field(1, ge=1, le=len(TIER_NAMES) - 1)
     to: list[TierName] | None = Field(None, description="Only drops into these tiers.")
 
 
@@ -125,7 +125,6 @@ CONDITION_KINDS = (
     "days_since_signup",
     "inactive",
 )
-_TYPES = ("task", "webhook", "tag", "email_draft")
 RISK_KINDS = frozenset({"health_below", "tier_dropped", "score_drop", "value_at_risk"})
 
 
@@ -317,31 +316,12 @@ class RulesConfig(BaseModel):
 
 # ----- loading with line numbers -----------------------------------------------------------
 
-
-def _located(lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> str:
-    """``line N, rules.2.when.days`` for the deepest prefix of ``loc`` that has a line.
-
-    pydantic adds the discriminator value to the location of a union member's error
-    (``rules.0.when.health_below.days``); those parts are not YAML keys and are skipped.
-    """
-    keys = tuple(
-        part
-        for i, part in enumerate(loc)
-        if not (
-            (i >= 1 and loc[i - 1] == "when" and part in CONDITION_KINDS)
-            or (i >= 2 and loc[i - 2] == "actions" and part in _TYPES)
-        )
-    )
-    dotted = ".".join(str(k) for k in keys) or "(top level)"
-    for end in range(len(keys), -1, -1):
-        if keys[:end] in lines:
-            return f"line {lines[keys[:end]]}, {dotted}"
-    return dotted
+RULES = ConfigFile(RulesConfig, "rules file", "docs/workflows.md", RulesError)
 
 
-def _cross_checks(config: RulesConfig) -> list[tuple[tuple[Any, ...], str]]:
+def _cross_checks(config: RulesConfig) -> list[Problem]:
     """Problems pydantic cannot see alone: duplicate ids, unknown endpoints and templates."""
-    problems: list[tuple[tuple[Any, ...], str]] = []
+    problems: list[Problem] = []
     seen: dict[str, int] = {}
     for i, rule in enumerate(config.rules):
         if rule.id in seen:
@@ -381,49 +361,32 @@ def _cross_checks(config: RulesConfig) -> list[tuple[tuple[Any, ...], str]]:
     return problems
 
 
+def _templates_under(base_dir: Path | None) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """A relative ``email_templates`` is relative to the folder of the rules file."""
+
+    def resolve(raw: dict[str, Any]) -> dict[str, Any]:
+        if base_dir is not None and "email_templates" in raw:
+            templates = Path(str(raw["email_templates"]))
+            raw["email_templates"] = templates if templates.is_absolute() else base_dir / templates
+        return raw
+
+    return resolve
+
+
 def parse_rules(text: str, source: str = "<rules>", base_dir: Path | None = None) -> RulesConfig:
     """Validate rules YAML; every problem names ``source``, the line, the key and the reason.
 
     ``email_templates`` is resolved against ``base_dir`` (the folder of the file) when relative.
     """
-    try:
-        node = yaml.compose(text)
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise RulesError(f"{source} is not valid YAML: {exc}") from None
-    if node is None or not isinstance(raw, dict):
-        raise RulesError(
-            f"{source}: expected a mapping with a 'rules' list; see docs/workflows.md."
-        )
-    lines = yaml_lines(node)
-    if base_dir is not None and "email_templates" in raw:
-        templates = Path(str(raw["email_templates"]))
-        raw["email_templates"] = templates if templates.is_absolute() else base_dir / templates
-    try:
-        config = RulesConfig.model_validate(raw)
-    except ValidationError as exc:
-        problems = []
-        for e in exc.errors():
-            loc = tuple(e["loc"])
-            if e["type"] in ("union_tag_invalid", "union_tag_not_found"):
-                loc = (*loc, "kind" if loc and loc[-1] == "when" else "type")  # point at the tag
-            problems.append((loc, e["msg"]))
-    else:
-        problems = _cross_checks(config)
-        if not problems:
-            return config
-    listed = "\n".join(f"  - {_located(lines, loc)}: {msg}" for loc, msg in problems)
-    raise RulesError(f"{source}: invalid rules:\n{listed}\nSee docs/workflows.md for the keys.")
+    return RULES.parse(text, source, prepare=_templates_under(base_dir), checks=_cross_checks)
 
 
 def load_rules(path: Path) -> RulesConfig:
     """Read and validate ``rules.yaml``."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise RulesError(
-            f"Cannot read the rules file {path}: {exc.strerror or exc}. Set CHURN_RULES_PATH to "
-            "the rules.yaml of the repository."
-        ) from None
-    return parse_rules(text, str(path), path.parent)
+    return RULES.read(
+        path,
+        hint="Set CHURN_RULES_PATH to the rules.yaml of the repository.",
+        prepare=_templates_under(path.parent),
+        checks=_cross_checks,
+    )

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from features.facts import day_of, utc
+from features.tiers import TIER_RANK
 from serving.workflows.errors import RulesError
 
 HISTORY_COLUMNS = (
@@ -37,7 +38,6 @@ HISTORY_COLUMNS = (
     "top_drivers",  # object: list of {"feature", "contribution", "sentence"}, strongest first
     "model_version",  # str
 )
-TIER_RANK = {"healthy": 0, "low": 1, "medium": 2, "high": 3}
 
 
 def empty_history() -> pd.DataFrame:

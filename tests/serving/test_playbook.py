@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -73,3 +74,15 @@ def test_a_missing_tier_or_a_feature_in_two_groups_is_refused() -> None:
         parse_playbook(text.replace("      - overdue_amount", "      - tickets_30d"), "p.yaml")
     with pytest.raises(PlaybookError, match="not valid YAML"):
         parse_playbook("tiers: [", "p.yaml")
+
+
+def test_an_error_names_the_file_the_line_and_the_key(tmp_path: Path) -> None:
+    path = tmp_path / "playbook.yaml"
+    text = REPO_PLAYBOOK.read_text().replace("sla: {hours: 4}", "sla: {hours: -4}")
+    path.write_text(text)
+    line = next(i + 1 for i, row in enumerate(text.splitlines()) if "hours: -4" in row)
+    with pytest.raises(PlaybookError) as error:
+        load_playbook(path)
+    assert f"{path}, line {line}, key tiers.high.sla.hours: Input should be greater" in str(
+        error.value
+    )

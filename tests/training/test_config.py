@@ -10,7 +10,7 @@ import pytest
 
 from features.errors import ChurnError
 from training.config import load_train_config, read_train_config
-from training.fit import FitConfig
+from training.fit import DEFAULT_PARAMS, FitConfig
 from training.pipeline import TrainConfig
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "training.md"
@@ -44,3 +44,26 @@ def test_the_keys_a_file_sets_are_reported_for_the_label_check(tmp_path: Path) -
     config, explicit = read_train_config(path)
     assert explicit == {"horizon_days", "explain_budget_ms"}
     assert config.horizon_days == 30 and config.fit.max_trees == 10
+
+
+def test_an_error_names_the_file_the_line_and_the_key(tmp_path: Path) -> None:
+    path = tmp_path / "train.yaml"
+    path.write_text("horizon_days: 30\nfit:\n  seed: 1\n  imbalance: half\n")
+    with pytest.raises(ChurnError) as caught:
+        load_train_config(path)
+    message = str(caught.value)
+    assert f"{path}, line 4, key fit.imbalance: Input should be 'none', 'sqrt' or 'balanced'" in (
+        message
+    )
+    path.write_text("fit:\n  max_tree: 10\n")
+    with pytest.raises(ChurnError, match=r"line 2, key fit.max_tree: .*did you mean 'max_trees'"):
+        load_train_config(path)
+
+
+def test_given_params_override_the_defaults_one_by_one(tmp_path: Path) -> None:
+    path = tmp_path / "train.yaml"
+    path.write_text("fit:\n  params: {num_leaves: 15}\n")
+    params = load_train_config(path).fit.params
+    assert params["num_leaves"] == 15 and params["learning_rate"] == DEFAULT_PARAMS["learning_rate"]
+    path.write_text("fit:\n")
+    assert load_train_config(path).fit.params == DEFAULT_PARAMS

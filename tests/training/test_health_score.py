@@ -304,3 +304,13 @@ def test_health_score_ranks_churners_as_riskier_on_a_generated_world(
     healthy = test.loc[tiers == "healthy", "churned"].mean()
     at_risk = test.loc[tiers.isin(["medium", "high"]), "churned"].mean()
     assert at_risk > healthy
+
+
+def test_a_config_error_names_the_file_the_line_and_the_key(tmp_path: Path) -> None:
+    path = _write(tmp_path, "sub_scores:\n  usage:\n    weight: 1\n    indicators:\n"
+                  "      events_30d: upward\n")  # fmt: skip
+    with pytest.raises(HealthScoreConfigError) as caught:
+        load_config(path)
+    assert f"{path}, line 5, key sub_scores.usage.indicators.events_30d: Input should be" in str(
+        caught.value
+    )

@@ -170,14 +170,14 @@ def test_rules_file_errors_name_line_and_reason(tmp_path: Path) -> None:
     with pytest.raises(RulesError) as raised:
         load_rules(path)
     message = str(raised.value)
-    assert "line 8, rules.1.when" in message and "health_belw" in message
+    assert "line 8, key rules.1.when" in message and "health_belw" in message
     path.write_text(
         path.read_text().replace("health_belw", "health_below\n      threshold: 60\n      days: 7")
     )
     with pytest.raises(RulesError) as raised:
         load_rules(path)
     message = str(raised.value)
-    assert "line 11, rules.2.id: duplicate rule id 'ok'" in message
+    assert "line 11, key rules.2.id: duplicate rule id 'ok'" in message
     assert "unknown webhook endpoint 'nowhere'" in message
 
 
