@@ -31,7 +31,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from churn.settings import Settings
+from churn_settings import Settings
 from features.errors import ChurnError
 from serving.errors import (
     AuthError,

@@ -28,7 +28,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 from starlette.responses import StreamingResponse
 
-from churn.settings import Settings
+from churn_settings import Settings
 from features.errors import ChurnError
 from serving.metrics import ServingMetrics
 from serving.state import Runtime

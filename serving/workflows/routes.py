@@ -8,9 +8,8 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from churn.settings import Settings
+from churn_settings import Settings
 from serving.workflows.api import workflows_router
-from serving.workflows.config import WorkflowSettings
 from serving.workflows.service import Workflows
 from serving.workflows.ui import workflows_ui
 
@@ -23,8 +22,7 @@ def mount_workflows(
 ) -> Workflows:
     """Add ``/workflows`` (API, X-API-Key) and ``/ui/workflows`` (pages, UI session)."""
     if workflows is None:  # the app's own: reports are computed in a worker process
-        wf = WorkflowSettings()
-        workflows = Workflows.from_settings(settings, wf).use_worker(wf)
+        workflows = Workflows.from_settings(settings).use_worker()
     app.state.workflows = workflows
     app.include_router(workflows_router(workflows, auth))
     app.include_router(workflows_ui(workflows, settings))

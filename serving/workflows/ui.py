@@ -27,7 +27,7 @@ from fastapi.responses import (
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader
 from pydantic import ValidationError
 
-from churn.settings import Settings
+from churn_settings import Settings
 from features.errors import ChurnError
 from serving.ui.auth import SESSION_COOKIE, Session, SessionSigner, same_token
 from serving.workflows.api import (

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from fastapi import FastAPI
 
-from churn.settings import Settings
+from churn_settings import Settings
 from features.errors import ChurnError
 from serving.app import api_key_check, churn_error_response
 from serving.playbook import load_playbook
