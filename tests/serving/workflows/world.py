@@ -146,5 +146,6 @@ def build_world(root: Path) -> World:
     wf.run(NOW)
     app = FastAPI()
     app.add_exception_handler(ChurnError, lambda _, exc: churn_error_response(exc))  # type: ignore[arg-type,return-value]
-    mount_workflows(app, settings, api_key_check(settings), wf)
+    app.state.settings, app.state.api_keys = settings, api_key_check(settings)
+    mount_workflows(app, wf)
     return World(wf, settings, app)
