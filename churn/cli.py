@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from churn.settings import Settings
+from churn_settings import Settings
 from features.errors import ChurnError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -811,9 +811,9 @@ def rules_send() -> None:
 @friendly_errors
 def rules_check() -> None:
     """Validate rules.yaml; exit 1 naming the line and the reason of each problem."""
-    from serving.workflows.config import WorkflowSettings, load_rules
+    from serving.workflows.config import load_rules
 
-    path = WorkflowSettings().rules_path
+    path = Settings().workflows.rules_path
     config = load_rules(path)
     console.print(f"[green]{path}: valid[/] ({len(config.rules)} rules)")
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from churn.settings import Settings
+from churn_settings import Settings
 from features.contract import RawTables, load_valid_tables
 from features.engine import build_labeled_set
 from features.generator import generate_world, write_world

@@ -24,7 +24,7 @@
 # %%
 import os
 
-from churn.settings import Settings, project_root
+from churn_settings import Settings, project_root
 from features.contract import parse_tables
 from features.engine import build_labeled_set, observed_until
 from features.generator import generate_world

@@ -24,7 +24,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from churn.settings import Settings  # noqa: E402 - after the sys.path line
+from churn_settings import Settings  # noqa: E402 - after the sys.path line
 from serving.history import ScoreHistory, append_history  # noqa: E402
 
 CHROMIUM_ARGS = [
@@ -45,11 +45,10 @@ def backfill_history(settings: Settings) -> None:
     from features.contract import load_valid_tables
     from features.io import write_parquet
     from features.pipeline import build_snapshot, snapshot_as_of
-    from serving.state import tracking_uri
     from serving.store import ModelRef, score_all
     from training.registry import load_registered
 
-    mlflow.set_tracking_uri(tracking_uri(settings))
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     model, version = load_registered(settings.model_name, settings.model_alias)
     ref = ModelRef(settings.model_name, version, settings.model_alias)
     tables, _ = load_valid_tables(settings.data_dir, now=pd.Timestamp.now(tz="UTC"))

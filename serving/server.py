@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import json
 import logging
 import os
 import socket
@@ -26,7 +27,7 @@ import uvicorn
 from fastapi import FastAPI
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from churn.settings import Settings
+from churn_settings import Settings
 from features.errors import ChurnError
 
 log = logging.getLogger("churn.serving")
@@ -132,9 +133,14 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000, workers
     Refuses a non-loopback ``host`` with the demo key or no session secret
     (:func:`check_exposure`)."""
     settings = served_settings(settings, host)
-    # Workers are fresh processes: hand them this deployment's settings through the environment.
+    # Workers are fresh processes: hand them this deployment's settings through the environment
+    # (a section such as ``workflows`` as JSON, which pydantic-settings reads back)
     os.environ.update(
-        {f"CHURN_{k.upper()}": str(v) for k, v in settings.model_dump().items() if v is not None}
+        {
+            f"CHURN_{k.upper()}": json.dumps(v) if isinstance(v, dict) else str(v)
+            for k, v in settings.model_dump(mode="json").items()
+            if v is not None
+        }
     )
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="churn-metrics-")

@@ -15,7 +15,6 @@ modification time changes.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from churn.settings import Settings
+from churn_settings import Settings
 from features.errors import ChurnError
 from features.tiers import TIER_NAMES
 from serving.errors import NotReadyError, ReloadError, UnknownCustomerError
@@ -268,22 +267,6 @@ class ReloadOutcome:
     at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
-def tracking_uri(settings: Settings) -> str:
-    """The registry this service reads, resolved once when the runtime is built.
-
-    ``CHURN_MLFLOW_TRACKING_URI``, else ``MLFLOW_TRACKING_URI``, else the embedded default, as in
-    ``training.registry.configure``. Resolved once because MLflow rewrites
-    ``MLFLOW_TRACKING_URI`` whenever code in the process calls ``mlflow.set_tracking_uri``.
-    """
-    from training.registry import DEFAULT_TRACKING_URI
-
-    return (
-        settings.mlflow_tracking_uri
-        or os.environ.get("MLFLOW_TRACKING_URI")
-        or DEFAULT_TRACKING_URI
-    )
-
-
 def sqlite_identity(uri: str) -> tuple[int, int] | None:
     """(device, inode) of a ``sqlite:///`` registry file: it changes when the file is replaced
     (restored from a backup, copied in by a deploy), not when it is written to."""
@@ -318,7 +301,7 @@ class Runtime:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.tracking_uri = tracking_uri(settings)
+        self.tracking_uri = settings.mlflow_tracking_uri
         self.state: ServingState | None = None
         self.last: ReloadOutcome | None = None
         self.last_error: str | None = None

@@ -95,3 +95,47 @@ def test_demo_world_builds_a_scored_deployment_with_two_scorings(tmp_path: Path)
     history = ScoreHistory(out / "store")
     assert len(history.scorings()) == 2
     history.close()
+
+
+@pytest.fixture()
+def private_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A deployment whose MLflow store and artifact folder are given only by the environment."""
+    monkeypatch.setenv("CHURN_STORE_DIR", str(tmp_path / "store"))
+    monkeypatch.setenv("CHURN_MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    monkeypatch.setenv("CHURN_MLFLOW_ARTIFACT_ROOT", str(tmp_path / "chosen-artifacts"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("CHURN_MODEL_NAME", raising=False)
+    return tmp_path
+
+
+def test_train_writes_the_run_and_model_into_the_artifact_root_of_the_environment(
+    small_labeled: pd.DataFrame, private_store: Path
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    labeled = private_store / "labeled.parquet"
+    small_labeled.to_parquet(labeled)
+    config = private_store / "train.yaml"
+    config.write_text("valid_dates: 1\nfit:\n  max_trees: 40\n")
+    result = runner.invoke(app, ["train", "--features", str(labeled), "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    client = MlflowClient(f"sqlite:///{private_store}/mlflow.db")
+    version = client.get_model_version_by_alias("churn-model", "champion")
+    run = client.get_run(str(version.run_id))
+    chosen = (private_store / "chosen-artifacts").resolve().as_uri()
+    assert run.info.artifact_uri.startswith(chosen)
+    assert any((private_store / "chosen-artifacts").rglob("model_card.md"))
+
+
+def test_train_refuses_an_artifact_root_the_existing_store_does_not_use(
+    small_labeled: pd.DataFrame, private_store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from training.registry import configure
+
+    configure(f"sqlite:///{private_store}/mlflow.db", private_store / "first-artifacts")
+    labeled = private_store / "labeled.parquet"
+    small_labeled.to_parquet(labeled)
+    result = runner.invoke(app, ["train", "--features", str(labeled)])
+    assert result.exit_code == 1
+    assert "first-artifacts" in result.output and "chosen-artifacts" in result.output
+    assert "CHURN_MLFLOW_ARTIFACT_ROOT" in result.output and "Traceback" not in result.output

@@ -1,14 +1,14 @@
 """MLflow: log a training run, register the model, and move ``champion`` only through the gate.
 
 The store is embedded: ``sqlite:///mlruns/mlflow.db`` with artifacts under ``mlruns/artifacts``
-(``MLFLOW_TRACKING_URI`` overrides). The registered model is a pyfunc that ``mlflow models serve``
-can serve; serving loads the same files directly for its fast path.
+(``churn_settings.resolve_tracking_uri`` says what overrides it). The registered model is a
+pyfunc that ``mlflow models serve`` can serve; serving loads the same files directly for its
+fast path.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -23,13 +23,14 @@ from mlflow.models import infer_signature
 from mlflow.pyfunc import PythonModel
 from mlflow.tracking import MlflowClient
 
+from churn_settings import resolve_tracking_uri
 from features.catalog import CATALOG_VERSION
 from features.errors import ChurnError
 from features.tiers import tier_of
 from training.model import ChurnModel
 
 EXPERIMENT = "churn"
-DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
+DEFAULT_ARTIFACT_ROOT = Path("mlruns/artifacts")
 CHAMPION = "champion"
 
 
@@ -49,18 +50,29 @@ class ChurnPyfunc(PythonModel):
 
 
 def configure(tracking_uri: str | None = None, artifact_root: Path | None = None) -> str:
-    """Point MLflow at the embedded store and make sure the experiment exists.
+    """Point MLflow at the store (:func:`churn_settings.resolve_tracking_uri`) and make sure the
+    experiment exists.
 
-    An explicit ``tracking_uri`` wins, then ``MLFLOW_TRACKING_URI``, then the embedded default.
+    A new experiment keeps its artifacts in ``artifact_root`` (default ``mlruns/artifacts``). An
+    existing one keeps the folder it was created with, which MLflow cannot move: asking for
+    another folder is an error, never artifacts silently written somewhere else.
     """
-    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    uri = resolve_tracking_uri(tracking_uri)
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
-    if mlflow.get_experiment_by_name(EXPERIMENT) is None:
-        root = Path(artifact_root or "mlruns/artifacts").resolve()
+    root = Path(artifact_root or DEFAULT_ARTIFACT_ROOT).resolve()
+    experiment = mlflow.get_experiment_by_name(EXPERIMENT)
+    if experiment is None:
         root.mkdir(parents=True, exist_ok=True)
         mlflow.create_experiment(EXPERIMENT, artifact_location=root.as_uri())
+    elif artifact_root is not None and experiment.artifact_location != root.as_uri():
+        raise ChurnError(
+            f"The MLflow experiment '{EXPERIMENT}' in {uri} keeps its artifacts in "
+            f"{experiment.artifact_location}, not {root} (CHURN_MLFLOW_ARTIFACT_ROOT); MLflow "
+            "cannot move them. Unset CHURN_MLFLOW_ARTIFACT_ROOT to keep that folder, or point "
+            "CHURN_MLFLOW_TRACKING_URI at a new store for the new one."
+        )
     mlflow.set_experiment(EXPERIMENT)
     return uri
 

@@ -86,12 +86,12 @@ def train_and_register(
 
     ``record``: the labeled set's label record; its horizon, lead and kind are the model's.
     """
+    configure(tracking_uri, artifact_root)  # first: a wrong store fails before minutes of training
     config = resolve_label(config, record)
     oracle = None
     if truth_dir is not None and (truth_dir / "hazard.parquet").exists():
         oracle = oracle_probabilities(labeled, truth_dir, config.horizon_days)
     result = train(labeled, config, oracle=oracle, record=record)
-    configure(tracking_uri, artifact_root)
     card = model_card(result, label_description or config.label, data_description)
     params = {
         "horizon_days": config.horizon_days,

@@ -26,7 +26,7 @@ import pandas as pd
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from churn.settings import Settings
+from churn_settings import Settings
 from features.catalog import feature_info
 from features.contract import RawTables, clean, validate
 from features.engine import observed_until

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import orjson
 
-from churn.settings import Settings
+from churn_settings import Settings
 
 SESSION_COOKIE = "churn_ui_session"
 SIGNIN_COOKIE = "churn_ui_signin"

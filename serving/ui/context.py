@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from churn.settings import Settings
+from churn_settings import Settings
 from features.contract import parse_table
 from serving.history import ScoreHistory, history_stamp
 from serving.state import Runtime, ServingState, file_stamp

@@ -1,28 +1,28 @@
 """The workflows API under ``/workflows``: alerts, tasks, interventions, exit interviews, verdicts,
 dead letters and the closed-loop report, for CRMs and scripts.
 
-Same conventions as the scoring API: the ``X-API-Key`` dependency of ``serving.app`` (passed in,
-so this module does not import the app), errors as ``ChurnError`` subclasses (mapped to HTTP by
-``serving.errors``), request bodies validated by pydantic (422 naming each field).
+Same conventions as the scoring API: the ``X-API-Key`` dependency and the ledger, the service
+and the clock as dependencies (``serving.api.deps``), errors as ``ChurnError`` subclasses (mapped
+to HTTP by ``serving.errors``), request bodies validated by pydantic (422 naming each field).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Annotated, Any, Literal, get_args
 
 import orjson
 import pandas as pd
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import Response
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from features.contract import EXIT_CATEGORIES
+from serving.api.deps import ApiKeyRequired, ClockDep, WorkflowsDep
 from serving.schemas import ErrorBody
-from serving.workflows.service import Workflows
+from serving.workflows.ledger import Ledger
 
 JSON = "application/json"
 # SQLite rowids are signed 64-bit: a larger id is a 422, not an overflow deep in the ledger
@@ -193,133 +193,140 @@ WORKFLOW_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def workflows_router(
-    workflows: Workflows,
-    auth: Callable[..., Any],
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-) -> APIRouter:
-    """The ``/workflows`` API; ``auth`` is ``serving.app.api_key_check(settings)``."""
-    router = APIRouter(
-        prefix="/workflows",
-        tags=["workflows"],
-        dependencies=[Depends(auth)],
-        responses=WORKFLOW_ERRORS,
+def get_ledger(workflows: WorkflowsDep) -> Ledger:
+    return workflows.ledger
+
+
+LedgerDep = Annotated[Ledger, Depends(get_ledger)]
+
+router = APIRouter(
+    prefix="/workflows",
+    tags=["workflows"],
+    dependencies=[ApiKeyRequired],
+    responses=WORKFLOW_ERRORS,
+)
+
+
+@router.get("/alerts", summary="Alerts, newest first (open, cleared or all)")
+def list_alerts(
+    ledger: LedgerDep,
+    status: Annotated[Literal["open", "cleared", "all"], Query()] = "open",
+    rule_id: str | None = None,
+    customer_id: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=MAX_ROW_ID)] = 0,
+) -> Response:
+    frame = ledger.alerts(None if status == "all" else status, rule_id, customer_id, limit, offset)
+    return _json({"count": len(frame), "items": records(frame.drop(columns=["context"]))})
+
+
+@router.get("/alerts/{alert_id}", summary="One alert with the context its actions used")
+def get_alert(alert_id: RowIdPath, ledger: LedgerDep) -> Response:
+    alert = ledger.alert(alert_id)
+    alert["context"] = orjson.loads(alert["context"])
+    return _json(alert)
+
+
+@router.post(
+    "/alerts/{alert_id}/verdict", status_code=201, summary="Mark an alert useful or not valid"
+)
+def verdict(alert_id: RowIdPath, body: VerdictIn, ledger: LedgerDep, now: ClockDep) -> Response:
+    verdict_id = ledger.add_verdict(alert_id, body.useful, body.comment, body.by, now)
+    return _json({"verdict_id": verdict_id, "alert_id": alert_id}, 201)
+
+
+@router.get("/tasks", summary="Tasks (open by default), soonest deadline first")
+def list_tasks(
+    ledger: LedgerDep,
+    status: Annotated[Literal["open", "closed", "all"], Query()] = "open",
+    owner: str | None = None,
+) -> Response:
+    where: list[str] = ["1 = 1"]
+    params: list[str] = []
+    if status != "all":
+        where.append("status = ?")
+        params.append(status)
+    if owner:
+        where.append("owner = ?")
+        params.append(owner)
+    frame = ledger.table("tasks", order="due_at, task_id", where=" AND ".join(where), params=params)
+    return _json({"count": len(frame), "items": records(frame)})
+
+
+@router.post("/tasks/{task_id}/close", summary="Close a task with its outcome")
+def close_task(task_id: RowIdPath, body: TaskClose, ledger: LedgerDep, now: ClockDep) -> Response:
+    ledger.close_task(task_id, body.by, body.outcome, now)
+    return _json({"task_id": task_id, "status": "closed"})
+
+
+@router.post("/interventions", status_code=201, summary="Record what was done for a customer")
+def add_intervention(body: InterventionIn, ledger: LedgerDep, now: ClockDep) -> Response:
+    new_id = ledger.add_intervention(body.model_dump(), now)
+    return _json({"intervention_id": new_id}, 201)
+
+
+@router.get("/interventions", summary="Recorded interventions, newest first")
+def list_interventions(ledger: LedgerDep, customer_id: str | None = None) -> Response:
+    where, params = ("customer_id = ?", [customer_id]) if customer_id else ("1 = 1", [])
+    frame = ledger.table(
+        "interventions", order="date DESC, intervention_id DESC", where=where, params=params
     )
-    ledger = workflows.ledger
-    rendered: list[tuple[Any, bytes] | None] = [None]
+    return _json({"count": len(frame), "items": records(frame)})
 
-    @router.get("/alerts", summary="Alerts, newest first (open, cleared or all)")
-    def list_alerts(
-        status: Annotated[Literal["open", "cleared", "all"], Query()] = "open",
-        rule_id: str | None = None,
-        customer_id: str | None = None,
-        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        offset: Annotated[int, Query(ge=0, le=MAX_ROW_ID)] = 0,
-    ) -> Response:
-        frame = ledger.alerts(
-            None if status == "all" else status, rule_id, customer_id, limit, offset
-        )
-        return _json({"count": len(frame), "items": records(frame.drop(columns=["context"]))})
 
-    @router.get("/alerts/{alert_id}", summary="One alert with the context its actions used")
-    def get_alert(alert_id: RowIdPath) -> Response:
-        alert = ledger.alert(alert_id)
-        alert["context"] = orjson.loads(alert["context"])
-        return _json(alert)
+@router.post(
+    "/exit-interviews", status_code=201, summary="Record a churned customer's exit interview"
+)
+def add_exit_interview(body: ExitInterviewIn, ledger: LedgerDep, now: ClockDep) -> Response:
+    new_id = ledger.add_exit_interview(body.model_dump(), now)
+    return _json({"interview_id": new_id}, 201)
 
-    @router.post(
-        "/alerts/{alert_id}/verdict", status_code=201, summary="Mark an alert useful or not valid"
-    )
-    def verdict(alert_id: RowIdPath, body: VerdictIn) -> Response:
-        verdict_id = ledger.add_verdict(alert_id, body.useful, body.comment, body.by, clock())
-        return _json({"verdict_id": verdict_id, "alert_id": alert_id}, 201)
 
-    @router.get("/tasks", summary="Tasks (open by default), soonest deadline first")
-    def list_tasks(
-        status: Annotated[Literal["open", "closed", "all"], Query()] = "open",
-        owner: str | None = None,
-    ) -> Response:
-        where: list[str] = ["1 = 1"]
-        params: list[str] = []
-        if status != "all":
-            where.append("status = ?")
-            params.append(status)
-        if owner:
-            where.append("owner = ?")
-            params.append(owner)
-        frame = ledger.table(
-            "tasks", order="due_at, task_id", where=" AND ".join(where), params=params
-        )
-        return _json({"count": len(frame), "items": records(frame)})
+@router.get("/exit-interviews", summary="Recorded exit interviews")
+def list_exit_interviews(ledger: LedgerDep) -> Response:
+    frame = ledger.table("exit_interviews", order="interview_id DESC")
+    return _json({"count": len(frame), "items": records(frame)})
 
-    @router.post("/tasks/{task_id}/close", summary="Close a task with its outcome")
-    def close_task(task_id: RowIdPath, body: TaskClose) -> Response:
-        ledger.close_task(task_id, body.by, body.outcome, clock())
-        return _json({"task_id": task_id, "status": "closed"})
 
-    @router.post("/interventions", status_code=201, summary="Record what was done for a customer")
-    def add_intervention(body: InterventionIn) -> Response:
-        new_id = ledger.add_intervention(body.model_dump(), clock())
-        return _json({"intervention_id": new_id}, 201)
+@router.get("/segments/{tag}", summary="Customers currently tagged with a segment")
+def segment(tag: str, ledger: LedgerDep) -> Response:
+    members = ledger.segment(tag)
+    return _json({"tag": tag, "count": len(members), "customer_ids": members})
 
-    @router.get("/interventions", summary="Recorded interventions, newest first")
-    def list_interventions(customer_id: str | None = None) -> Response:
-        where, params = ("customer_id = ?", [customer_id]) if customer_id else ("1 = 1", [])
-        frame = ledger.table(
-            "interventions", order="date DESC, intervention_id DESC", where=where, params=params
-        )
-        return _json({"count": len(frame), "items": records(frame)})
 
-    @router.post(
-        "/exit-interviews", status_code=201, summary="Record a churned customer's exit interview"
-    )
-    def add_exit_interview(body: ExitInterviewIn) -> Response:
-        new_id = ledger.add_exit_interview(body.model_dump(), clock())
-        return _json({"interview_id": new_id}, 201)
+@router.get("/drafts", summary="Email drafts for CSMs (never sent by the service)")
+def drafts(ledger: LedgerDep, customer_id: str | None = None) -> Response:
+    where, params = ("customer_id = ?", [customer_id]) if customer_id else ("1 = 1", [])
+    frame = ledger.table("drafts", order="draft_id DESC", where=where, params=params)
+    return _json({"count": len(frame), "items": records(frame)})
 
-    @router.get("/exit-interviews", summary="Recorded exit interviews")
-    def list_exit_interviews() -> Response:
-        frame = ledger.table("exit_interviews", order="interview_id DESC")
-        return _json({"count": len(frame), "items": records(frame)})
 
-    @router.get("/segments/{tag}", summary="Customers currently tagged with a segment")
-    def segment(tag: str) -> Response:
-        members = ledger.segment(tag)
-        return _json({"tag": tag, "count": len(members), "customer_ids": members})
+@router.get("/webhooks/dead-letters", summary="Webhooks that failed max_attempts times")
+def dead_letters(ledger: LedgerDep) -> Response:
+    frame = ledger.table("outbox", order="outbox_id", where="status = 'dead'")
+    return _json({"count": len(frame), "items": records(frame.drop(columns=["payload"]))})
 
-    @router.get("/drafts", summary="Email drafts for CSMs (never sent by the service)")
-    def drafts(customer_id: str | None = None) -> Response:
-        where, params = ("customer_id = ?", [customer_id]) if customer_id else ("1 = 1", [])
-        frame = ledger.table("drafts", order="draft_id DESC", where=where, params=params)
-        return _json({"count": len(frame), "items": records(frame)})
 
-    @router.get("/webhooks/dead-letters", summary="Webhooks that failed max_attempts times")
-    def dead_letters() -> Response:
-        frame = ledger.table("outbox", order="outbox_id", where="status = 'dead'")
-        return _json({"count": len(frame), "items": records(frame.drop(columns=["payload"]))})
+@router.post("/webhooks/{outbox_id}/requeue", summary="Send a dead letter again (same key)")
+def requeue(outbox_id: RowIdPath, ledger: LedgerDep, now: ClockDep) -> Response:
+    ledger.requeue(outbox_id, now.timestamp())
+    return _json({"outbox_id": outbox_id, "status": "pending"})
 
-    @router.post("/webhooks/{outbox_id}/requeue", summary="Send a dead letter again (same key)")
-    def requeue(outbox_id: RowIdPath) -> Response:
-        ledger.requeue(outbox_id, clock().timestamp())
-        return _json({"outbox_id": outbox_id, "status": "pending"})
 
-    @router.put("/goal", summary="Set the retention goal (monthly churn from baseline to target)")
-    def set_goal(body: GoalIn) -> Response:
-        ledger.set_goal(body.baseline, body.target, body.start, body.months, body.by, clock())
-        return _json(ledger.latest_goal())
+@router.put("/goal", summary="Set the retention goal (monthly churn from baseline to target)")
+def set_goal(body: GoalIn, ledger: LedgerDep, now: ClockDep) -> Response:
+    ledger.set_goal(body.baseline, body.target, body.start, body.months, body.by, now)
+    return _json(ledger.latest_goal())
 
-    @router.get(
-        "/report", summary="The closed loop: effect of actions, exits, rule precision, goal"
-    )
-    def report() -> Response:
-        loop, _ = workflows.closed_loop()
-        cached = rendered[0]
-        if cached is None or cached[0] is not loop:  # one rendering per computed loop
-            cached = (loop, bytes(_json(loop_json(loop)).body))
-            rendered[0] = cached
-        return Response(cached[1], media_type=JSON)
 
-    return router
+@router.get("/report", summary="The closed loop: effect of actions, exits, rule precision, goal")
+def report(request: Request, workflows: WorkflowsDep) -> Response:
+    loop, _ = workflows.closed_loop()
+    cached = getattr(request.app.state, "workflow_report", None)
+    if cached is None or cached[0] is not loop:  # one rendering per computed loop
+        cached = (loop, bytes(_json(loop_json(loop)).body))
+        request.app.state.workflow_report = cached
+    return Response(cached[1], media_type=JSON)
 
 
 def loop_json(loop: Any) -> dict[str, Any]:

@@ -16,9 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from churn.settings import Settings
 from features.catalog import Group
 from features.tiers import TIER_NAMES, TierName
 from features.yaml_config import ConfigFile, Problem
@@ -26,28 +24,6 @@ from serving.workflows.errors import RulesError
 
 RuleId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 DEFAULT_TEMPLATES = Path(__file__).with_name("emails")
-
-
-class WorkflowSettings(BaseSettings):
-    """Where the rules, the workflow database and the score history live (``CHURN_RULES_PATH``,
-    ``CHURN_WORKFLOWS_DB``, ``CHURN_SCORE_HISTORY``).
-
-    Kept beside :class:`churn.settings.Settings` until the lead merges these two fields into it;
-    :meth:`of` derives the defaults from the deployment's store folder.
-    """
-
-    model_config = SettingsConfigDict(env_prefix="CHURN_", env_file=".env", extra="ignore")
-
-    rules_path: Path = Path("rules.yaml")
-    workflows_db: Path | None = None
-    score_history: Path | None = None
-
-    def db_path(self, settings: Settings) -> Path:
-        return self.workflows_db or settings.store_dir / "workflows.db"
-
-    def history_path(self, settings: Settings) -> Path:
-        """The score history (a Parquet file or folder) that ``churn score-all`` appends to."""
-        return self.score_history or settings.store_dir / "history"
 
 
 # ----- conditions --------------------------------------------------------------------------

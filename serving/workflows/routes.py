@@ -1,31 +1,26 @@
-"""One call adds the workflows to the app: ``mount_workflows(app, settings, auth)`` in
-``serving.app.create_app`` (``auth`` = the app's ``api_key_check(settings)``)."""
+"""``mount_workflows(app)`` adds the workflows (one line in ``serving.app.create_app``):
+``/workflows`` (API, X-API-Key) and ``/ui/workflows`` (pages, UI session)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 from fastapi import FastAPI
 
-from churn.settings import Settings
-from serving.workflows.api import workflows_router
-from serving.workflows.config import WorkflowSettings
+from serving.api.handlers import add_page_handlers
+from serving.ui.auth import SessionSigner
+from serving.workflows import api, ui
 from serving.workflows.service import Workflows
-from serving.workflows.ui import workflows_ui
 
 
-def mount_workflows(
-    app: FastAPI,
-    settings: Settings,
-    auth: Callable[..., Any],
-    workflows: Workflows | None = None,
-) -> Workflows:
-    """Add ``/workflows`` (API, X-API-Key) and ``/ui/workflows`` (pages, UI session)."""
-    if workflows is None:  # the app's own: reports are computed in a worker process
-        wf = WorkflowSettings()
-        workflows = Workflows.from_settings(settings, wf).use_worker(wf)
-    app.state.workflows = workflows
-    app.include_router(workflows_router(workflows, auth))
-    app.include_router(workflows_ui(workflows, settings))
-    return workflows
+def mount_workflows(app: FastAPI, workflows: Workflows | None = None) -> Workflows:
+    """Add the workflows to an app whose state holds ``settings`` and ``api_keys``;
+    ``workflows`` defaults to the deployment's own, whose reports are computed in a worker
+    process."""
+    state = app.state
+    state.workflows = workflows or Workflows.from_settings(state.settings).use_worker()
+    if not hasattr(state, "signer"):
+        state.signer = SessionSigner(state.settings)
+    add_page_handlers(app)
+
+    app.include_router(api.router)
+    app.include_router(ui.router)
+    return state.workflows

@@ -21,12 +21,12 @@ from typing import Any
 
 import pandas as pd
 
-from churn.settings import Settings
+from churn_settings import Settings
 from features.contract import RawTables
 from features.facts import customer_facts, facts_frame
 from serving.errors import NotReadyError
 from serving.playbook import Playbook, load_playbook
-from serving.workflows.config import RulesConfig, WorkflowSettings, load_rules
+from serving.workflows.config import RulesConfig, load_rules
 from serving.workflows.inputs import daily_scores, read_score_history
 from serving.workflows.ledger import Ledger
 from serving.workflows.loop import ClosedLoop, LoopInputs, closed_loop
@@ -73,25 +73,24 @@ class Workflows:
     )
     _loop_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     # set by ``use_worker``: compute the closed loop in a child process (see ``closed_loop``)
-    worker_spec: tuple[Settings, WorkflowSettings] | None = field(default=None, repr=False)
+    worker_settings: Settings | None = field(default=None, repr=False)
     _pool: ProcessPoolExecutor | None = field(default=None, repr=False)
     _pending: tuple[tuple[Any, ...], Future[Any]] | None = field(default=None, repr=False)
 
     @classmethod
-    def from_settings(cls, settings: Settings, wf: WorkflowSettings | None = None) -> Workflows:
-        wf = wf or WorkflowSettings()
+    def from_settings(cls, settings: Settings) -> Workflows:
         return cls(
             settings=settings,
-            config=load_rules(wf.rules_path),
-            ledger=Ledger(wf.db_path(settings)),
+            config=load_rules(settings.workflows.rules_path),
+            ledger=Ledger(settings.workflows_db_path),
             playbook=load_playbook(settings.playbook_path),
-            history_path=wf.history_path(settings),
+            history_path=settings.score_history_path,
         )
 
-    def use_worker(self, wf: WorkflowSettings) -> Workflows:
+    def use_worker(self) -> Workflows:
         """Compute the closed loop in one child process (the server's): seconds of pandas work
         then hold no GIL of the process that answers ``/score``."""
-        self.worker_spec = (self.settings, wf)
+        self.worker_settings = self.settings
         return self
 
     def close(self) -> None:
@@ -101,14 +100,14 @@ class Workflows:
 
     def _compute(self, key: tuple[Any, ...], moment: datetime) -> tuple[ClosedLoop, LoopInputs]:
         """The closed loop for ``moment``: in this thread, or in the worker process."""
-        if self.worker_spec is None:
+        if self.worker_settings is None:
             inputs = self.loop_inputs(moment)
             return closed_loop(inputs), inputs
         pending = self._pending
         if pending is None or pending[0] != key:
             if self._pool is None:
                 self._pool = ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"))
-            pending = (key, self._pool.submit(worker_closed_loop, *self.worker_spec, moment))
+            pending = (key, self._pool.submit(worker_closed_loop, self.worker_settings, moment))
             self._pending = pending
         try:
             result: tuple[ClosedLoop, LoopInputs] = pending[1].result(REPORT_COMPUTE_SECONDS)
@@ -250,13 +249,11 @@ class Workflows:
 _WORKER: Workflows | None = None  # the worker process's own Workflows, built on first use
 
 
-def worker_closed_loop(
-    settings: Settings, wf: WorkflowSettings, moment: datetime
-) -> tuple[ClosedLoop, LoopInputs]:
+def worker_closed_loop(settings: Settings, moment: datetime) -> tuple[ClosedLoop, LoopInputs]:
     """Entry point in the report worker process."""
     global _WORKER
     if _WORKER is None or _WORKER.settings != settings:
-        _WORKER = Workflows.from_settings(settings, wf)
+        _WORKER = Workflows.from_settings(settings)
     inputs = _WORKER.loop_inputs(moment)
     return closed_loop(inputs), inputs
 

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from churn.settings import Settings
+from churn_settings import Settings
 from features.contract import load_valid_tables
 from features.engine import build_labeled_set
 from features.generator import generate_world, write_world

@@ -25,7 +25,7 @@ from schemathesis.specs.openapi.checks import (
     use_after_free,
 )
 
-from churn.settings import Settings
+from churn_settings import Settings
 from serving.app import create_app
 from serving.state import Runtime
 from tests.serving.conftest import KEY, REPO_PLAYBOOK

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from churn.cli import app as cli
-from churn.settings import Settings
+from churn_settings import Settings
 from serving.app import create_app
 from serving.server import network_problems
 from serving.ui.auth import SESSION_COOKIE, SIGNIN_COOKIE, SessionSigner

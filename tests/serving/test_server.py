@@ -42,7 +42,7 @@ def two_workers(deployment: Deployment) -> Iterator[str]:
     }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     code = (
-        "from churn.settings import Settings; from serving.server import serve; "
+        "from churn_settings import Settings; from serving.server import serve; "
         f"serve(Settings(), '127.0.0.1', {port}, workers=2)"
     )
     process = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=REPO)

@@ -11,7 +11,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from churn.cli import app
-from churn.settings import Settings
+from churn_settings import Settings
 from features.pipeline import read_labeled_set
 from serving.app import create_app
 

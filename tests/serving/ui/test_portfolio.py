@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churn.settings import Settings
+from churn_settings import Settings
 from serving.ui.auth import SessionSigner
 from serving.ui.portfolio import (
     HIGH_VALUE_INACTIVE,

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from fastapi import FastAPI
 
-from churn.settings import Settings
+from churn_settings import Settings
 from features.errors import ChurnError
 from features.facts import facts_frame
 from serving.app import api_key_check, churn_error_response
@@ -146,5 +146,6 @@ def build_world(root: Path) -> World:
     wf.run(NOW)
     app = FastAPI()
     app.add_exception_handler(ChurnError, lambda _, exc: churn_error_response(exc))  # type: ignore[arg-type,return-value]
-    mount_workflows(app, settings, api_key_check(settings), wf)
+    app.state.settings, app.state.api_keys = settings, api_key_check(settings)
+    mount_workflows(app, wf)
     return World(wf, settings, app)

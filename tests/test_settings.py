@@ -1,0 +1,62 @@
+"""``churn_settings``: one object, the environment names it reads, one MLflow precedence."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from churn_settings import DEFAULT_TRACKING_URI, Settings, resolve_tracking_uri
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No variable or ``.env`` of the machine running the tests leaks in."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("MLFLOW_TRACKING_URI", "CHURN_MLFLOW_TRACKING_URI", "CHURN_RULES_PATH",
+                 "CHURN_WORKFLOWS_DB", "CHURN_SCORE_HISTORY", "CHURN_WORKFLOWS__RULES_PATH",
+                 "CHURN_STORE_DIR"):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_the_churn_variable_names_the_mlflow_store_before_mlflows_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert Settings().mlflow_tracking_uri == DEFAULT_TRACKING_URI
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///mlflow-own.db")
+    assert Settings().mlflow_tracking_uri == "sqlite:///mlflow-own.db"
+    monkeypatch.setenv("CHURN_MLFLOW_TRACKING_URI", "sqlite:///ours.db")
+    assert Settings().mlflow_tracking_uri == "sqlite:///ours.db"
+    assert resolve_tracking_uri("sqlite:///explicit.db") == "sqlite:///explicit.db"
+
+
+def test_the_store_is_resolved_when_the_settings_are_read_not_later(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///at-start.db")
+    settings = Settings()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///rewritten-by-mlflow.db")
+    assert settings.mlflow_tracking_uri == "sqlite:///at-start.db"
+
+
+def test_workflow_paths_are_a_section_read_by_nested_or_earlier_flat_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CHURN_STORE_DIR", "store")
+    settings = Settings()
+    assert settings.workflows.rules_path == Path("rules.yaml")
+    assert settings.workflows_db_path == Path("store/workflows.db")
+    assert settings.score_history_path == Path("store/history")
+    monkeypatch.setenv("CHURN_RULES_PATH", "flat.yaml")
+    monkeypatch.setenv("CHURN_SCORE_HISTORY", "elsewhere/history")
+    assert Settings().workflows.rules_path == Path("flat.yaml")
+    monkeypatch.setenv("CHURN_WORKFLOWS__RULES_PATH", "nested.yaml")
+    settings = Settings()
+    assert settings.workflows.rules_path == Path("nested.yaml")  # the nested name wins
+    assert settings.score_history_path == Path("elsewhere/history")  # the flat one still counts
+
+
+def test_a_dotenv_file_sets_the_workflow_section_too(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("CHURN_WORKFLOWS_DB=ledger.db\nCHURN_TOP_K=3\n")
+    settings = Settings()
+    assert settings.workflows_db_path == Path("ledger.db") and settings.top_k == 3
