@@ -34,11 +34,8 @@ from features.pipeline import default_as_of, snapshot_as_of
 from features.spark_engine import (
     SparkDialectError,
     SparkEngine,
-    build_labeled_set_spark,
-    default_as_of_spark,
     local_session,
     read_export,
-    snapshot_as_of_spark,
     to_spark_sql,
 )
 from tests.features.test_leakage import DAYS, START, perturb_after, random_world
@@ -159,11 +156,11 @@ def test_spark_reads_contract_parquet_and_matches_duckdb_on_a_generated_world(
     tables = parse_tables(world_tables)
     spec = LabelSpec(horizon_days=60)
     export = read_export(spark, str(tmp_path / "export"))
-    as_of = default_as_of_spark(export)
+    as_of = default_as_of(export)
     assert as_of == default_as_of(tables)
-    assert snapshot_as_of_spark(export) == snapshot_as_of(tables)
+    assert snapshot_as_of(export) == snapshot_as_of(tables)
     engine = SparkEngine(spark)
-    on_spark = build_labeled_set_spark(engine, export, as_of, spec).toPandas()
+    on_spark = build_labeled_set(export, as_of, spec, engine=engine)
     engine.close()
     duck = build_labeled_set(tables, as_of, spec)
     assert len(duck) > 500 and duck["churned"].nunique() == 2
