@@ -13,7 +13,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from features.contract import RawTables
-from features.engine import Export, build_features, monthly_as_of, observed_until, profile
+from features.engine import (
+    Export,
+    ExportProfile,
+    build_features,
+    monthly_as_of,
+    observed_until,
+    profile,
+)
 from features.errors import ChurnError
 from features.io import atomic_path
 from features.labels import LabelSpec
@@ -28,10 +35,13 @@ def data_start(tables: RawTables | Export) -> date:
     Exports often carry years of subscriptions but only recent event logs; usage features mean
     something only once events are logged, so the events decide where history starts.
     """
-    first = profile(tables).data_start
-    if first is None:
+    return _history_start(profile(tables))
+
+
+def _history_start(known: ExportProfile) -> date:
+    if known.data_start is None:
         raise ChurnError("The export has neither events nor subscriptions with a start date.")
-    return first
+    return known.data_start
 
 
 def default_as_of(
@@ -43,9 +53,7 @@ def default_as_of(
     and are used for scoring, never for training or evaluation.
     """
     known = profile(tables)
-    if known.data_start is None:
-        raise ChurnError("The export has neither events nor subscriptions with a start date.")
-    first = known.data_start + timedelta(days=history_days)
+    first = _history_start(known) + timedelta(days=history_days)
     return monthly_as_of(first, until or known.observed_until)
 
 
