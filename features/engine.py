@@ -222,7 +222,13 @@ class ExportProfile:
 
 
 def _first_day(table: str) -> str | None:
+    """The column whose earliest value starts a table's history (events, else subscriptions)."""
     return {"events": "ts", "subscriptions": "start_date"}.get(table)
+
+
+def _recorded_times(columns: Sequence[str]) -> list[str]:
+    """Time columns that record what happened (not scheduled dates): they bound the export."""
+    return [c for c in columns if column_kind(c) == "time" and c not in MAY_BE_FUTURE]
 
 
 def _table_profile(name: str, columns: Sequence[str]) -> exp.Select:
@@ -234,11 +240,10 @@ def _table_profile(name: str, columns: Sequence[str]) -> exp.Select:
         if column_kind(col) == "number":  # Parquet may hold NaN, which pandas reads as missing
             value = exp.case().when(exp.func("ISNAN", value).not_(), value)
         counts.append(exp.Count(this=value))
-    times = [c for c in columns if column_kind(c) == "time" and c not in MAY_BE_FUTURE]
     first = _first_day(name)
     aggregates = [
         *counts,
-        *[exp.Max(this=column(c)) for c in times],
+        *[exp.Max(this=column(c)) for c in _recorded_times(columns)],
         *([exp.Min(this=column(first))] if first is not None and first in columns else []),
     ]
     return exp.select(*[alias(a, f"a{i}") for i, a in enumerate(aggregates)]).from_(name)
@@ -254,8 +259,7 @@ def _profile(
         values = list(engine.fetch(to_sql(_table_profile(name, columns))).iloc[0])
         raw = ["timestamp" if c == "ts" else c for c in columns]
         sources |= {f"{name}.{c}" for c, n in zip(raw, values, strict=False) if n}
-        times = [c for c in columns if column_kind(c) == "time" and c not in MAY_BE_FUTURE]
-        stamps = values[len(columns) : len(columns) + len(times)]
+        stamps = values[len(columns) : len(columns) + len(_recorded_times(columns))]
         latest += [pd.Timestamp(v) for v in stamps if pd.notna(v)]
         if _first_day(name) in columns and pd.notna(values[-1]):
             starts[name] = pd.Timestamp(values[-1])
