@@ -4,7 +4,7 @@
 
 For each size: generate a world (Parquet), build the labeled set for the last ``--snapshots``
 monthly as-of dates and write it to Parquet (DuckDB: pandas in, ``build_labeled_set``; Spark:
-``read_export`` + ``build_labeled_set_spark``, no pandas), then train a small model once and
+``read_export`` + ``build(..., engine=SparkEngine)``, no pandas), then train a small model once and
 score every row (DuckDB path: ``score_frame`` + ``scores_table``; Spark: ``score_spark``). Prints
 seconds, events per second and where Spark starts to win (measured, or extrapolated from a
 straight-line fit of seconds against events). Needs the ``spark`` extra and Java 17.
@@ -33,17 +33,11 @@ from rich.console import Console
 from rich.table import Table
 
 from features.contract import TABLE_COLUMNS, RawTables
-from features.engine import build_labeled_set, feature_columns, monthly_as_of
+from features.engine import build, build_labeled_set, feature_columns, monthly_as_of
 from features.generator import generate_world
 from features.io import write_parquet
 from features.labels import LabelSpec
-from features.spark_engine import (
-    SparkEngine,
-    build_labeled_set_spark,
-    local_session,
-    read_export,
-    write_parquet_spark,
-)
+from features.spark_engine import SparkEngine, local_session, read_export, write_frame
 from serving.scoring import score_frame, scores_table
 from serving.spark_scoring import score_spark
 from training.model import ChurnModel, ScoreMap
@@ -113,8 +107,8 @@ def run_size(customers: int, months: int, snapshots: int, work: Path, spark_core
     spark = local_session(cores=spark_cores, memory="6g", shuffle_partitions=4 * spark_cores)
     t0 = time.perf_counter()
     engine = SparkEngine(spark)
-    on_spark = build_labeled_set_spark(engine, read_export(spark, str(folder)), as_of, spec)
-    write_parquet_spark(on_spark, str(work / "spark_labeled"))
+    on_spark = build(read_export(spark, str(folder)), as_of, spec, engine, labels=True)
+    on_spark.write_parquet(str(work / "spark_labeled"))
     spark_features = time.perf_counter() - t0
     engine.close()
     console.print(f"  spark features {spark_features:.1f} s")
@@ -137,7 +131,7 @@ def run_size(customers: int, months: int, snapshots: int, work: Path, spark_core
 
     t0 = time.perf_counter()
     features = spark.read.parquet(str(work / "spark_labeled")).where(F.col("as_of") == latest)
-    write_parquet_spark(score_spark(features, model_dir, 3), str(work / "spark_scores"))
+    write_frame(score_spark(features, model_dir, 3), str(work / "spark_scores"))
     spark_scoring = time.perf_counter() - t0
     console.print(f"  spark scoring {spark_scoring:.1f} s")
     return Run(customers, events, len(labeled), duck_features, spark_features, duck_scoring,

@@ -268,22 +268,14 @@ def features(
         gap_days=settings.resubscribe_gap_days,
     )
     if _engine(engine) == "spark":
-        from features.spark_engine import (
-            build_labeled_set_spark,
-            default_as_of_spark,
-            write_parquet_spark,
-        )
+        from features.engine import build
 
         spark_engine, export = _spark_export(data or str(settings.data_dir))
-        spark_dates = (
-            parse_dates(as_of) if as_of else default_as_of_spark(export) if monthly else []
-        )
+        spark_dates = parse_dates(as_of) if as_of else default_as_of(export) if monthly else []
         if not spark_dates:
             raise ChurnError("Pass --as-of YYYY-MM-DD[,...] or --monthly.")
         spark_target = str(out or settings.features_path)
-        write_parquet_spark(
-            build_labeled_set_spark(spark_engine, export, spark_dates, spec), spark_target
-        )
+        build(export, spark_dates, spec, spark_engine, labels=True).write_parquet(spark_target)
         console.print(f"[green]wrote[/] {spark_target} (Spark, {len(spark_dates)} as-of dates)")
         return
     folder = Path(data) if data else settings.data_dir
@@ -338,11 +330,14 @@ def snapshot(
     settings = Settings()
     day = parse_dates(as_of)[0] if as_of else None
     if _engine(engine) == "spark":
-        from features.spark_engine import build_snapshot_spark, write_parquet_spark
+        from features.engine import build
+        from features.labels import LabelSpec
+        from features.pipeline import snapshot_as_of
 
         spark_engine, export = _spark_export(data or str(settings.data_dir))
         spark_target = str(out or settings.store_dir / "snapshot.parquet")
-        write_parquet_spark(build_snapshot_spark(spark_engine, export, day), spark_target)
+        snapshot_day = day or snapshot_as_of(export)
+        build(export, [snapshot_day], LabelSpec(), spark_engine).write_parquet(spark_target)
         console.print(f"[green]wrote[/] {spark_target} (Spark)")
         return
     folder = Path(data) if data else settings.data_dir
@@ -627,7 +622,7 @@ def score_all(
     if _engine(engine) == "spark":
         from pyspark.sql import SparkSession
 
-        from features.spark_engine import write_parquet_spark
+        from features.spark_engine import write_frame
         from serving.spark_scoring import score_spark
 
         spark = (
@@ -638,7 +633,7 @@ def score_all(
         source = str(snapshot_file or settings.snapshot_path)
         spark_out = str(out or settings.store_dir / "scores_spark.parquet")
         scored = score_spark(spark.read.parquet(source), churn_model, settings.top_k)
-        write_parquet_spark(scored, spark_out)
+        write_frame(scored, spark_out)
         console.print(f"[green]wrote[/] {spark_out} (Spark; scored by {name} v{version})")
         return
     if rules:  # before the store: a crash from here to the recorded run is finished on start

@@ -27,10 +27,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from rich.table import Table
+from sqlglot import exp
 
 from features.catalog import BY_NAME, KEY_COLUMNS, NON_FEATURE_ATTRIBUTES, Feature
 from features.contract import TABLE_COLUMNS
 from features.options import AttributeType, Override
+from features.sql import DuckDBEngine, alias, column, double, literal, on_keys, to_sql
 
 NULL_WORDS = frozenset({"", "na", "n/a", "nan", "null", "none", "-", "?", "#n/a"})
 TRUE_WORDS = frozenset({"true", "yes", "y", "t"})
@@ -240,21 +242,21 @@ def infer_attributes(
     """The type and feature of every customer column outside the contract."""
     overrides = dict(overrides or {})
     specs: list[AttributeSpec] = []
-    for column in CONTRACT_PROFILE:
-        if column in customers.columns and column not in overrides:
-            pooled = _levels(static_values(customers[column], "category"))
+    for name in CONTRACT_PROFILE:
+        if name in customers.columns and name not in overrides:
+            pooled = _levels(static_values(customers[name], "category"))
             if pooled:
-                specs.append(AttributeSpec(column, "category", "contract", column, pooled))
-    for column in extra_columns(customers):
-        chosen = overrides.get(column)
+                specs.append(AttributeSpec(name, "category", "contract", name, pooled))
+    for name in extra_columns(customers):
+        chosen = overrides.get(name)
         if chosen == "drop":
-            specs.append(AttributeSpec(column, None, "features.yaml", None))
+            specs.append(AttributeSpec(name, None, "features.yaml", None))
             continue
-        kind: AttributeType = chosen if chosen is not None else infer_type(customers[column])
+        kind: AttributeType = chosen if chosen is not None else infer_type(customers[name])
         origin = "features.yaml" if chosen is not None else "inferred"
-        values = static_values(customers[column], kind)
+        values = static_values(customers[name], kind)
         if kind in ("text", "identifier") or values.dropna().nunique() < 2:
-            specs.append(AttributeSpec(column, kind, origin, None))
+            specs.append(AttributeSpec(name, kind, origin, None))
             continue
         in_years = False
         levels: tuple[str, ...] = ()
@@ -265,43 +267,96 @@ def infer_attributes(
         if kind == "category":
             levels = _levels(values)
             if not levels:
-                specs.append(AttributeSpec(column, kind, origin, None))
+                specs.append(AttributeSpec(name, kind, origin, None))
                 continue
-        name = _feature_name(column, kind, in_years)
-        specs.append(AttributeSpec(column, kind, origin, name, levels, in_years))
+        feature = _feature_name(name, kind, in_years)
+        specs.append(AttributeSpec(name, kind, origin, feature, levels, in_years))
     return tuple(specs)
+
+
+def attribute_table(customers: pd.DataFrame, specs: Sequence[AttributeSpec]) -> pd.DataFrame:
+    """One row per customer (the first row of a repeated id): ``customer_id`` and each feature's
+    column in its type (:func:`static_values`), named after the feature. Small: the engine joins
+    it onto the spine with :func:`attribute_query`."""
+    ids = customers["customer_id"].astype("string")
+    first = ~ids.duplicated().to_numpy()
+    table = pd.DataFrame({"customer_id": ids[first].to_numpy()})
+    for spec in specs:
+        if spec.feature is not None and spec.type is not None:
+            table[spec.feature] = static_values(customers[spec.column], spec.type)[first].to_numpy()
+    return table
+
+
+def attribute_query(
+    specs: Sequence[AttributeSpec], keys: str, static: str, carry: Sequence[str] = ()
+) -> str:
+    """``keys`` (customer_id, as_of, and the ``carry`` columns) with one column per attribute
+    feature, from ``static`` (:func:`attribute_table`).
+
+    Reads nothing stamped after an as-of date: numbers and categories are the customer's
+    standing attributes; a date counts only from the day after it happened.
+    """
+    as_of = column("as_of", "k")
+    columns: list[exp.Expr] = [column(c, "k") for c in ("customer_id", "as_of", *carry)]
+    for spec in specs:
+        if spec.feature is None or spec.type is None:
+            continue
+        raw = column(spec.feature, "a")
+        value: exp.Expr
+        if spec.type in ("date", "timestamp"):
+            elapsed = exp.Sub(this=exp.TimeToUnix(this=as_of), expression=exp.TimeToUnix(this=raw))
+            days = exp.Div(this=exp.paren(elapsed), expression=literal(86400.0))
+            years = exp.Div(this=days, expression=literal(365.25)) if spec.in_years else days
+            value = exp.case().when(exp.LT(this=raw, expression=as_of), years)
+        elif spec.type == "category":
+            known = exp.or_(raw.is_(exp.null()), raw.isin(*[literal(v) for v in spec.levels]))
+            value = exp.case().when(known, raw).else_(literal(OTHER))
+        else:
+            value = double(raw)
+        columns.append(alias(value, spec.feature))
+    query = (
+        exp.select(*columns)
+        .from_(exp.to_table(keys).as_("k"))
+        .join(
+            exp.to_table(static).as_("a"),
+            on=on_keys("k", "a", ["customer_id"]),
+            join_type="left",
+        )
+    )
+    return to_sql(query)
+
+
+def attribute_dtypes(frame: pd.DataFrame, specs: Sequence[AttributeSpec]) -> pd.DataFrame:
+    """Attribute features as pandas types: categories as text, everything else float64."""
+    for spec in specs:
+        if spec.feature in frame.columns and spec.type == "category":
+            frame[spec.feature] = frame[spec.feature].astype("string")
+        elif spec.feature in frame.columns:
+            frame[spec.feature] = frame[spec.feature].astype("float64")
+    return frame
 
 
 def attribute_features(
     customers: pd.DataFrame, specs: Sequence[AttributeSpec], keys: pd.DataFrame
 ) -> pd.DataFrame:
-    """``keys`` (customer_id, as_of) with one column per attribute feature.
-
-    Reads nothing stamped after an as-of date: numbers and categories are the customer's
-    standing attributes; a date counts only from the day after it happened.
-    """
-    out = keys[list(KEY_COLUMNS)].copy()
-    ids = customers["customer_id"].astype("string")
-    first = ~ids.duplicated().to_numpy()
-    as_of = pd.to_datetime(out["as_of"]).astype("datetime64[us]")
-    row_ids = out["customer_id"].astype("string")
-    for spec in specs:
-        if spec.feature is None or spec.type is None:
-            continue
-        values = static_values(customers[spec.column], spec.type)[first]
-        values.index = pd.Index(ids[first].to_numpy())
-        mapped = row_ids.map(values)
-        if spec.type in ("date", "timestamp"):
-            when = pd.to_datetime(mapped).astype("datetime64[us]")
-            days = (as_of - when).dt.total_seconds() / 86400.0
-            days = days.where(when < as_of)
-            out[spec.feature] = (days / 365.25 if spec.in_years else days).astype("float64")
-        elif spec.type == "category":
-            text = mapped.astype("string")
-            out[spec.feature] = text.where(text.isin(spec.levels) | text.isna(), OTHER)
-        else:
-            out[spec.feature] = mapped.astype("float64")
-    return out
+    """``keys`` (customer_id, as_of) with one column per attribute feature (in ``keys``' order):
+    :func:`attribute_query` run on an in-process DuckDB."""
+    engine = DuckDBEngine()
+    rows = keys[list(KEY_COLUMNS)].reset_index(drop=True)
+    engine.register(
+        "keys",
+        pd.DataFrame(
+            {
+                "customer_id": rows["customer_id"].astype("string"),
+                "as_of": pd.to_datetime(rows["as_of"]).astype("datetime64[us]"),
+                "row": range(len(rows)),
+            }
+        ),
+    )
+    engine.register("attributes", attribute_table(customers, specs))
+    query = attribute_query(specs, "keys", "attributes", carry=("row",))
+    out = engine.fetch(f"{query} ORDER BY row").drop(columns="row")
+    return attribute_dtypes(out, specs)
 
 
 def render_attributes(customers: pd.DataFrame, overrides: Mapping[str, Override]) -> Table:

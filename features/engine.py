@@ -1,24 +1,35 @@
-"""Runs the feature and label definitions (``definitions/*.sql``) on an SQL engine.
+"""The feature build, written once: definitions (``definitions/*.sql``) run on any SQL engine.
 
-The definitions are written once, in DuckDB's dialect, and read only a handful of prepared
-tables; the Spark engine transpiles the same text with SQLGlot. Python here only prepares the
-inputs (UTC, column names, absent optional columns) and joins the groups; it never loops over
+An :class:`Export` (a company's contract tables, as pandas :class:`RawTables` or as Spark
+DataFrames read from Parquet) loads its tables, prepared, into a :class:`~features.sql.SqlEngine`.
+From there every step is SQL in DuckDB's dialect, run by whichever engine holds the tables: the
+export's profile (which columns have values, the export date, its vocabulary), the spine and
+event roll-up, each feature group, the vocabulary pivot, customer attributes, the labels, and
+the join of them all. Engines supply only primitives (register, materialise, fetch, write);
+Spark transpiles the same text with SQLGlot (``features.spark_engine``). Python never loops over
 customers or dates.
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date
-from importlib import resources
-from typing import Protocol
+from typing import Literal, Protocol
 
-import duckdb
 import numpy as np
 import pandas as pd
+import sqlglot
+from pandas.api.extensions import ExtensionDtype
+from sqlglot import exp
 
-from features.attributes import AttributeSpec, attribute_features, infer_attributes
+from features.attributes import (
+    AttributeSpec,
+    attribute_dtypes,
+    attribute_query,
+    attribute_table,
+    infer_attributes,
+)
 from features.catalog import (
     FEATURES,
     KEY_COLUMNS,
@@ -31,12 +42,13 @@ from features.catalog import (
 from features.contract import MAY_BE_FUTURE, TABLE_COLUMNS, RawTables
 from features.errors import ChurnError
 from features.labels import LabelSpec
+from features.options import FeatureOptions
+from features.sql import DuckDBEngine, SqlEngine, alias, column, definition, on_keys, to_sql
 from features.vocabulary import (
     Vocabulary,
-    drop_unavailable,
-    infer_vocabulary,
-    pivot,
+    ranked_vocabulary,
     vocabulary_catalog,
+    vocabulary_query,
 )
 
 # Prepared table -> its columns (the only ones the SQL reads). ``timestamp`` becomes ``ts``.
@@ -57,6 +69,16 @@ TIME_COLUMNS = {
     "issued_at", "due_at", "paid_at", "responded_at", "churned_at",
 }  # fmt: skip
 NUMERIC_COLUMNS = {"mrr", "seats", "value", "csat", "amount", "score"}
+TEXT_COLUMNS = {"event_type", "feature", "priority", "action"}
+
+# Tables every later definition reads: (table, definition, contract tables it needs). The spine's
+# definition depends on the label kind.
+MATERIALISED: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("paid", "paid", ()),  # paid.sql and lives.sql: the one definition of a customer's paid
+    ("lives", "lives", ()),  # lives, read by labels, spine, retention metrics and workflow facts
+    ("spine", "spine_{kind}", ()),
+    ("event_days", "event_days", ("events",)),
+)
 
 # Feature groups: (definition file, tables it needs). A group whose tables are absent is skipped,
 # and its features are absent from the output (never zero-filled).
@@ -72,46 +94,24 @@ GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("profile", ("customers",)),
 )
 
-
-def definition(name: str) -> str:
-    """The SQL text of ``definitions/<name>.sql``."""
-    return (resources.files("features") / "definitions" / f"{name}.sql").read_text()
+ColumnKind = Literal["time", "number", "text", "as_is"]
 
 
-class SqlEngine(Protocol):
-    """What a definition needs from an engine: named tables in, query results out."""
+def column_kind(name: str) -> ColumnKind:
+    """How a prepared column is typed, by its name: UTC time, double, text, or as it comes."""
+    if name in TIME_COLUMNS:
+        return "time"
+    if name in NUMERIC_COLUMNS:
+        return "number"
+    if name.endswith("_id") or name in TEXT_COLUMNS:
+        return "text"
+    return "as_is"
 
-    def register(self, name: str, frame: pd.DataFrame) -> None: ...
 
-    def materialize(self, name: str, sql: str) -> None: ...
-
-    def fetch(self, sql: str) -> pd.DataFrame: ...
-
-
-class DuckDBEngine:
-    """The embedded default: an in-process DuckDB connection (no server)."""
-
-    def __init__(self, threads: int | None = None, memory_limit: str | None = None) -> None:
-        self.con = duckdb.connect()
-        self.con.execute("SET TimeZone = 'UTC'")
-        # Jupyter without ipywidgets refuses the setting: the bar is off there already
-        with contextlib.suppress(duckdb.InvalidInputException):
-            self.con.execute("SET enable_progress_bar = false")
-        if threads:
-            self.con.execute(f"SET threads = {int(threads)}")
-        if memory_limit:
-            self.con.execute("SET memory_limit = ?", [memory_limit])
-
-    def register(self, name: str, frame: pd.DataFrame) -> None:
-        self.con.register(f"{name}__df", frame)
-        self.con.execute(f'CREATE OR REPLACE TEMP TABLE "{name}" AS SELECT * FROM "{name}__df"')
-        self.con.unregister(f"{name}__df")
-
-    def materialize(self, name: str, sql: str) -> None:
-        self.con.execute(f'CREATE OR REPLACE TEMP TABLE "{name}" AS {sql}')
-
-    def fetch(self, sql: str) -> pd.DataFrame:
-        return self.con.execute(sql).df()
+def prepared_columns(table: str, present: Sequence[str]) -> tuple[str, ...]:
+    """The columns the definitions read from ``table`` (``present``: the export's columns,
+    ``timestamp`` already renamed ``ts``); absent ones are added as typed nulls."""
+    return PREPARED_COLUMNS.get(table, tuple(present))
 
 
 def _utc_naive(values: pd.Series) -> pd.Series:
@@ -120,88 +120,224 @@ def _utc_naive(values: pd.Series) -> pd.Series:
     return out.dt.tz_localize(None).astype("datetime64[us]")
 
 
-def prepare(tables: RawTables, vocabulary: Vocabulary | None = None) -> dict[str, pd.DataFrame]:
-    """The contract tables reduced to what the definitions read, with uniform types.
+def prepare_table(name: str, frame: pd.DataFrame) -> pd.DataFrame:
+    """One contract table reduced to what the definitions read, with uniform types.
 
     Absent optional columns are added as nulls so every definition runs; features that need them
-    are dropped afterwards (see :func:`present_sources`). Events get ``sign_in``: whether the
-    type is one the vocabulary reads as a sign-in.
+    are dropped afterwards (the export's ``sources``, :class:`ExportProfile`).
     """
-    sign_in = list(vocabulary.sign_in) if vocabulary else []
-    prepared: dict[str, pd.DataFrame] = {}
-    for name, frame in tables.present().items():
-        if name == "exit_reasons":
-            continue
-        frame = frame.rename(columns={"timestamp": "ts"})
-        columns = PREPARED_COLUMNS.get(name, tuple(frame.columns))
-        out = pd.DataFrame(index=frame.index)
-        for col in columns:
-            if col in frame.columns:
-                series = frame[col]
-            else:
-                dtype = "float64" if col in NUMERIC_COLUMNS else "string"
-                series = pd.Series(pd.NA if dtype == "string" else np.nan, index=frame.index,
-                                   dtype=dtype)  # fmt: skip
-            if col in TIME_COLUMNS:
-                series = _utc_naive(series)
-            elif col in NUMERIC_COLUMNS:
-                series = pd.to_numeric(series, errors="raise").astype("float64")
-            elif col.endswith("_id") or col in ("event_type", "feature", "priority", "action"):
-                series = series.astype("string")
-            out[col] = series
-        if name == "events":
-            out["sign_in"] = out["event_type"].isin(sign_in).fillna(False).astype(bool)
-        prepared[name] = out.reset_index(drop=True)
-    return prepared
+    frame = frame.rename(columns={"timestamp": "ts"})
+    out = pd.DataFrame(index=frame.index)
+    for col in prepared_columns(name, list(frame.columns)):
+        kind = column_kind(col)
+        if col in frame.columns:
+            series = frame[col]
+        else:
+            dtype = "float64" if kind == "number" else "string"
+            series = pd.Series(pd.NA if dtype == "string" else np.nan, index=frame.index,
+                               dtype=dtype)  # fmt: skip
+        if kind == "time":
+            series = _utc_naive(series)
+        elif kind == "number":
+            series = pd.to_numeric(series, errors="raise").astype("float64")
+        elif kind == "text":
+            series = series.astype("string")
+        out[col] = series
+    return out.reset_index(drop=True)
 
 
-def present_sources(tables: RawTables, vocabulary: Vocabulary | None = None) -> set[str]:
-    """``table.column`` names that exist in the export with at least one value, and
-    ``events.sign_in`` when some event type means a sign-in."""
-    present: set[str] = set()
-    for name, frame in tables.present().items():
-        for col in frame.columns:
-            if frame[col].notna().any():
-                present.add(f"{name}.{col}")
-    events = tables.events
-    if events is not None and vocabulary and events["event_type"].isin(vocabulary.sign_in).any():
-        present.add(SIGN_IN)
-    return present
+def prepare(tables: RawTables) -> dict[str, pd.DataFrame]:
+    """Every present contract table, prepared (:func:`prepare_table`)."""
+    return {name: prepare_table(name, frame) for name, frame in tables.present().items()}
 
 
-def default_vocabulary(tables: RawTables) -> Vocabulary:
+# --------------------------------------------------------------------------------------------
+# The export and what it has
+
+
+class Export(Protocol):
+    """A company's contract tables wherever they live, as the build reads them."""
+
+    @property
+    def options(self) -> FeatureOptions:
+        """``features.yaml`` of the export: sign-in events, vocabulary caps, attribute types."""
+        ...
+
+    @property
+    def customers(self) -> pd.DataFrame:
+        """``customers`` in pandas, parsed by the contract (one row per customer, small):
+        attribute types are inferred from it the same way on every engine."""
+        ...
+
+    def default_engine(self) -> SqlEngine:
+        """The engine this export's tables are read into when the caller names none."""
+        ...
+
+    def load(self, engine: SqlEngine) -> dict[str, tuple[str, ...]]:
+        """Register every present table, prepared like :func:`prepare`; name -> its columns."""
+        ...
+
+
+@dataclass(frozen=True)
+class TablesExport:
+    """An export already in pandas (:class:`RawTables`): prepared in pandas, run on DuckDB."""
+
+    tables: RawTables
+
+    @property
+    def options(self) -> FeatureOptions:
+        return self.tables.options
+
+    @property
+    def customers(self) -> pd.DataFrame:
+        return self.tables.customers
+
+    def default_engine(self) -> SqlEngine:
+        return DuckDBEngine()
+
+    def load(self, engine: SqlEngine) -> dict[str, tuple[str, ...]]:
+        loaded: dict[str, tuple[str, ...]] = {}
+        for name, frame in prepare(self.tables).items():
+            engine.register(name, frame)
+            loaded[name] = tuple(str(c) for c in frame.columns)
+        return loaded
+
+
+def as_export(source: RawTables | Export) -> Export:
+    return TablesExport(source) if isinstance(source, RawTables) else source
+
+
+@dataclass(frozen=True)
+class ExportProfile:
+    """What the build needs to know about an export before the definitions run."""
+
+    tables: frozenset[str]
+    """The contract tables present."""
+    sources: frozenset[str]
+    """``table.column`` with at least one value (NaN counts as missing)."""
+    observed_until: date
+    """The export date: the latest recorded (not scheduled) timestamp or date, UTC day."""
+    data_start: date | None
+    """The first day of product history: the first event, else the first subscription start."""
+    vocabulary: Vocabulary
+    """The export's default vocabulary (:func:`default_vocabulary`)."""
+
+
+def _first_day(table: str) -> str | None:
+    """The column whose earliest value starts a table's history (events, else subscriptions)."""
+    return {"events": "ts", "subscriptions": "start_date"}.get(table)
+
+
+def _recorded_times(columns: Sequence[str]) -> list[str]:
+    """Time columns that record what happened (not scheduled dates): they bound the export."""
+    return [c for c in columns if column_kind(c) == "time" and c not in MAY_BE_FUTURE]
+
+
+def _table_profile(name: str, columns: Sequence[str]) -> exp.Select:
+    """One aggregation row for a table: per column its count of values, then the latest
+    recorded time of each time column, then the first day of history where the table has one."""
+    counts: list[exp.Expr] = []
+    for col in columns:
+        value: exp.Expr = column(col)
+        if column_kind(col) == "number":  # Parquet may hold NaN, which pandas reads as missing
+            value = exp.case().when(exp.func("ISNAN", value).not_(), value)
+        counts.append(exp.Count(this=value))
+    first = _first_day(name)
+    aggregates = [
+        *counts,
+        *[exp.Max(this=column(c)) for c in _recorded_times(columns)],
+        *([exp.Min(this=column(first))] if first is not None and first in columns else []),
+    ]
+    return exp.select(*[alias(a, f"a{i}") for i, a in enumerate(aggregates)]).from_(name)
+
+
+def _profile(
+    engine: SqlEngine, loaded: dict[str, tuple[str, ...]], options: FeatureOptions
+) -> ExportProfile:
+    sources: set[str] = set()
+    latest: list[pd.Timestamp] = []
+    starts: dict[str, pd.Timestamp] = {}
+    for name, columns in loaded.items():
+        values = list(engine.fetch(to_sql(_table_profile(name, columns))).iloc[0])
+        raw = ["timestamp" if c == "ts" else c for c in columns]
+        sources |= {f"{name}.{c}" for c, n in zip(raw, values, strict=False) if n}
+        stamps = values[len(columns) : len(columns) + len(_recorded_times(columns))]
+        latest += [pd.Timestamp(v) for v in stamps if pd.notna(v)]
+        if _first_day(name) in columns and pd.notna(values[-1]):
+            starts[name] = pd.Timestamp(values[-1])
+    start = starts.get("events", starts.get("subscriptions"))
+    vocabulary = (
+        ranked_vocabulary(
+            engine, options.max_event_types, options.max_product_features, options.sign_in_events
+        )
+        if "events" in loaded
+        else Vocabulary(sign_in=tuple(options.sign_in_events or ()))
+    )
+    return ExportProfile(
+        tables=frozenset(loaded),
+        sources=frozenset(sources),
+        observed_until=max(latest, default=pd.Timestamp.min).date(),
+        data_start=None if start is None else start.date(),
+        vocabulary=vocabulary,
+    )
+
+
+def load_export(
+    source: RawTables | Export, engine: SqlEngine | None = None
+) -> tuple[SqlEngine, ExportProfile]:
+    """Load the export's prepared tables into ``engine`` (default: the export's) and profile it."""
+    export = as_export(source)
+    engine = engine or export.default_engine()
+    return engine, _profile(engine, export.load(engine), export.options)
+
+
+def profile(source: RawTables | Export) -> ExportProfile:
+    """What the export has (:class:`ExportProfile`), computed on its default engine."""
+    return load_export(source)[1]
+
+
+def observed_until(source: RawTables | Export) -> date:
+    """The export date: the latest recorded timestamp or date in the contract tables.
+
+    Scheduled dates (a subscription's planned ``end_date``, an invoice's ``due_at``) may lie in
+    the future and say nothing about how far the export reaches, so they are not counted.
+    """
+    return profile(source).observed_until
+
+
+def default_vocabulary(source: RawTables | Export) -> Vocabulary:
     """The export's vocabulary: its most frequent event types and features over the whole log.
 
     A schema choice, like the list of features, made once per export: the labeled set and the
     snapshot of one export get the same columns, so the model finds every column it was trained
     on. Values stay point-in-time (only events before each as-of date are counted).
     """
-    options = tables.options
-    return infer_vocabulary(
-        tables.events,
-        None,
-        options.max_event_types,
-        options.max_product_features,
-        options.sign_in_events,
-    )
+    return profile(source).vocabulary
 
 
-def attribute_specs(tables: RawTables) -> tuple[AttributeSpec, ...]:
+def attribute_specs(source: RawTables | Export) -> tuple[AttributeSpec, ...]:
     """The inferred (or ``features.yaml``) type of every extra customer column."""
-    return infer_attributes(tables.customers, tables.options.attributes)
+    export = as_export(source)
+    return infer_attributes(export.customers, export.options.attributes)
 
 
-def generated_catalog(tables: RawTables, vocabulary: Vocabulary) -> tuple[Feature, ...]:
-    """Catalog entries of the features made from this export's vocabulary and attributes."""
+def _generated_catalog(
+    vocabulary: Vocabulary, profile: ExportProfile, specs: Sequence[AttributeSpec]
+) -> tuple[Feature, ...]:
     entries: list[Feature] = []
-    if tables.events is not None:
-        events = tables.events
-        with_users = "user_id" in events.columns and bool(events["user_id"].notna().any())
-        entries += vocabulary_catalog(vocabulary, with_users)
-    entries += [
-        s.catalog_entry() for s in attribute_specs(tables) if s.feature and s.origin != "contract"
-    ]
+    if "events" in profile.tables:
+        entries += vocabulary_catalog(vocabulary, "events.user_id" in profile.sources)
+    entries += [s.catalog_entry() for s in specs if s.feature and s.origin != "contract"]
     return tuple(entries)
+
+
+def generated_catalog(source: RawTables | Export, vocabulary: Vocabulary) -> tuple[Feature, ...]:
+    """Catalog entries of the features made from this export's vocabulary and attributes."""
+    return _generated_catalog(vocabulary, profile(source), attribute_specs(source))
+
+
+# --------------------------------------------------------------------------------------------
+# Parameters the definitions read
 
 
 def as_of_frame(as_of: Sequence[date]) -> pd.DataFrame:
@@ -212,38 +348,15 @@ def as_of_frame(as_of: Sequence[date]) -> pd.DataFrame:
     return pd.DataFrame({"as_of": pd.to_datetime(days).astype("datetime64[us]")})
 
 
-def observed_until(tables: RawTables) -> date:
-    """The export date: the latest recorded timestamp or date in the contract tables.
-
-    Scheduled dates (a subscription's planned ``end_date``, an invoice's ``due_at``) may lie in
-    the future and say nothing about how far the export reaches, so they are not counted.
-    """
-    latest = pd.Timestamp.min.tz_localize("UTC")
-    for frame in tables.present().values():
-        for col in (set(frame.columns) & TIME_COLUMNS) - MAY_BE_FUTURE:
-            values = pd.to_datetime(frame[col], utc=True, errors="coerce", format="mixed")
-            if values.notna().any():
-                latest = max(latest, values.max())
-    return latest.date()
-
-
 def monthly_as_of(start: date, end: date) -> list[date]:
     """First days of the months in ``[start, end]``: the usual monthly scoring calendar."""
     months = pd.date_range(pd.Timestamp(start).to_period("M").to_timestamp(), end, freq="MS")
     return [d.date() for d in months if d.date() >= start]
 
 
-def materialize_lives(engine: SqlEngine) -> None:
-    """``paid`` and ``lives`` (``definitions/paid.sql``, ``lives.sql``) from the registered
-    ``subscriptions`` and ``params``: the one definition of a customer's paid lives, which the
-    labels, the spine, the retention metrics and the workflow facts all read."""
-    engine.materialize("paid", definition("paid"))
-    engine.materialize("lives", definition("lives"))
-
-
 def load_lives(tables: RawTables, spec: LabelSpec, engine: SqlEngine | None = None) -> SqlEngine:
     """An engine holding the export's ``subscriptions``, ``params``, ``paid`` and ``lives``: where
-    the retention metrics and the workflow facts start (the labels get them in :func:`_load`).
+    the retention metrics and the workflow facts start (the labels get them in :func:`build`).
 
     ``spec`` gives ``gap_days`` and ``free_is_churn``; without ``spec.observed_until`` the
     export date is looked up (:func:`observed_until`).
@@ -252,7 +365,8 @@ def load_lives(tables: RawTables, spec: LabelSpec, engine: SqlEngine | None = No
     only = RawTables(customers=tables.customers.iloc[:0], subscriptions=tables.subscriptions)
     engine.register("subscriptions", prepare(only)["subscriptions"])
     engine.register("params", label_params(spec, spec.observed_until or observed_until(tables)))
-    materialize_lives(engine)
+    for table in ("paid", "lives"):
+        engine.materialize(table, definition(table))
     return engine
 
 
@@ -269,79 +383,170 @@ def label_params(spec: LabelSpec, until: date) -> pd.DataFrame:
     )
 
 
-def _load(
-    tables: RawTables,
-    as_of: Sequence[date],
-    spec: LabelSpec,
-    engine: SqlEngine | None,
-    vocabulary: Vocabulary,
-) -> SqlEngine:
-    engine = engine or DuckDBEngine()
-    for name, frame in prepare(tables, vocabulary).items():
-        engine.register(name, frame)
-    engine.register("vocabulary", vocabulary.table())
-    engine.register("as_of_dates", as_of_frame(as_of))
-    engine.register("params", label_params(spec, spec.observed_until or observed_until(tables)))
-    if spec.kind == "noncontractual" and tables.events is None:
-        raise ChurnError(
-            "Non-contractual labels need the events table (activity or purchases); "
-            "add events.parquet or use --label contractual."
-        )
-    materialize_lives(engine)
-    engine.materialize("spine", definition(f"spine_{spec.kind}"))
-    if tables.events is not None:
-        engine.materialize("event_days", definition("event_days"))
-    return engine
+def sign_in_frame(vocabulary: Vocabulary) -> pd.DataFrame:
+    """The ``sign_in_events`` table ``event_days.sql`` joins: each sign-in event type once."""
+    kinds = sorted(set(vocabulary.sign_in))
+    return pd.DataFrame({"event_type": pd.Series(kinds, dtype="string")})
 
 
-def _features(engine: SqlEngine, tables: RawTables, vocabulary: Vocabulary) -> pd.DataFrame:
-    present = set(tables.present())
-    keys = list(KEY_COLUMNS)
-    result = engine.fetch("SELECT customer_id, as_of FROM spine ORDER BY customer_id, as_of")
-    for group, needs in GROUPS:
-        if not set(needs) <= present:
-            continue
-        part = engine.fetch(definition(group))
-        result = result.merge(part, on=keys, how="left", validate="one_to_one")
-    sources = present_sources(tables, vocabulary)
-    if tables.events is not None:
-        long = engine.fetch(definition("vocabulary"))
-        long["as_of"] = pd.to_datetime(long["as_of"]).astype("datetime64[us]")
-        result["as_of"] = pd.to_datetime(result["as_of"]).astype("datetime64[us]")
-        wide = pivot(long, vocabulary, result[keys])
-        wide = drop_unavailable(wide, vocabulary, "events.user_id" in sources)
-        result = result.merge(wide, on=keys, how="left", validate="one_to_one")
-    specs = attribute_specs(tables)
-    if any(s.feature for s in specs):
-        result["as_of"] = pd.to_datetime(result["as_of"]).astype("datetime64[us]")
-        attributes = attribute_features(tables.customers, specs, result[keys])
-        result = result.merge(attributes, on=keys, how="left", validate="one_to_one")
-    keep = {f.name for f in available(sources)}
-    drop = [f.name for f in FEATURES if f.name in result.columns and f.name not in keep]
-    return result.drop(columns=drop)
+# --------------------------------------------------------------------------------------------
+# The build
 
 
-def build_features(
-    tables: RawTables,
+@dataclass(frozen=True)
+class FeatureSet:
+    """A built feature (or labeled) table, still inside its engine: fetch it or write it."""
+
+    engine: SqlEngine
+    sql: str
+    """The final query, over the tables the build materialised in ``engine``."""
+    catalog: tuple[Feature, ...]
+    """Generated catalog entries of the columns the table has."""
+    vocabulary: Vocabulary
+    attributes: tuple[AttributeSpec, ...]
+
+    def frame(self) -> pd.DataFrame:
+        """The table in pandas, sorted by customer and as-of date, carrying its own catalog
+        entries and vocabulary in ``attrs`` (pandas keeps them in Parquet, so a labeled set
+        carries the words for its columns to training, and from there into the model)."""
+        frame = _numpy_dtypes(self.engine.fetch(self.sql))
+        frame = attribute_dtypes(frame, self.attributes)
+        frame["customer_id"] = frame["customer_id"].astype("string")
+        frame["as_of"] = pd.to_datetime(frame["as_of"]).astype("datetime64[us]")
+        frame = frame.sort_values(list(KEY_COLUMNS), kind="stable").reset_index(drop=True)
+        frame.attrs["catalog"] = entries_to_json(self.catalog)
+        frame.attrs["vocabulary"] = self.vocabulary.to_dict()
+        return frame
+
+    def write_parquet(self, uri: str) -> str:
+        """Write the table to ``uri`` as Parquet from inside the engine, never through pandas."""
+        return self.engine.write_parquet(self.sql, uri)
+
+
+def _numpy_dtypes(frame: pd.DataFrame) -> pd.DataFrame:
+    """Nullable integer and boolean columns as NumPy types, the way every engine's pandas
+    output reads: float64 (NaN) and object (None) where values are missing."""
+    for name in frame.columns:
+        dtype = frame[name].dtype
+        missing = bool(frame[name].isna().any())
+        if isinstance(dtype, pd.BooleanDtype):
+            frame[name] = frame[name].astype(object if missing else bool)
+        elif isinstance(dtype, ExtensionDtype) and pd.api.types.is_integer_dtype(dtype):
+            frame[name] = frame[name].astype("float64" if missing else np.dtype(dtype.type))
+    return frame
+
+
+def _selects(sql: str) -> list[str]:
+    """The output columns of a definition, read off its final SELECT."""
+    tree = sqlglot.parse_one(sql, read="duckdb")
+    names = tree.named_selects if isinstance(tree, exp.Query) else ["*"]
+    if "*" in names:
+        raise ChurnError(f"A feature definition must name its columns, not SELECT *: {sql[:80]}")
+    return names
+
+
+def build(
+    source: RawTables | Export,
     as_of: Sequence[date],
     spec: LabelSpec | None = None,
     engine: SqlEngine | None = None,
     vocabulary: Vocabulary | None = None,
-) -> pd.DataFrame:
-    """One row per customer active at each as-of date, with every available leading indicator.
+    labels: bool = False,
+) -> FeatureSet:
+    """One row per customer active at each as-of date with every available leading indicator,
+    and with ``labels`` the label columns (rows churned during the lead time dropped).
 
     Reads only rows stamped strictly before each as-of date (the leakage property test proves it).
     ``vocabulary``: the event types and features with their own columns (default: the export's
     most frequent, :func:`default_vocabulary`).
     """
     spec = spec or LabelSpec()
-    vocabulary = vocabulary or default_vocabulary(tables)
-    loaded = _load(tables, as_of, spec, engine, vocabulary)
-    return _describe(_finish(_features(loaded, tables, vocabulary)), tables, vocabulary)
+    export = as_export(source)
+    engine, known = load_export(export, engine)
+    vocabulary = vocabulary or known.vocabulary
+    engine.register("vocabulary", vocabulary.table())
+    engine.register("sign_in_events", sign_in_frame(vocabulary))
+    engine.register("as_of_dates", as_of_frame(as_of))
+    engine.register("params", label_params(spec, spec.observed_until or known.observed_until))
+    if spec.kind == "noncontractual" and "events" not in known.tables:
+        raise ChurnError(
+            "Non-contractual labels need the events table (activity or purchases); "
+            "add events.parquet or use --label contractual."
+        )
+    for table, name, needs in MATERIALISED:
+        if set(needs) <= known.tables:
+            engine.materialize(table, definition(name.format(kind=spec.kind)))
+
+    parts: list[tuple[str, list[str]]] = []  # feature tables joined onto the spine, in order
+    for group, needs in GROUPS:
+        if set(needs) <= known.tables:
+            sql = definition(group)
+            engine.materialize(f"features_{group}", sql)
+            parts.append((f"features_{group}", _selects(sql)))
+    sources = set(known.sources)
+    if "events" in known.tables:
+        signs = engine.fetch(
+            "SELECT COUNT(*) AS n FROM events "
+            "WHERE event_type IN (SELECT event_type FROM sign_in_events)"
+        )
+        if int(signs["n"].iloc[0]):
+            sources.add(SIGN_IN)
+        engine.materialize("vocabulary_terms", definition("vocabulary"))
+        sql = vocabulary_query(vocabulary, "events.user_id" in sources, "vocabulary_terms")
+        engine.materialize("features_vocabulary", sql)
+        parts.append(("features_vocabulary", _selects(sql)))
+    specs = tuple(s for s in attribute_specs(export) if s.feature)
+    if specs:
+        engine.register("attributes", attribute_table(export.customers, specs))
+        sql = attribute_query(specs, "spine", "attributes")
+        engine.materialize("features_attributes", sql)
+        parts.append(("features_attributes", _selects(sql)))
+
+    keep = {f.name for f in available(sources)}
+    unavailable = {f.name for f in FEATURES if f.name not in keep}
+    keys = list(KEY_COLUMNS)
+    selected: list[exp.Expr] = [column(k, "s") for k in keys]
+    query = exp.select().from_(exp.to_table("spine").as_("s"))
+    for i, (table, columns) in enumerate(parts):
+        selected += [column(c, f"p{i}") for c in columns if c not in keys and c not in unavailable]
+        query = query.join(
+            exp.to_table(table).as_(f"p{i}"), on=on_keys("s", f"p{i}", keys), join_type="left"
+        )
+    if labels:
+        engine.materialize("labels", definition(f"labels_{spec.kind}"))
+        selected += [
+            alias(exp.cast(column("churned", "l"), exp.DataType.build("TINYINT")), "churned"),
+            alias(
+                exp.cast(column("label_complete", "l"), exp.DataType.build("BOOLEAN")),
+                "label_complete",
+            ),
+        ]
+        query = query.join(exp.to_table("labels").as_("l"), on=on_keys("s", "l", keys))
+    present = {c for _, columns in parts for c in columns}
+    catalog = _generated_catalog(vocabulary, known, specs)
+    return FeatureSet(
+        engine,
+        to_sql(query.select(*selected)),
+        tuple(f for f in catalog if f.name in present and f.name not in unavailable),
+        vocabulary,
+        specs,
+    )
+
+
+def build_features(
+    tables: RawTables | Export,
+    as_of: Sequence[date],
+    spec: LabelSpec | None = None,
+    engine: SqlEngine | None = None,
+    vocabulary: Vocabulary | None = None,
+) -> pd.DataFrame:
+    """One row per customer active at each as-of date, with every available leading indicator
+    (:func:`build`, fetched as pandas)."""
+    return build(tables, as_of, spec, engine, vocabulary).frame()
 
 
 def build_labeled_set(
-    tables: RawTables,
+    tables: RawTables | Export,
     as_of: Sequence[date],
     spec: LabelSpec,
     engine: SqlEngine | None = None,
@@ -351,38 +556,12 @@ def build_labeled_set(
 
     Rows whose customer churned during the lead time are dropped (see ``features.labels``).
     """
-    vocabulary = vocabulary or default_vocabulary(tables)
-    loaded = _load(tables, as_of, spec, engine, vocabulary)
-    features = _features(loaded, tables, vocabulary)
-    labels = loaded.fetch(definition(f"labels_{spec.kind}"))
-    labels["churned"] = labels["churned"].astype("int8")
-    labels["label_complete"] = labels["label_complete"].astype(bool)
-    joined = features.merge(labels, on=list(KEY_COLUMNS), how="inner", validate="1:1")
-    return _describe(_finish(joined), tables, vocabulary)
-
-
-def _describe(frame: pd.DataFrame, tables: RawTables, vocabulary: Vocabulary) -> pd.DataFrame:
-    """Attach the generated catalog entries and the vocabulary to the set (``frame.attrs``).
-
-    pandas keeps ``attrs`` in the Parquet file, so a labeled set carries the words for its own
-    columns to training, and from there into the model.
-    """
-    present = set(frame.columns)
-    entries = [f for f in generated_catalog(tables, vocabulary) if f.name in present]
-    frame.attrs["catalog"] = entries_to_json(entries)
-    frame.attrs["vocabulary"] = vocabulary.to_dict()
-    return frame
+    return build(tables, as_of, spec, engine, vocabulary, labels=True).frame()
 
 
 def catalog_of(frame: pd.DataFrame) -> dict[str, Feature]:
     """The generated catalog entries a built set carries (empty for sets built before them)."""
     return entries_from_json(frame.attrs.get("catalog", []))
-
-
-def _finish(frame: pd.DataFrame) -> pd.DataFrame:
-    frame["customer_id"] = frame["customer_id"].astype("string")
-    frame["as_of"] = pd.to_datetime(frame["as_of"]).astype("datetime64[us]")
-    return frame.sort_values(list(KEY_COLUMNS), kind="stable").reset_index(drop=True)
 
 
 def feature_columns(frame: pd.DataFrame) -> list[str]:
@@ -395,15 +574,22 @@ def feature_columns(frame: pd.DataFrame) -> list[str]:
 __all__ = [
     "TABLE_COLUMNS",
     "DuckDBEngine",
+    "Export",
+    "ExportProfile",
+    "FeatureSet",
     "SqlEngine",
+    "TablesExport",
+    "build",
     "build_features",
     "build_labeled_set",
     "catalog_of",
     "default_vocabulary",
+    "definition",
     "feature_columns",
     "generated_catalog",
+    "load_export",
     "load_lives",
-    "materialize_lives",
     "monthly_as_of",
     "observed_until",
+    "profile",
 ]

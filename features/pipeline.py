@@ -13,7 +13,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from features.contract import RawTables
-from features.engine import build_features, monthly_as_of, observed_until
+from features.engine import (
+    Export,
+    ExportProfile,
+    build_features,
+    monthly_as_of,
+    observed_until,
+    profile,
+)
 from features.errors import ChurnError
 from features.io import atomic_path
 from features.labels import LabelSpec
@@ -22,32 +29,35 @@ from features.vocabulary import Vocabulary
 HISTORY_DAYS = 90
 
 
-def data_start(tables: RawTables) -> date:
+def data_start(tables: RawTables | Export) -> date:
     """The first day of product history: the first event, else the first subscription.
 
     Exports often carry years of subscriptions but only recent event logs; usage features mean
     something only once events are logged, so the events decide where history starts.
     """
-    if tables.events is not None and len(tables.events):
-        first = pd.to_datetime(tables.events["timestamp"], utc=True).min().tz_localize(None)
-    else:
-        first = pd.to_datetime(tables.subscriptions["start_date"]).min()
-    return pd.Timestamp(first).date()
+    return _history_start(profile(tables))
+
+
+def _history_start(known: ExportProfile) -> date:
+    if known.data_start is None:
+        raise ChurnError("The export has neither events nor subscriptions with a start date.")
+    return known.data_start
 
 
 def default_as_of(
-    tables: RawTables, history_days: int = HISTORY_DAYS, until: date | None = None
+    tables: RawTables | Export, history_days: int = HISTORY_DAYS, until: date | None = None
 ) -> list[date]:
     """Monthly as-of dates from the first month with ``history_days`` of data to the export end.
 
     Dates whose horizon runs past the export stay in: their rows carry ``label_complete=False``
     and are used for scoring, never for training or evaluation.
     """
-    first = data_start(tables) + timedelta(days=history_days)
-    return monthly_as_of(first, until or observed_until(tables))
+    known = profile(tables)
+    first = _history_start(known) + timedelta(days=history_days)
+    return monthly_as_of(first, until or known.observed_until)
 
 
-def snapshot_as_of(tables: RawTables, until: date | None = None) -> date:
+def snapshot_as_of(tables: RawTables | Export, until: date | None = None) -> date:
     """ "Now" for a snapshot of an export: the day after its export date (default: last record)."""
     return (until or observed_until(tables)) + timedelta(days=1)
 

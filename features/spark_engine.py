@@ -1,8 +1,9 @@
-"""Runs the same feature and label definitions on Apache Spark, for exports past one machine.
+"""Apache Spark's primitives for the feature build, for exports past one machine.
 
-The definitions in ``definitions/*.sql`` are written once, in DuckDB's dialect. Here SQLGlot
-transpiles them to Spark SQL, with three rewrites where a plain transpile would change the answer
-(each is tested against DuckDB in ``tests/features/test_spark.py``):
+The build (``features.engine``) is written once against the ``SqlEngine`` protocol, in DuckDB's
+dialect. Here SQLGlot transpiles its SQL to Spark SQL, with three rewrites where a plain
+transpile would change the answer (each is tested against DuckDB in
+``tests/features/test_spark.py``):
 
 - ``EPOCH(ts)`` (seconds, with microseconds as the fraction) becomes ``UNIX_MICROS(ts) / 1e6``;
   SQLGlot's ``UNIX_TIMESTAMP`` drops the fraction.
@@ -12,20 +13,19 @@ transpiles them to Spark SQL, with three rewrites where a plain transpile would 
   decimals in DOUBLE while Spark keeps DECIMAL and rounds to 6 places; they become DOUBLE.
 
 Every timestamp is Spark's ``TIMESTAMP`` (instant) in a UTC session, which is what DuckDB's
-naive-UTC ``TIMESTAMP`` means here. Two ways in: :meth:`SparkEngine.register` takes the pandas
-tables of :func:`features.engine.prepare` (tests, small data, the ``SqlEngine`` protocol), and
-:func:`read_export` + :func:`build_labeled_set_spark` read contract Parquet from any URI Spark
-can read and never go through pandas.
+naive-UTC ``TIMESTAMP`` means here. Two ways in: ``build(raw_tables, ..., engine=SparkEngine())``
+registers the pandas tables of :func:`features.engine.prepare` (tests, small data), and
+:func:`read_export` is an ``Export`` of contract Parquet at any URI Spark reads, whose tables
+never go through pandas (only ``customers``, one row per customer, is read into pandas to infer
+attribute types). PySpark is the optional ``spark`` extra: only this module imports it.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
-from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,29 +37,14 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from sqlglot import exp
 
-from features.attributes import OTHER, infer_attributes, static_values
-from features.catalog import FEATURES, KEY_COLUMNS, SIGN_IN, available
-from features.contract import MAY_BE_FUTURE, REQUIRED_TABLES, TABLE_COLUMNS, parse_table
-from features.engine import (
-    GROUPS,
-    NUMERIC_COLUMNS,
-    PREPARED_COLUMNS,
-    TIME_COLUMNS,
-    as_of_frame,
-    definition,
-    label_params,
-    materialize_lives,
-    monthly_as_of,
-)
+from features.contract import REQUIRED_TABLES, TABLE_COLUMNS, parse_table
+from features.engine import column_kind, prepare_table, prepared_columns
 from features.errors import ChurnError
-from features.labels import LabelSpec
 from features.options import FeatureOptions, read_options
-from features.pipeline import HISTORY_DAYS
-from features.vocabulary import METRICS, SOURCES, SQL_METRIC, Vocabulary, is_sign_in
+from features.sql import SqlEngine
 
 # Date-part units whose DuckDB "boundaries crossed" count equals Spark's elapsed count.
 _EXACT_UNITS = {"MICROSECOND", "MICROSECONDS", "US"}
-_TEXT_COLUMNS = {"event_type", "feature", "priority", "action"}
 
 
 class SparkDialectError(ChurnError):
@@ -180,24 +165,27 @@ def spark_type(dtype: Any) -> T.DataType:
 
 
 def spark_frame(spark: SparkSession, frame: pd.DataFrame) -> DataFrame:
-    """A pandas frame as a Spark DataFrame with explicit types (naive timestamps are UTC)."""
+    """A pandas frame as a Spark DataFrame with explicit types (naive timestamps are UTC).
+
+    Missing values become nulls, NaN included: DuckDB reads a pandas NaN as NULL too.
+    """
     schema = T.StructType(
         [T.StructField(str(c), spark_type(frame[c].dtype), True) for c in frame.columns]
     )
     plain = frame.copy()
     for column, field in zip(frame.columns, schema.fields, strict=True):
-        if isinstance(field.dataType, T.StringType):
+        if isinstance(field.dataType, T.StringType | T.DoubleType):
             values = plain[column].astype(object)
             plain[column] = values.where(plain[column].notna(), None)
     return spark.createDataFrame(plain, schema=schema)
 
 
 class SparkEngine:
-    """The ``SqlEngine`` protocol on a SparkSession: temp views in, pandas or Spark out.
+    """The ``SqlEngine`` protocol on a SparkSession: temp views in, pandas or Parquet out.
 
     Sets the session time zone to UTC: the definitions' timestamps are UTC instants. The views
     (``events``, ``spine``, ...) are session-wide names: one engine per session at a time, and
-    :meth:`close` it to free the cached spine and event roll-up.
+    :meth:`close` it to free the cached tables.
     """
 
     def __init__(self, spark: SparkSession | None = None, cache: bool = True) -> None:
@@ -228,6 +216,9 @@ class SparkEngine:
     def fetch(self, sql: str) -> pd.DataFrame:
         return self.query(sql).toPandas()
 
+    def write_parquet(self, sql: str, uri: str) -> str:
+        return write_frame(self.query(sql), uri)
+
     def close(self) -> None:
         """Drop the views and free cached tables (the session stays up)."""
         for name, frame in self.views.items():
@@ -237,8 +228,90 @@ class SparkEngine:
         self.views.clear()
 
 
+def write_frame(frame: DataFrame, uri: str) -> str:
+    """Write ``frame`` as a Parquet folder at ``uri``, replacing what was there.
+
+    Spark's committer publishes the parts and a ``_SUCCESS`` marker only when every task
+    succeeded; readers should check for ``_SUCCESS``.
+    """
+    frame.write.mode("overwrite").option("compression", "zstd").parquet(uri)
+    return uri
+
+
 # --------------------------------------------------------------------------------------------
-# Contract tables from Parquet, prepared in Spark (the equivalent of ``engine.prepare``)
+# Contract tables from Parquet, typed in Spark
+
+
+def utc_timestamp(column: str, dtype: T.DataType) -> Column:
+    """A contract time column as a UTC instant, whatever type the Parquet writer chose.
+
+    Naive timestamps and ISO strings without an offset are UTC (the session zone); dates are
+    midnight UTC; 64-bit integers are nanoseconds since the epoch (see :func:`read_export`).
+    """
+    value = F.col(f"`{column}`")
+    if isinstance(dtype, T.TimestampType):
+        return value
+    if isinstance(dtype, T.LongType):
+        return F.timestamp_micros(F.expr(f"div(`{column}`, 1000)"))
+    return value.cast(T.TimestampType())
+
+
+_SPARK_KINDS: dict[str, T.DataType] = {
+    "time": T.TimestampType(),
+    "number": T.DoubleType(),
+    "text": T.StringType(),
+}
+
+
+def prepared_frame(name: str, frame: DataFrame) -> DataFrame:
+    """A contract table as the definitions read it: the Spark side of
+    :func:`features.engine.prepare_table`, with the same columns, kinds and nulls."""
+    types = {f.name: f.dataType for f in frame.schema.fields}
+    if "timestamp" in types:
+        types["ts"] = types.pop("timestamp")
+        frame = frame.withColumnRenamed("timestamp", "ts")
+    out: list[Column] = []
+    for col in prepared_columns(name, list(types)):
+        kind = column_kind(col)
+        if col not in types:
+            out.append(F.lit(None).cast(_SPARK_KINDS.get(kind, T.StringType())).alias(col))
+        elif kind == "time":
+            out.append(utc_timestamp(col, types[col]).alias(col))
+        elif kind in _SPARK_KINDS:
+            out.append(F.col(f"`{col}`").cast(_SPARK_KINDS[kind]).alias(col))
+        else:
+            out.append(F.col(f"`{col}`"))
+    return frame.select(*out)
+
+
+@dataclass
+class SparkExport:
+    """A company's contract tables as Spark DataFrames (as read): an ``Export`` of the build."""
+
+    spark: SparkSession
+    tables: dict[str, DataFrame]
+    customers: pd.DataFrame = dataclass_field(repr=False)
+    """``customers`` parsed with the contract's types in pandas (one row per customer, small):
+    attribute types are inferred from it exactly as on DuckDB."""
+    options: FeatureOptions = dataclass_field(default_factory=FeatureOptions, repr=False)
+
+    def default_engine(self) -> SqlEngine:
+        return SparkEngine(self.spark)
+
+    def load(self, engine: SqlEngine) -> dict[str, tuple[str, ...]]:
+        if not isinstance(engine, SparkEngine):
+            raise ChurnError(
+                "An export read by Spark runs on a SparkEngine; read it with pandas "
+                "(features.contract) to build it on DuckDB."
+            )
+        loaded: dict[str, tuple[str, ...]] = {}
+        for name, frame in self.tables.items():
+            if name == "customers":
+                engine.register(name, prepare_table(name, self.customers))
+            else:
+                engine.register_frame(name, prepared_frame(name, frame))
+            loaded[name] = tuple(engine.views[name].columns)
+        return loaded
 
 
 def read_export(spark: SparkSession, uri: str) -> SparkExport:
@@ -267,371 +340,19 @@ def read_export(spark: SparkSession, uri: str) -> SparkExport:
         )
     customers, _ = parse_table("customers", pd.read_parquet(f"{uri.rstrip('/')}/customers.parquet"))
     options = read_options(Path(uri)) if Path(uri).is_dir() else FeatureOptions()
-    return SparkExport(tables, customers, options)
-
-
-def utc_timestamp(column: str, dtype: T.DataType) -> Column:
-    """A contract time column as a UTC instant, whatever type the Parquet writer chose.
-
-    Naive timestamps and ISO strings without an offset are UTC (the session zone); dates are
-    midnight UTC; 64-bit integers are nanoseconds since the epoch (see :func:`read_export`).
-    """
-    value = F.col(f"`{column}`")
-    if isinstance(dtype, T.TimestampType):
-        return value
-    if isinstance(dtype, T.LongType):
-        return F.timestamp_micros(F.expr(f"div(`{column}`, 1000)"))
-    return value.cast(T.TimestampType())
-
-
-def prepare_spark(
-    tables: Mapping[str, DataFrame], sign_in: Sequence[str] = ()
-) -> dict[str, DataFrame]:
-    """Spark twin of :func:`features.engine.prepare`: the columns the definitions read, typed.
-
-    Absent optional columns become typed nulls so every definition runs; ``timestamp`` is ``ts``.
-    """
-    prepared: dict[str, DataFrame] = {}
-    for name, frame in tables.items():
-        if name == "exit_reasons":
-            continue
-        types = {f.name: f.dataType for f in frame.schema.fields}
-        if "timestamp" in types:
-            types["ts"] = types.pop("timestamp")
-            frame = frame.withColumnRenamed("timestamp", "ts")
-        columns = PREPARED_COLUMNS.get(name, tuple(types))
-        out: list[Column] = []
-        for col in columns:
-            if col not in types:
-                kind: T.DataType = T.DoubleType() if col in NUMERIC_COLUMNS else T.StringType()
-                if col in TIME_COLUMNS:
-                    kind = T.TimestampType()
-                out.append(F.lit(None).cast(kind).alias(col))
-            elif col in TIME_COLUMNS:
-                out.append(utc_timestamp(col, types[col]).alias(col))
-            elif col in NUMERIC_COLUMNS:
-                out.append(F.col(col).cast(T.DoubleType()).alias(col))
-            elif col.endswith("_id") or col in _TEXT_COLUMNS:
-                out.append(F.col(col).cast(T.StringType()).alias(col))
-            else:
-                out.append(F.col(f"`{col}`"))
-        if name == "events":
-            out.append(
-                F.coalesce(F.col("event_type").isin(list(sign_in)), F.lit(False)).alias("sign_in")
-            )
-        prepared[name] = frame.select(*out)
-    return prepared
-
-
-def _time_columns(frame: DataFrame, exclude: frozenset[str] = frozenset()) -> list[Column]:
-    return [
-        utc_timestamp(f.name, f.dataType)
-        for f in frame.schema.fields
-        if f.name in TIME_COLUMNS and f.name not in exclude
-    ]
-
-
-@dataclass(frozen=True)
-class ExportProfile:
-    """What the pipeline needs to know about an export before the definitions run."""
-
-    sources: frozenset[str]  # ``table.column`` with at least one value (NaN counts as missing)
-    observed_until: date  # the export date: latest recorded (not scheduled) time, UTC day
-    data_start: date  # first event, else first subscription start
-
-
-def profile_export(tables: Mapping[str, DataFrame]) -> ExportProfile:
-    """One aggregation pass per table: the Spark twin of ``engine.present_sources``,
-    ``engine.observed_until`` and ``pipeline.data_start``."""
-    sources: set[str] = set()
-    latest: list[date] = []
-    starts: dict[str, date] = {}
-    for name, frame in tables.items():
-        fields = frame.schema.fields
-        aggregates: list[Column] = []
-        for field in fields:
-            value = F.col(f"`{field.name}`")
-            if isinstance(field.dataType, T.FloatType | T.DoubleType):
-                value = F.when(~F.isnan(value), value)
-            aggregates.append(F.count(value))
-        times = [f for f in fields if f.name in TIME_COLUMNS and f.name not in MAY_BE_FUTURE]
-        aggregates += [F.max(utc_timestamp(f.name, f.dataType)).cast(T.DateType()) for f in times]
-        first = {"events": "timestamp", "subscriptions": "start_date"}.get(name)
-        if first in frame.columns:
-            moment = utc_timestamp(first, frame.schema[first].dataType)
-            aggregates.append(F.min(moment).cast(T.DateType()))
-        row = frame.select(*[a.alias(f"a{i}") for i, a in enumerate(aggregates)]).first()
-        values = list(row) if row is not None else []
-        sources |= {f"{name}.{f.name}" for f, n in zip(fields, values, strict=False) if n}
-        latest += [v for v in values[len(fields) : len(fields) + len(times)] if v is not None]
-        if first in frame.columns and values[-1] is not None:
-            starts[name] = values[-1]
-    if not latest:
-        raise ChurnError("The export has no timestamps at all; nothing to compute features from.")
-    start = starts.get("events") or starts.get("subscriptions")
-    if start is None:
-        raise ChurnError("The export has neither events nor subscriptions with a start date.")
-    return ExportProfile(frozenset(sources), max(latest), start)
-
-
-@dataclass
-class SparkExport:
-    """A company's contract tables as Spark DataFrames (as read), profiled once on demand."""
-
-    tables: dict[str, DataFrame]
-    customers: pd.DataFrame | None = dataclass_field(default=None, repr=False)
-    """``customers`` parsed with the contract's types in pandas (one row per customer, small):
-    attribute types are inferred from it exactly as on DuckDB."""
-    options: FeatureOptions = dataclass_field(default_factory=FeatureOptions, repr=False)
-    _profile: ExportProfile | None = dataclass_field(default=None, repr=False)
-
-    @property
-    def profile(self) -> ExportProfile:
-        if self._profile is None:
-            self._profile = profile_export(self.tables)
-        return self._profile
-
-
-def default_as_of_spark(export: SparkExport, history_days: int = HISTORY_DAYS) -> list[date]:
-    """Spark twin of :func:`features.pipeline.default_as_of` (monthly, after 90 days)."""
-    first = export.profile.data_start + timedelta(days=history_days)
-    return monthly_as_of(first, export.profile.observed_until)
-
-
-def snapshot_as_of_spark(export: SparkExport) -> date:
-    """ "Now" for a snapshot: the day after the export's last record."""
-    return export.profile.observed_until + timedelta(days=1)
-
-
-# --------------------------------------------------------------------------------------------
-# The pipeline on Spark DataFrames
-
-
-def vocabulary_spark(export: SparkExport) -> Vocabulary:
-    """Spark twin of :func:`features.engine.default_vocabulary`: the same ranking, in Spark."""
-    options = export.options
-    before = export.tables.get("events")
-    if before is None:
-        return Vocabulary(sign_in=tuple(options.sign_in_events or ()))
-
-    def ranked(column: str, cap: int) -> tuple[str, ...]:
-        if column not in before.columns or cap == 0:
-            return ()
-        counts = before.where(F.col(column).isNotNull()).groupBy(F.col(column).cast("string"))
-        rows = counts.count().orderBy(F.desc("count"), F.asc(column)).limit(cap).collect()
-        return tuple(str(r[0]) for r in rows)
-
-    if options.sign_in_events is None:
-        kinds = before.select(F.col("event_type").cast("string")).distinct().collect()
-        sign_in = tuple(sorted(str(r[0]) for r in kinds if r[0] is not None and is_sign_in(r[0])))
-    else:
-        sign_in = tuple(options.sign_in_events)
-    return Vocabulary(
-        ranked("event_type", options.max_event_types),
-        ranked("feature", options.max_product_features),
-        sign_in,
-    )
-
-
-def _load_spark(
-    engine: SparkEngine,
-    export: SparkExport,
-    as_of: Sequence[date],
-    spec: LabelSpec,
-    vocabulary: Vocabulary,
-) -> None:
-    """Spark twin of ``engine._load``: prepared tables, as-of dates, params, lives, spine, event
-    days."""
-    tables = export.tables
-    for name, frame in prepare_spark(tables, vocabulary.sign_in).items():
-        engine.register_frame(name, frame)
-    engine.register("vocabulary", vocabulary.table())
-    engine.register("as_of_dates", as_of_frame(as_of))
-    until = spec.observed_until or export.profile.observed_until
-    engine.register("params", label_params(spec, until))
-    if spec.kind == "noncontractual" and "events" not in tables:
-        raise ChurnError(
-            "Non-contractual labels need the events table (activity or purchases); "
-            "add events.parquet or use --label contractual."
-        )
-    materialize_lives(engine)
-    engine.materialize("spine", definition(f"spine_{spec.kind}"))
-    if "events" in tables:
-        engine.materialize("event_days", definition("event_days"))
-
-
-def _pivot_spark(vocabulary: Vocabulary, with_users: bool) -> list[Column]:
-    """Spark twin of :func:`features.vocabulary.pivot` (after a left join onto the spine)."""
-    columns: list[Column] = []
-    terms = vocabulary.terms()
-    for source in SOURCES:
-        mine = [t for t in terms if t.source == source]
-        metrics = [m for m in METRICS if with_users or m != "per_user_30d"]
-        for term in mine:
-            for metric in metrics:
-                value = F.col(f"`{term.column(metric)}`")
-                if metric in ("30d", "90d"):
-                    value = F.coalesce(value, F.lit(0.0))
-                elif metric in ("share_90d", "per_user_30d"):
-                    known = F.greatest(*[F.col(f"`{t.column(metric)}`").isNotNull() for t in mine])
-                    value = F.when(value.isNull() & known, F.lit(0.0)).otherwise(value)
-                columns.append(value.cast(T.DoubleType()).alias(term.column(metric)))
-    return columns
-
-
-def _vocabulary_wide(engine: SparkEngine, vocabulary: Vocabulary) -> DataFrame:
-    """``vocabulary.sql``'s long rows, one column per term and metric (nulls where unused)."""
-    long = engine.query(definition("vocabulary"))
-    keys = list(KEY_COLUMNS)
-    names: list[bool | float | int | str] = [t.term for t in vocabulary.terms()]
-    pivoted = (
-        long.groupBy(*keys)
-        .pivot("term", names)
-        .agg(*[F.first(f"`{sql}`").alias(metric) for metric, sql in SQL_METRIC.items()])
-    )
-    return pivoted.select(
-        *keys,
-        *[
-            F.col(f"`{t.term}_{metric}`").alias(t.column(metric))
-            for t in vocabulary.terms()
-            for metric in METRICS
-        ],
-    )
-
-
-def _attributes_spark(
-    engine: SparkEngine, export: SparkExport, result: DataFrame
-) -> tuple[DataFrame, list[str]]:
-    """Spark twin of :func:`features.attributes.attribute_features`, from the same specs."""
-    customers = export.customers
-    if customers is None:
-        return result, []
-    specs = [s for s in infer_attributes(customers, export.options.attributes) if s.feature]
-    if not specs:
-        return result, []
-    first = ~customers["customer_id"].astype("string").duplicated().to_numpy()
-    static = pd.DataFrame({"customer_id": customers["customer_id"].astype("string")[first]})
-    for spec in specs:
-        assert spec.type is not None
-        static[f"__{spec.feature}"] = static_values(customers[spec.column], spec.type)[first]
-    joined = result.join(
-        spark_frame(engine.spark, static.reset_index(drop=True)), on="customer_id", how="left"
-    )
-    as_of = F.unix_micros(F.col("as_of").cast(T.TimestampType()))
-    columns: list[str] = []
-    for spec in specs:
-        raw = F.col(f"`__{spec.feature}`")
-        if spec.type in ("date", "timestamp"):
-            when = F.unix_micros(raw.cast(T.TimestampType()))
-            days = (as_of - when) / F.lit(86400e6)
-            value = F.when(when < as_of, days / F.lit(365.25) if spec.in_years else days)
-        elif spec.type == "category":
-            value = F.when(raw.isNull() | raw.isin(list(spec.levels)), raw).otherwise(F.lit(OTHER))
-        else:
-            value = raw.cast(T.DoubleType())
-        assert spec.feature is not None
-        joined = joined.withColumn(spec.feature, value)
-        columns.append(spec.feature)
-    return joined.drop(*[f"__{s.feature}" for s in specs]), columns
-
-
-def _features_spark(engine: SparkEngine, export: SparkExport, vocabulary: Vocabulary) -> DataFrame:
-    """Spine + every group's features + vocabulary + customer attributes, minus features
-    without sources."""
-    keys = list(KEY_COLUMNS)
-    result = engine.spark.table("spine").select(*keys)
-    for group, needs in GROUPS:
-        if set(needs) <= set(export.tables):
-            result = result.join(engine.query(definition(group)), on=keys, how="left")
-    sources = set(export.profile.sources)
-    if "events" in export.tables:
-        events = export.tables["events"]
-        if (
-            vocabulary.sign_in
-            and events.where(F.col("event_type").isin(list(vocabulary.sign_in))).limit(1).count()
-        ):
-            sources.add(SIGN_IN)
-        before = result.columns
-        result = result.join(_vocabulary_wide(engine, vocabulary), on=keys, how="left")
-        result = result.select(*before, *_pivot_spark(vocabulary, "events.user_id" in sources))
-    result, _ = _attributes_spark(engine, export, result)
-    keep = {f.name for f in available(sources)}
-    drop = [f.name for f in FEATURES if f.name in result.columns and f.name not in keep]
-    return result.drop(*drop)
-
-
-def build_features_spark(
-    engine: SparkEngine,
-    export: SparkExport,
-    as_of: Sequence[date],
-    spec: LabelSpec | None = None,
-    vocabulary: Vocabulary | None = None,
-) -> DataFrame:
-    """Spark twin of :func:`features.engine.build_features` (lazy; write it with ``.write``).
-
-    Same rows and values as DuckDB: one row per customer active at each as-of date, reading only
-    rows stamped strictly before it.
-    """
-    vocabulary = vocabulary or vocabulary_spark(export)
-    _load_spark(engine, export, as_of, spec or LabelSpec(), vocabulary)
-    return _features_spark(engine, export, vocabulary)
-
-
-def build_labeled_set_spark(
-    engine: SparkEngine,
-    export: SparkExport,
-    as_of: Sequence[date],
-    spec: LabelSpec,
-    vocabulary: Vocabulary | None = None,
-) -> DataFrame:
-    """Spark twin of :func:`features.engine.build_labeled_set`: features + labels."""
-    vocabulary = vocabulary or vocabulary_spark(export)
-    _load_spark(engine, export, as_of, spec, vocabulary)
-    features = _features_spark(engine, export, vocabulary)
-    labels = engine.query(definition(f"labels_{spec.kind}")).select(
-        *KEY_COLUMNS,
-        F.col("churned").cast(T.ByteType()).alias("churned"),
-        F.col("label_complete").cast(T.BooleanType()).alias("label_complete"),
-    )
-    return features.join(labels, on=list(KEY_COLUMNS), how="inner")
-
-
-def build_snapshot_spark(
-    engine: SparkEngine, export: SparkExport, as_of: date | None = None
-) -> DataFrame:
-    """Spark twin of :func:`features.pipeline.build_snapshot`: features as of one day."""
-    day = as_of or snapshot_as_of_spark(export)
-    return build_features_spark(engine, export, [day], LabelSpec())
-
-
-def write_parquet_spark(frame: DataFrame, uri: str) -> str:
-    """Write ``frame`` as a Parquet folder at ``uri``, replacing what was there.
-
-    Spark's committer publishes the parts and a ``_SUCCESS`` marker only when every task
-    succeeded; readers should check for ``_SUCCESS``.
-    """
-    frame.write.mode("overwrite").option("compression", "zstd").parquet(uri)
-    return uri
+    return SparkExport(spark, tables, customers, options)
 
 
 __all__ = [
-    "ExportProfile",
     "SparkDialectError",
     "SparkEngine",
     "SparkExport",
-    "build_features_spark",
-    "build_labeled_set_spark",
-    "build_snapshot_spark",
-    "default_as_of_spark",
     "local_session",
-    "prepare_spark",
-    "profile_export",
+    "prepared_frame",
     "read_export",
     "set_tiny_data",
-    "snapshot_as_of_spark",
     "spark_frame",
     "spark_type",
     "to_spark_sql",
-    "vocabulary_spark",
-    "write_parquet_spark",
+    "write_frame",
 ]

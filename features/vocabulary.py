@@ -23,8 +23,19 @@ from dataclasses import dataclass
 
 import pandas as pd
 from rich.table import Table
+from sqlglot import exp
 
 from features.catalog import KEY_COLUMNS, Feature
+from features.sql import (
+    DuckDBEngine,
+    SqlEngine,
+    alias,
+    column,
+    double,
+    literal,
+    on_keys,
+    to_sql,
+)
 
 SOURCES = ("event_type", "feature")
 PREFIX = {"event_type": "type", "feature": "uses"}
@@ -131,10 +142,40 @@ class Vocabulary:
         )
 
 
-def _most_frequent(values: pd.Series, cap: int) -> tuple[str, ...]:
-    counts = values.dropna().astype("string").value_counts()
-    counts = counts.sort_index(kind="stable").sort_values(ascending=False, kind="stable")
-    return tuple(str(v) for v in counts.index[:cap])
+def ranked_vocabulary(
+    engine: SqlEngine,
+    max_event_types: int = 15,
+    max_features: int = 15,
+    sign_in: Sequence[str] | None = None,
+) -> Vocabulary:
+    """The most frequent event types and features of the engine's ``events`` table.
+
+    ``sign_in``: the event types that mean a sign-in; None reads them from the names
+    (:func:`is_sign_in`). Ties in frequency break by name, so the choice is reproducible.
+    """
+
+    def ranked(source: str, cap: int) -> tuple[str, ...]:
+        if cap == 0:
+            return ()
+        value = exp.cast(column(source), exp.DataType.build("VARCHAR"))
+        query = (
+            exp.select(alias(value, "value"), alias(exp.Count(this=exp.Star()), "n"))
+            .from_("events")
+            .where(column(source).is_(exp.null()).not_())
+            .group_by(value)
+            .order_by(exp.Ordered(this=column("n"), desc=True), column("value"))
+            .limit(cap)
+        )
+        return tuple(str(v) for v in engine.fetch(to_sql(query))["value"])
+
+    if sign_in is None:
+        kinds = engine.fetch("SELECT DISTINCT CAST(event_type AS VARCHAR) AS t FROM events")["t"]
+        chosen = tuple(sorted(str(t) for t in kinds.dropna() if is_sign_in(str(t))))
+    else:
+        chosen = tuple(sign_in)
+    return Vocabulary(
+        ranked("event_type", max_event_types), ranked("feature", max_features), chosen
+    )
 
 
 def infer_vocabulary(
@@ -144,11 +185,7 @@ def infer_vocabulary(
     max_features: int = 15,
     sign_in: Sequence[str] | None = None,
 ) -> Vocabulary:
-    """The most frequent event types and features among events before ``before``.
-
-    ``sign_in``: the event types that mean a sign-in; None reads them from the names
-    (:func:`is_sign_in`). Ties in frequency break by name, so the choice is reproducible.
-    """
+    """:func:`ranked_vocabulary` of a pandas event log, counting only events before ``before``."""
     if events is None or events.empty:
         return Vocabulary(sign_in=tuple(sign_in or ()))
     frame = events
@@ -157,49 +194,70 @@ def infer_vocabulary(
         cut = pd.Timestamp(before)
         cut = cut.tz_localize("UTC") if cut.tzinfo is None else cut.tz_convert("UTC")
         frame = frame[(stamps < cut).to_numpy()]
-    types = _most_frequent(frame["event_type"], max_event_types)
-    features = _most_frequent(frame["feature"], max_features) if "feature" in frame.columns else ()
-    if sign_in is None:
-        every = frame["event_type"].dropna().astype("string").unique()
-        chosen = tuple(sorted(str(t) for t in every if is_sign_in(str(t))))
-    else:
-        chosen = tuple(sign_in)
-    return Vocabulary(types, features, chosen)
+    engine = DuckDBEngine()
+    missing = pd.Series(pd.NA, index=frame.index, dtype="string")
+    engine.register(
+        "events",
+        pd.DataFrame(
+            {s: frame[s].astype("string") if s in frame.columns else missing for s in SOURCES}
+        ),
+    )
+    return ranked_vocabulary(engine, max_event_types, max_features, sign_in)
 
 
-def pivot(long: pd.DataFrame, vocabulary: Vocabulary, keys: pd.DataFrame) -> pd.DataFrame:
-    """``vocabulary.sql``'s long rows as one column per term and metric, aligned with ``keys``.
+def vocabulary_query(vocabulary: Vocabulary, with_users: bool, long: str) -> str:
+    """One column per term and metric for every spine row, from ``vocabulary.sql``'s long rows
+    (materialised as ``long``).
 
     Counts are 0 where a customer never used a term; share and per-user figures are 0 where the
     customer had other activity in the window and missing where it had none; change and days
-    since stay missing (no previous period, never used).
+    since stay missing (no previous period, never used). Without ``events.user_id`` the
+    per-user columns are absent, never zero.
     """
-    out = keys[list(KEY_COLUMNS)].reset_index(drop=True)
-    index = pd.MultiIndex.from_frame(out)
     terms = vocabulary.terms()
-    frame = long.set_index(["customer_id", "as_of", "term"])
-    columns: dict[str, pd.Series] = {}
-    for term in terms:
-        try:
-            rows = frame.xs(term.term, level="term")
-        except KeyError:
-            rows = frame.iloc[:0].droplevel("term")
-        rows = rows.reindex(index)
-        for metric in METRICS:
-            columns[term.column(metric)] = rows[SQL_METRIC[metric]].astype("float64")
-    for source in SOURCES:
-        mine = [t for t in terms if t.source == source]
-        for metric in ("30d", "90d"):
-            for t in mine:
-                columns[t.column(metric)] = columns[t.column(metric)].fillna(0.0)
-        for metric in ("share_90d", "per_user_30d"):
-            block = pd.concat([columns[t.column(metric)] for t in mine], axis=1)
-            known = block.notna().any(axis=1)
-            for t in mine:
-                name = t.column(metric)
-                columns[name] = columns[name].where(~(known & columns[name].isna()), 0.0)
-    wide = pd.DataFrame({k: v.to_numpy() for k, v in columns.items()})
-    return pd.concat([out, wide], axis=1)
+    metrics = [m for m in METRICS if with_users or m != "per_user_30d"]
+    wide = (
+        exp.select(
+            "customer_id",
+            "as_of",
+            *[
+                alias(
+                    exp.Max(
+                        this=exp.case()
+                        .when(exp.EQ(this=column("term"), expression=literal(t.term)),
+                              column(SQL_METRIC[m]))
+                    ),
+                    t.column(m),
+                )
+                for t in terms
+                for m in metrics
+            ],
+        )
+        .from_(long)
+        .group_by("customer_id", "as_of")
+    )  # fmt: skip
+
+    def filled(term: Term, metric: str) -> exp.Expr:
+        value = column(term.column(metric), "w")
+        if metric in ("30d", "90d"):
+            return exp.func("COALESCE", value, literal(0.0))
+        if metric in ("share_90d", "per_user_30d"):
+            mine = [t for t in terms if t.source == term.source]
+            known = exp.or_(*[column(t.column(metric), "w").is_(exp.null()).not_() for t in mine])
+            unused = exp.and_(value.is_(exp.null()), known)
+            return exp.case().when(unused, literal(0.0)).else_(value)
+        return value
+
+    query = (
+        exp.select(
+            column("customer_id", "s"),
+            column("as_of", "s"),
+            *[alias(double(filled(t, m)), t.column(m)) for t in terms for m in metrics],
+        )
+        .from_(exp.to_table("spine").as_("s"))
+        .join(wide.subquery("w"), on=on_keys("s", "w", KEY_COLUMNS), join_type="left")
+    )
+    return to_sql(query)
 
 
 def vocabulary_catalog(vocabulary: Vocabulary, with_users: bool) -> tuple[Feature, ...]:
@@ -234,13 +292,6 @@ def vocabulary_catalog(vocabulary: Vocabulary, with_users: bool) -> tuple[Featur
                 Feature(term.column(metric), "usage", unit, title, sentence, needs, missing=never)
             )
     return tuple(out)
-
-
-def drop_unavailable(frame: pd.DataFrame, vocabulary: Vocabulary, with_users: bool) -> pd.DataFrame:
-    """Without ``events.user_id`` the per-user columns are absent, never zero."""
-    if with_users:
-        return frame
-    return frame.drop(columns=[t.column("per_user_30d") for t in vocabulary.terms()])
 
 
 def render_vocabulary(vocabulary: Vocabulary, events: pd.DataFrame) -> Table:

@@ -27,18 +27,21 @@ from pyspark.sql import SparkSession
 
 from features.catalog import KEY_COLUMNS
 from features.contract import parse_tables
-from features.engine import build_features, build_labeled_set, default_vocabulary, definition
+from features.engine import (
+    build,
+    build_features,
+    build_labeled_set,
+    default_vocabulary,
+    definition,
+)
 from features.generator import generate_world
 from features.labels import LabelSpec
 from features.pipeline import default_as_of, snapshot_as_of
 from features.spark_engine import (
     SparkDialectError,
     SparkEngine,
-    build_labeled_set_spark,
-    default_as_of_spark,
     local_session,
     read_export,
-    snapshot_as_of_spark,
     to_spark_sql,
 )
 from tests.features.test_leakage import DAYS, START, perturb_after, random_world
@@ -159,16 +162,28 @@ def test_spark_reads_contract_parquet_and_matches_duckdb_on_a_generated_world(
     tables = parse_tables(world_tables)
     spec = LabelSpec(horizon_days=60)
     export = read_export(spark, str(tmp_path / "export"))
-    as_of = default_as_of_spark(export)
+    as_of = default_as_of(export)
     assert as_of == default_as_of(tables)
-    assert snapshot_as_of_spark(export) == snapshot_as_of(tables)
+    assert snapshot_as_of(export) == snapshot_as_of(tables)
     engine = SparkEngine(spark)
-    on_spark = build_labeled_set_spark(engine, export, as_of, spec).toPandas()
+    on_spark = build_labeled_set(export, as_of, spec, engine=engine)
     engine.close()
     duck = build_labeled_set(tables, as_of, spec)
     assert len(duck) > 500 and duck["churned"].nunique() == 2
     assert {"balance", "years_since_born_on", "type_login_30d"} <= set(duck.columns)
     assert_same_table(duck, on_spark)
+
+
+def test_a_labeled_set_written_by_spark_equals_duckdb(spark: SparkSession, tmp_path: Path) -> None:
+    """The one build, written from inside Spark (``FeatureSet.write_parquet``), never via pandas."""
+    tables = random_world(5)
+    as_of = [(START + pd.Timedelta(days=d)).date() for d in (60, 120)]
+    spec = LabelSpec(horizon_days=30)
+    engine = SparkEngine(spark)
+    written = build(tables, as_of, spec, engine, labels=True).write_parquet(str(tmp_path / "set"))
+    engine.close()
+    assert (tmp_path / "set" / "_SUCCESS").exists()
+    assert_same_table(build_labeled_set(tables, as_of, spec), pd.read_parquet(written))
 
 
 def test_absent_required_table_is_a_clear_error(spark: SparkSession, tmp_path: Path) -> None:

@@ -1,0 +1,114 @@
+"""What the feature build needs from an SQL engine, and the embedded default that supplies it.
+
+The build (``features.engine``) is written once against :class:`SqlEngine`; an engine only
+registers tables, runs DuckDB-dialect SQL and hands results back. DuckDB is the default here;
+Spark (``features.spark_engine``, an optional extra) transpiles the same text. Queries the build
+composes (pivots, attribute columns, the final join) are built as SQLGlot expressions, so names
+and values from an export are quoted, never pasted into SQL text.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Protocol
+
+import duckdb
+import pandas as pd
+from sqlglot import exp
+
+from features.io import atomic_path
+
+
+def definition(name: str) -> str:
+    """The SQL text of ``definitions/<name>.sql``."""
+    return (resources.files("features") / "definitions" / f"{name}.sql").read_text()
+
+
+class SqlEngine(Protocol):
+    """What a definition needs from an engine: named tables in, query results out.
+
+    SQL is DuckDB's dialect; naive timestamps are UTC instants.
+    """
+
+    def register(self, name: str, frame: pd.DataFrame) -> None:
+        """Make a pandas table readable as ``name``."""
+        ...
+
+    def materialize(self, name: str, sql: str) -> None:
+        """Compute ``sql`` once and keep it as table ``name`` for later queries."""
+        ...
+
+    def fetch(self, sql: str) -> pd.DataFrame:
+        """The result of ``sql`` as pandas."""
+        ...
+
+    def write_parquet(self, sql: str, uri: str) -> str:
+        """Write the result of ``sql`` to ``uri`` as Parquet, whole or not at all."""
+        ...
+
+
+class DuckDBEngine:
+    """The embedded default: an in-process DuckDB connection (no server)."""
+
+    def __init__(self, threads: int | None = None, memory_limit: str | None = None) -> None:
+        self.con = duckdb.connect()
+        self.con.execute("SET TimeZone = 'UTC'")
+        # Jupyter without ipywidgets refuses the setting: the bar is off there already
+        with contextlib.suppress(duckdb.InvalidInputException):
+            self.con.execute("SET enable_progress_bar = false")
+        if threads:
+            self.con.execute(f"SET threads = {int(threads)}")
+        if memory_limit:
+            self.con.execute("SET memory_limit = ?", [memory_limit])
+
+    def register(self, name: str, frame: pd.DataFrame) -> None:
+        self.con.register(f"{name}__df", frame)
+        self.con.execute(f'CREATE OR REPLACE TEMP TABLE "{name}" AS SELECT * FROM "{name}__df"')
+        self.con.unregister(f"{name}__df")
+
+    def materialize(self, name: str, sql: str) -> None:
+        self.con.execute(f'CREATE OR REPLACE TEMP TABLE "{name}" AS {sql}')
+
+    def fetch(self, sql: str) -> pd.DataFrame:
+        return self.con.execute(sql).df()
+
+    def write_parquet(self, sql: str, uri: str) -> str:
+        with atomic_path(Path(uri)) as tmp:
+            self.con.execute(f"COPY ({sql}) TO '{tmp}' (FORMAT parquet, COMPRESSION zstd)")
+        return uri
+
+
+# ----- building queries (names and values quoted by SQLGlot) -----
+
+
+def column(name: str, table: str | None = None) -> exp.Column:
+    """``table."name"``: always quoted, since export column names may hold any character."""
+    return exp.column(exp.to_identifier(name, quoted=True), table=table)
+
+
+def alias(node: exp.Expr, name: str) -> exp.Expr:
+    return exp.alias_(node, exp.to_identifier(name, quoted=True))
+
+
+def double(node: exp.Expr) -> exp.Cast:
+    return exp.cast(node, exp.DataType.build("DOUBLE"))
+
+
+def literal(value: str | float) -> exp.Expr:
+    return exp.Literal.string(value) if isinstance(value, str) else exp.Literal.number(value)
+
+
+def on_keys(left: str, right: str, keys: Sequence[str]) -> exp.Expr:
+    """``left.k = right.k AND ...`` for each key."""
+    return exp.and_(*[exp.EQ(this=column(k, left), expression=column(k, right)) for k in keys])
+
+
+def to_sql(query: exp.Expr) -> str:
+    """A built query as DuckDB-dialect text, the dialect every engine reads."""
+    return query.sql(dialect="duckdb")
+
+
+__all__ = ["DuckDBEngine", "SqlEngine", "alias", "column", "definition", "double", "to_sql"]
