@@ -333,6 +333,9 @@ def build_labeled_set(
     labels = loaded.fetch(definition(f"labels_{spec.kind}"))
     labels["churned"] = labels["churned"].astype("int8")
     labels["label_complete"] = labels["label_complete"].astype(bool)
+    labels["duration_days"] = labels["duration_days"].astype("int32")
+    labels["event_observed"] = labels["event_observed"].astype(bool)
+    labels["followup_days"] = labels["followup_days"].astype("int32")
     joined = features.merge(labels, on=list(KEY_COLUMNS), how="inner", validate="1:1")
     return _describe(_finish(joined), tables, vocabulary)
 

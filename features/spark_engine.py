@@ -589,6 +589,9 @@ def build_labeled_set_spark(
         *KEY_COLUMNS,
         F.col("churned").cast(T.ByteType()).alias("churned"),
         F.col("label_complete").cast(T.BooleanType()).alias("label_complete"),
+        F.col("duration_days").cast(T.IntegerType()).alias("duration_days"),
+        F.col("event_observed").cast(T.BooleanType()).alias("event_observed"),
+        F.col("followup_days").cast(T.IntegerType()).alias("followup_days"),
     )
     return features.join(labels, on=list(KEY_COLUMNS), how="inner")
 

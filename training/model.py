@@ -55,6 +55,22 @@ class ScoreMap:
         return np.round(np.interp(probability, xs, ys))
 
 
+def encode_frame(
+    frame: pd.DataFrame, features: list[str], categories: dict[str, list[str]]
+) -> np.ndarray:
+    """``features`` of ``frame`` as a float64 matrix, categoricals as codes of ``categories``
+    (unseen or missing -> NaN): the one encoding of the classifier and the hazard model."""
+    out = np.empty((len(frame), len(features)), dtype=np.float64)
+    for j, name in enumerate(features):
+        column = frame[name] if name in frame.columns else pd.Series(np.nan, index=frame.index)
+        if name in categories:
+            codes = pd.Categorical(column.astype("string"), categories=categories[name])
+            out[:, j] = np.where(codes.codes < 0, np.nan, codes.codes)
+        else:
+            out[:, j] = pd.to_numeric(column, errors="coerce").to_numpy(np.float64)
+    return out
+
+
 @dataclass
 class ChurnModel:
     """Booster + encoding + calibration; numbers in, probabilities and explanations out."""
@@ -81,15 +97,7 @@ class ChurnModel:
     # ----- encoding: one float matrix, categoricals as codes (unseen or missing -> NaN) -----
     def encode(self, frame: pd.DataFrame) -> np.ndarray:
         """Feature columns of ``frame`` as the float64 matrix the booster reads."""
-        out = np.empty((len(frame), len(self.features)), dtype=np.float64)
-        for j, name in enumerate(self.features):
-            column = frame[name] if name in frame.columns else pd.Series(np.nan, index=frame.index)
-            if name in self.categories:
-                codes = pd.Categorical(column.astype("string"), categories=self.categories[name])
-                out[:, j] = np.where(codes.codes < 0, np.nan, codes.codes)
-            else:
-                out[:, j] = pd.to_numeric(column, errors="coerce").to_numpy(np.float64)
-        return out
+        return encode_frame(frame, self.features, self.categories)
 
     def encode_row(self, values: dict[str, Any]) -> np.ndarray:
         """One customer's features (already validated) as a 1 x k matrix, with no DataFrame."""
