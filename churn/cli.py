@@ -500,6 +500,12 @@ def train(
         f"{result.model.meta['fitted_on']}"
     )
     console.print(metrics_table(result.metrics, title="Test window: model vs baselines"))
+    if result.survival is not None:
+        console.print(f"[bold]time to churn:[/] {result.survival.description}")
+        title = "Time to churn: hazard model vs Kaplan–Meier and Cox"
+        console.print(metrics_table(result.survival.metrics, title=title))
+    elif result.survival_note:
+        console.print(f"[yellow]{result.survival_note}[/]")
     top = ", ".join(result.importance["feature"].head(5))
     console.print(f"top drivers (mean |SHAP|): {top}")
     colour = "green" if report.decision.promoted else "yellow"

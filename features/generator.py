@@ -1445,7 +1445,10 @@ def write_world(world: World, out: Path) -> Path:
 
 
 def oracle_survival(
-    truth_hazard: pd.DataFrame, as_of: date, days: Sequence[float], customer_ids: Sequence[str]
+    truth_hazard: pd.DataFrame,
+    as_of: date,
+    days: Sequence[float] | npt.NDArray[np.float64],
+    customer_ids: Sequence[str],
 ) -> npt.NDArray[np.float64]:
     """True chance of still being a customer ``days`` after ``as_of`` (customers x days).
 
@@ -1467,7 +1470,7 @@ def oracle_survival(
             )
     ids = pd.Index(list(customer_ids))
     calendar = np.unique(months)
-    row = ids.get_indexer(truth_hazard["customer_id"].to_numpy())
+    row = ids.get_indexer(pd.Index(truth_hazard["customer_id"]))
     known = row >= 0
     log_keep = np.zeros((len(ids), len(calendar)))
     col = np.searchsorted(calendar, months[known])

@@ -90,6 +90,9 @@ class ChurnModel:
     """The event types and features that had their own columns (``features.vocabulary``): a
     snapshot of a later export is built with it (``churn snapshot --model``), so the model
     finds every column it was trained on."""
+    survival: Any = None
+    """The time-to-churn model fitted beside it (``training.survival.SurvivalModel``), saved
+    in the same folder under ``survival/``; None for models trained without durations."""
     _code_cache: dict[str, dict[Any, float]] | None = field(
         default=None, init=False, repr=False, compare=False
     )
@@ -171,6 +174,8 @@ class ChurnModel:
             "meta": self.meta,
         }
         (folder / "model.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        if self.survival is not None:
+            self.survival.save(folder / "survival")
         return folder
 
     @classmethod
@@ -178,6 +183,13 @@ class ChurnModel:
         folder = Path(folder)
         meta = json.loads((folder / "model.json").read_text())
         booster = lgb.Booster(model_file=str(folder / "model.txt"))
+        from training.survival import SurvivalModel  # it encodes with this module's function
+
+        survival = (
+            SurvivalModel.load(folder / "survival")
+            if SurvivalModel.exists(folder / "survival")
+            else None
+        )
         return cls(
             booster=booster,
             features=list(meta["features"]),
@@ -189,6 +201,7 @@ class ChurnModel:
             meta=dict(meta.get("meta", {})),
             catalog=entries_from_json(meta.get("catalog", [])),
             vocabulary={k: list(v) for k, v in meta.get("vocabulary", {}).items()},
+            survival=survival,
         )
 
     def info(self, name: str) -> Feature:
