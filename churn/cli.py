@@ -649,6 +649,7 @@ def score_all(
     target, customers = write_score_store(
         churn_model, ModelRef(name, version, alias), snapshot_file or settings.snapshot_path,
         out or settings.score_store_path, settings.top_k, settings.scoring_threads,
+        settings.gross_margin, settings.annual_discount_rate,
     )  # fmt: skip
     console.print(f"[green]wrote[/] {target}: {customers:,} customers scored by {name} v{version}")
     scores = pd.read_parquet(target)
