@@ -271,6 +271,12 @@ def churnsim_section(data: Path) -> list[str]:
     return lines
 
 
+def survival_section(data: Path) -> list[str]:
+    """``benchmarks/survival.py``'s sections: synthetic world vs truth, Telco tenure, CDNOW."""
+    text: str = benchmark_module("survival").render(data, 3000, 30)
+    return [*text.splitlines(), ""]
+
+
 def quality_section(data: Path) -> list[str]:
     """The one table of ``benchmarks/quality.py``: every data set, every method, same rows."""
     quality = benchmark_module("quality")
@@ -302,6 +308,7 @@ def render(data: Path) -> str:
         quality_section(data),
         telco_section(data),
         cdnow_section(data),
+        survival_section(data),
         churnsim_section(data),
         ravenstack_section(data),
     )

@@ -495,6 +495,12 @@ def train(
         f"{result.model.meta['fitted_on']}"
     )
     console.print(metrics_table(result.metrics, title="Test window: model vs baselines"))
+    if result.survival is not None:
+        console.print(f"[bold]time to churn:[/] {result.survival.description}")
+        title = "Time to churn: hazard model vs Kaplan–Meier and Cox"
+        console.print(metrics_table(result.survival.metrics, title=title))
+    elif result.survival_note:
+        console.print(f"[yellow]{result.survival_note}[/]")
     top = ", ".join(result.importance["feature"].head(5))
     console.print(f"top drivers (mean |SHAP|): {top}")
     colour = "green" if report.decision.promoted else "yellow"
@@ -641,6 +647,7 @@ def score_all(
     target, customers = write_score_store(
         churn_model, ModelRef(name, version, alias), snapshot_file or settings.snapshot_path,
         out or settings.score_store_path, settings.top_k, settings.scoring_threads,
+        settings.gross_margin, settings.annual_discount_rate,
     )  # fmt: skip
     console.print(f"[green]wrote[/] {target}: {customers:,} customers scored by {name} v{version}")
     scores = pd.read_parquet(target)

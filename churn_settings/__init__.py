@@ -172,6 +172,12 @@ class Settings(BaseSettings):
         Path("playbook.yaml"), description="Intervention matrix: tier and driver group -> action."
     )
     top_k: int = Field(5, ge=0, le=100, description="Drivers per result unless ?k= says otherwise.")
+    gross_margin: float = Field(
+        0.8, ge=0, le=1, description="Gross margin of revenue, for the expected LTV."
+    )
+    annual_discount_rate: float = Field(
+        0.10, gt=-1, description="Yearly discount rate of the expected LTV's future months."
+    )
     batch_limit: int = Field(10_000, gt=0, description="Most items in one POST /score/batch.")
     max_body_bytes: int = Field(
         32_000_000, gt=0, description="Larger request bodies get 413 before they are parsed."

@@ -19,7 +19,9 @@ Kind = Literal["numeric", "categorical"]
 
 CATALOG_VERSION = "1.0.0"
 KEY_COLUMNS = ("customer_id", "as_of")
-LABEL_COLUMNS = ("churned", "label_complete")
+DURATION_COLUMNS = ("duration_days", "event_observed", "followup_days")
+"""Time to churn of a labeled row, from the same life as its label (see ``labels_*.sql``)."""
+LABEL_COLUMNS = ("churned", "label_complete", *DURATION_COLUMNS)
 
 # Customer columns that identify or route, never predict. `status` is the source CRM's current
 # active/churned flag: today's value would leak into every earlier as-of date.

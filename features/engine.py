@@ -520,6 +520,17 @@ def build(
                 exp.cast(column("label_complete", "l"), exp.DataType.build("BOOLEAN")),
                 "label_complete",
             ),
+            # the row's time to churn (survival models; see labels_*.sql)
+            alias(
+                exp.cast(column("duration_days", "l"), exp.DataType.build("INT")), "duration_days"
+            ),
+            alias(
+                exp.cast(column("event_observed", "l"), exp.DataType.build("BOOLEAN")),
+                "event_observed",
+            ),
+            alias(
+                exp.cast(column("followup_days", "l"), exp.DataType.build("INT")), "followup_days"
+            ),
         ]
         query = query.join(exp.to_table("labels").as_("l"), on=on_keys("s", "l", keys))
     present = {c for _, columns in parts for c in columns}
@@ -552,7 +563,8 @@ def build_labeled_set(
     engine: SqlEngine | None = None,
     vocabulary: Vocabulary | None = None,
 ) -> pd.DataFrame:
-    """Features plus ``churned`` and ``label_complete`` for each (customer, as_of) row.
+    """Features plus ``churned``, ``label_complete`` and the time to churn (``duration_days``,
+    ``event_observed``, ``followup_days``) for each (customer, as_of) row.
 
     Rows whose customer churned during the lead time are dropped (see ``features.labels``).
     """

@@ -1435,40 +1435,89 @@ def write_world(world: World, out: Path) -> Path:
         world.truth_hazard.to_parquet(
             tmp / "truth" / "hazard.parquet", index=False, compression="zstd"
         )
+        survival_table(world.truth_hazard).to_parquet(
+            tmp / "truth" / "survival.parquet", index=False, compression="zstd"
+        )
         (tmp / "truth" / "drivers.json").write_text(
             json.dumps(world.drivers, indent=2, sort_keys=True) + "\n", encoding="utf-8"
         )
     return out
 
 
+def oracle_survival(
+    truth_hazard: pd.DataFrame,
+    as_of: date,
+    days: Sequence[float] | npt.NDArray[np.float64],
+    customer_ids: Sequence[str],
+) -> npt.NDArray[np.float64]:
+    """True chance of still being a customer ``days`` after ``as_of`` (customers x days).
+
+    ``prod_m (1 - hazard_m) ** overlap_m`` over the months ``[as_of, as_of + d)`` covers, a
+    month's hazard spread evenly over its days and ``overlap_m`` the covered fraction of month
+    ``m``. Months where a customer is not at risk contribute nothing; unknown customers get 1.
+    """
+    months = pd.to_datetime(truth_hazard["month"]).to_numpy(dtype="datetime64[D]")
+    spans = np.asarray(days, dtype=np.float64)
+    window_start = np.datetime64(as_of, "D")
+    if len(months) and len(spans):
+        last_end = (months.max().astype("datetime64[M]") + 1).astype("datetime64[D]")
+        reach = window_start + np.timedelta64(int(np.ceil(spans.max())), "D")
+        if reach > last_end:
+            raise ChurnError(
+                f"oracle window [{as_of}, {as_of + timedelta(days=float(spans.max()))}) runs past "
+                f"the simulated period ending {last_end}; pick an earlier as_of or a shorter "
+                "horizon"
+            )
+    ids = pd.Index(list(customer_ids))
+    calendar = np.unique(months)
+    row = ids.get_indexer(pd.Index(truth_hazard["customer_id"]))
+    known = row >= 0
+    log_keep = np.zeros((len(ids), len(calendar)))
+    col = np.searchsorted(calendar, months[known])
+    np.add.at(
+        log_keep, (row[known], col), np.log1p(-truth_hazard["hazard"].to_numpy(np.float64)[known])
+    )
+    month_end = (calendar.astype("datetime64[M]") + 1).astype("datetime64[D]")
+    start_day = (calendar - window_start).astype(np.int64).astype(np.float64)
+    end_day = (month_end - window_start).astype(np.int64).astype(np.float64)
+    overlap = np.clip(
+        np.minimum(end_day[None, :], spans[:, None]) - np.maximum(start_day, 0.0), 0, None
+    )
+    fraction = overlap / (end_day - start_day)[None, :]  # days x months
+    return np.asarray(np.exp(log_keep @ fraction.T))
+
+
+def survival_table(truth_hazard: pd.DataFrame) -> pd.DataFrame:
+    """Each customer's true survival curve: S at the start of every simulated month.
+
+    ``survival`` = the chance of still being a customer at ``month``'s start, counted from the
+    first month at risk (1 there); S between two as-of dates is their ratio, and within a month
+    the hazard is spread evenly over its days (see :func:`oracle_survival`).
+    """
+    frame = truth_hazard[["customer_id", "month", "hazard"]].sort_values(
+        ["customer_id", "month"], kind="stable"
+    )
+    log_keep = np.log1p(-frame["hazard"].to_numpy(np.float64))
+    cumulative = pd.Series(log_keep).groupby(frame["customer_id"].to_numpy()).cumsum().to_numpy()
+    return pd.DataFrame(
+        {
+            "customer_id": frame["customer_id"].to_numpy(),
+            "month": frame["month"].to_numpy(),
+            "survival": np.exp(cumulative - log_keep),
+            "hazard": frame["hazard"].to_numpy(),
+        }
+    )
+
+
 def oracle_scores(
     truth_hazard: pd.DataFrame, as_of: date, horizon_days: int, customer_ids: Sequence[str]
 ) -> pd.Series:
-    """True probability of churning in ``[as_of, as_of + horizon_days)``: the oracle's score.
-
-    ``1 - prod(1 - hazard_m ** overlap_m)`` over the months the window covers, where a month's
-    hazard is spread evenly over its days and ``overlap_m`` is the covered fraction of month ``m``
-    (for an ``as_of`` on the 1st and 90 days this is about three whole months). Months where a
-    customer is not at risk contribute nothing; unknown customers score 0.
-    """
-    months = pd.to_datetime(truth_hazard["month"]).to_numpy(dtype="datetime64[D]")
-    window_start = np.datetime64(as_of, "D")
-    window_end = window_start + np.timedelta64(horizon_days, "D")
-    if len(months):
-        last_end = (months.max().astype("datetime64[M]") + 1).astype("datetime64[D]")
-        if window_end > last_end:
-            raise ChurnError(
-                f"oracle window [{as_of}, {as_of + timedelta(days=horizon_days)}) runs past the "
-                f"simulated period ending {last_end}; pick an earlier as_of or a shorter horizon"
-            )
-    month_end = (months.astype("datetime64[M]") + 1).astype("datetime64[D]")
-    overlap = np.minimum(month_end, window_end) - np.maximum(months, window_start)
-    fraction = np.maximum(overlap.astype(np.int64), 0) / (month_end - months).astype(np.int64)
-    log_survival = fraction * np.log1p(-truth_hazard["hazard"].to_numpy(dtype=np.float64))
-    per_customer = pd.Series(log_survival).groupby(truth_hazard["customer_id"].to_numpy()).sum()
-    log_window = per_customer.reindex(list(customer_ids), fill_value=0.0).to_numpy(np.float64)
+    """True probability of churning in ``[as_of, as_of + horizon_days)``: the oracle's score,
+    ``1 -`` :func:`oracle_survival` at the horizon (for an ``as_of`` on the 1st and 90 days
+    about three whole months)."""
+    survival = oracle_survival(truth_hazard, as_of, [float(horizon_days)], customer_ids)[:, 0]
     return pd.Series(
-        1.0 - np.exp(log_window),
+        1.0 - survival,
         index=pd.Index(customer_ids, name="customer_id"),
         name="oracle_score",
     )

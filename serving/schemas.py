@@ -187,6 +187,28 @@ class ModelInfo(BaseModel):
     alias: str
 
 
+class SurvivalBlock(BaseModel):
+    """Time to churn from the hazard model fitted beside the classifier (docs/scoring.md):
+    precomputed at ``churn score-all``, so only stored results carry it."""
+
+    survival: dict[str, float] = Field(
+        description="Chance of still being a customer after 30, 60, 90, 180 and 365 days "
+        "(keys '30d', ...)."
+    )
+    median_days_to_churn: float | None = Field(
+        description="Days until S(t) = 1/2; null when it stays above within the year."
+    )
+    expected_days_to_churn: float = Field(
+        description="Expected days as a customer within the next 365 (restricted mean)."
+    )
+    p_renew_next: float | None = Field(
+        description="Chance of renewing at the next renewal, given the customer reaches it."
+    )
+    expected_revenue_12m: float = Field(description="MRR x expected months of service in 12.")
+    revenue_at_risk_12m: float = Field(description="12 x MRR minus the expected revenue.")
+    expected_ltv: float = Field(description="Discounted expected margin, settings' margin/rate.")
+
+
 class ScoreResult(BaseModel):
     """A scored customer."""
 
@@ -212,6 +234,9 @@ class ScoreResult(BaseModel):
     as_of: date | None = Field(description="Date of the features used (null: live, not given).")
     source: Literal["store", "live"] = Field(
         description="store = precomputed from the latest snapshot; live = the features sent."
+    )
+    survival: SurvivalBlock | None = Field(
+        None, description="Time to churn (stored results of a model with a survival model)."
     )
 
 

@@ -38,6 +38,7 @@ from serving.store import (
     empty_snapshot,
     read_contributions,
     read_snapshot,
+    read_survival,
 )
 from training.model import ChurnModel
 
@@ -83,6 +84,7 @@ class ServingState:
         stamp: SourceStamp,
         source_note: str,
         num_threads: int = 0,
+        survival: list[dict[str, Any]] | None = None,
     ) -> None:
         self.model, self.ref, self.playbook, self.k, self.stamp = model, ref, playbook, k, stamp
         self.model_info = ref.as_dict()
@@ -95,6 +97,7 @@ class ServingState:
             else from_contributions(model, contributions, k)
         )
         self.source_note = source_note
+        self.survival = survival  # precomputed time-to-churn blocks, row-aligned, or None
         self.loaded_at = datetime.now(UTC)
         self.row_of: dict[str, int] = {cid: i for i, cid in enumerate(self.customer_ids)}
         order = np.argsort(self.customer_ids.astype(str), kind="stable")
@@ -129,7 +132,7 @@ class ServingState:
         deadline: str,
         source: str,
     ) -> dict[str, Any]:
-        return {
+        result = {
             "customer_id": customer_id,
             "churn_probability": float(scored.probability[i]),
             "horizon_days": self.model.horizon_days,
@@ -141,6 +144,9 @@ class ServingState:
             "as_of": as_of,
             "source": source,
         }
+        if source == "store" and self.survival is not None:
+            result["survival"] = self.survival[i]
+        return result
 
     def _template(self, row: int) -> tuple[bytes, bytes]:
         result = self._result(
@@ -363,6 +369,7 @@ class Runtime:
         model, version = self._load_model(stamp.model_version)
         ref = ModelRef(s.model_name, version, s.model_alias)
         playbook = load_playbook(s.playbook_path)
+        survival: list[dict[str, Any]] | None = None
         if stamp.snapshot is None:
             snapshot, contributions = empty_snapshot(model), None
             note = f"no snapshot at {s.snapshot_path} (missing): live features only"
@@ -371,9 +378,12 @@ class Runtime:
             contributions, note = read_contributions(s.score_store_path, model, ref, snapshot)
             if contributions is None:
                 note = f"scored at load ({note})"
+            else:
+                survival = read_survival(s.score_store_path, snapshot)
         state = ServingState(
-            model, ref, playbook, snapshot, contributions, s.top_k, stamp, note, s.scoring_threads
-        )
+            model, ref, playbook, snapshot, contributions, s.top_k, stamp, note,
+            s.scoring_threads, survival,
+        )  # fmt: skip
         log.info(
             "serving %s v%s (@%s): %d customers as of %s, %s; built in %.1f s",
             ref.name, ref.version, ref.alias, len(snapshot.customer_ids), state.as_of_label(),

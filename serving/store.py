@@ -123,9 +123,15 @@ def write_score_store(
     snapshot: Snapshot,
     scored: ScoredBatch,
     path: Path,
+    survival: pd.DataFrame | None = None,
 ) -> Path:
-    """Write the score store atomically, with the model and snapshot it belongs to."""
+    """Write the score store atomically, with the model and snapshot it belongs to.
+
+    ``survival``: the time-to-churn columns (``survival.*``), row-aligned with the snapshot.
+    """
     table = scores_table(model, snapshot.customer_ids, snapshot.as_of, snapshot.X, scored)
+    if survival is not None:
+        table = pd.concat([table, survival], axis=1)
     meta = {
         **ref.as_dict(),
         "snapshot_fingerprint": snapshot.fingerprint,
@@ -134,6 +140,7 @@ def write_score_store(
         "catalog_version": CATALOG_VERSION,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "customers": len(table),
+        "survival": survival is not None,
     }
     arrow = pa.Table.from_pandas(table, preserve_index=False)
     arrow = arrow.replace_schema_metadata(
@@ -205,6 +212,41 @@ def read_contributions(
     return np.ascontiguousarray(matrix, dtype=np.float64), "score store"
 
 
+def read_survival(path: Path, snapshot: Snapshot) -> list[dict[str, Any]] | None:
+    """Each snapshot row's survival block from the store (call after :func:`read_contributions`
+    accepted it), or None when the store has none."""
+    meta = store_metadata(path)
+    if not meta or not meta.get("survival"):
+        return None
+    schema = pq.read_schema(path)
+    columns = [c for c in schema.names if c.startswith(SURVIVAL_PREFIX)]
+    table = pq.read_table(path, columns=["customer_id", *columns]).to_pandas()
+    if not np.array_equal(table["customer_id"].astype(str).to_numpy(dtype=object),
+                          snapshot.customer_ids.astype(str)):  # fmt: skip
+        return None
+    return [survival_block(row) for row in table[columns].to_dict("records")]
+
+
+def survival_block(row: dict[str, Any]) -> dict[str, Any]:
+    """One stored row's ``survival.*`` columns as the API's survival block."""
+
+    def number(name: str) -> float | None:
+        value = row.get(SURVIVAL_PREFIX + name)
+        return None if value is None or not np.isfinite(value) else round(float(value), 6)
+
+    curve = {
+        name[len(SURVIVAL_PREFIX + "survival_") :]: number(name[len(SURVIVAL_PREFIX) :])
+        for name in row
+        if name.startswith(SURVIVAL_PREFIX + "survival_")
+    }
+    return {
+        "survival": curve,
+        **{key: number(key) for key in ("median_days_to_churn", "expected_days_to_churn",
+                                        "p_renew_next", "expected_revenue_12m",
+                                        "revenue_at_risk_12m", "expected_ltv")},
+    }  # fmt: skip
+
+
 def score_all(
     model: ChurnModel,
     ref: ModelRef,
@@ -212,12 +254,43 @@ def score_all(
     out: Path,
     k: int,
     num_threads: int = 0,
+    gross_margin: float = 0.8,
+    annual_discount_rate: float = 0.10,
 ) -> tuple[Path, int]:
     """Score every snapshot customer with one model and write the score store (``churn
     score-all``); returns the path and the number of customers."""
-    snapshot = read_snapshot(snapshot_path, model)
+    try:
+        frame = pd.read_parquet(snapshot_path)
+    except FileNotFoundError:
+        raise ScoreStoreError(
+            f"No feature snapshot at {snapshot_path} (missing): build it with `churn snapshot`."
+        ) from None
+    except Exception as exc:  # pyarrow raises several types for a damaged file
+        raise ScoreStoreError(
+            f"The feature snapshot {snapshot_path} is corrupt ({str(exc)[:200]}): rebuild it "
+            "with `churn snapshot`."
+        ) from None
+    snapshot = snapshot_from_frame(frame, model, str(snapshot_path))
     scored = score_matrix(model, snapshot.X, k, num_threads)
-    return write_score_store(model, ref, snapshot, scored, out), len(scored)
+    survival = survival_columns(model, frame, gross_margin, annual_discount_rate)
+    return write_score_store(model, ref, snapshot, scored, out, survival), len(scored)
+
+
+SURVIVAL_PREFIX = "survival."
+
+
+def survival_columns(
+    model: ChurnModel, frame: pd.DataFrame, gross_margin: float, annual_discount_rate: float
+) -> pd.DataFrame | None:
+    """Each customer's time-to-churn numbers (``training.survival.outcomes``), precomputed so
+    that ``/score`` by id reads them like the contributions; None for a model without one."""
+    if model.survival is None:
+        return None
+    from training.survival import outcomes
+
+    values = outcomes(model.survival, frame.reset_index(drop=True), gross_margin,
+                      annual_discount_rate)  # fmt: skip
+    return values.add_prefix(SURVIVAL_PREFIX).reset_index(drop=True)
 
 
 # features.io.atomic_path's temporaries: ".<target>.<8 mkdtemp chars>", ".<target>.old-<pid>"

@@ -45,11 +45,24 @@ METRIC_LABELS: dict[str, str] = {
     **{f"recall_top{round(s * 100)}": f"Churners caught, top {s:.0%}" for s in TOP_SHARES},
     **{f"lift_top{round(s * 100)}": f"Lift, top {s:.0%}" for s in TOP_SHARES},
     f"mrr_capture_top{round(MRR_TOP_SHARE * 100)}": f"At-risk MRR caught, top {MRR_TOP_SHARE:.0%}",
+    # time to churn (training.survival_eval)
+    "c_index_ipcw": "Uno's C (IPCW), to tau",
+    "ibs": "Integrated Brier score",
+    "tau_days": "tau (days)",
+    "c_index_vs_oracle": "C / oracle's C",
+    "revenue_12m_vs_truth": "12-month revenue / truth",
+    "classifier_mean_abs_gap": "|1 - S(horizon) - classifier p|, mean",
+    "classifier_mean_gap": "1 - S(horizon) - classifier p, portfolio",
 }
 HIGHER_IS_BETTER = frozenset(
-    {"roc_auc", "pr_auc", *(k for k in METRIC_LABELS if k.startswith(("recall_", "lift_", "mrr_")))}
+    {
+        "roc_auc",
+        "pr_auc",
+        "c_index_ipcw",
+        *(k for k in METRIC_LABELS if k.startswith(("recall_", "lift_", "mrr_"))),
+    }
 )
-LOWER_IS_BETTER = frozenset({"log_loss", "brier", "ece"})
+LOWER_IS_BETTER = frozenset({"log_loss", "brier", "ece", "ibs"})
 
 
 class ReliabilityCurve(NamedTuple):

@@ -56,6 +56,22 @@ class ScoreMap:
         return np.round(np.interp(probability, xs, ys))
 
 
+def encode_frame(
+    frame: pd.DataFrame, features: list[str], categories: dict[str, list[str]]
+) -> np.ndarray:
+    """``features`` of ``frame`` as a float64 matrix, categoricals as codes of ``categories``
+    (unseen or missing -> NaN): the one encoding of the classifier and the hazard model."""
+    out = np.empty((len(frame), len(features)), dtype=np.float64)
+    for j, name in enumerate(features):
+        column = frame[name] if name in frame.columns else pd.Series(np.nan, index=frame.index)
+        if name in categories:
+            codes = pd.Categorical(column.astype("string"), categories=categories[name])
+            out[:, j] = np.where(codes.codes < 0, np.nan, codes.codes)
+        else:
+            out[:, j] = pd.to_numeric(column, errors="coerce").to_numpy(np.float64)
+    return out
+
+
 @dataclass
 class ChurnModel:
     """Booster + encoding + calibration; numbers in, probabilities and explanations out."""
@@ -75,6 +91,9 @@ class ChurnModel:
     """The event types and features that had their own columns (``features.vocabulary``): a
     snapshot of a later export is built with it (``churn snapshot --model``), so the model
     finds every column it was trained on."""
+    survival: Any = None
+    """The time-to-churn model fitted beside it (``training.survival.SurvivalModel``), saved
+    in the same folder under ``survival/``; None for models trained without durations."""
     _code_cache: dict[str, dict[Any, float]] | None = field(
         default=None, init=False, repr=False, compare=False
     )
@@ -82,15 +101,7 @@ class ChurnModel:
     # ----- encoding: one float matrix, categoricals as codes (unseen or missing -> NaN) -----
     def encode(self, frame: pd.DataFrame) -> np.ndarray:
         """Feature columns of ``frame`` as the float64 matrix the booster reads."""
-        out = np.empty((len(frame), len(self.features)), dtype=np.float64)
-        for j, name in enumerate(self.features):
-            column = frame[name] if name in frame.columns else pd.Series(np.nan, index=frame.index)
-            if name in self.categories:
-                codes = pd.Categorical(column.astype("string"), categories=self.categories[name])
-                out[:, j] = np.where(codes.codes < 0, np.nan, codes.codes)
-            else:
-                out[:, j] = pd.to_numeric(column, errors="coerce").to_numpy(np.float64)
-        return out
+        return encode_frame(frame, self.features, self.categories)
 
     def encode_row(self, values: dict[str, Any]) -> np.ndarray:
         """One customer's features (already validated) as a 1 x k matrix, with no DataFrame."""
@@ -164,6 +175,8 @@ class ChurnModel:
             "meta": self.meta,
         }
         (folder / "model.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        if self.survival is not None:
+            self.survival.save(folder / "survival")
         return folder
 
     @classmethod
@@ -171,6 +184,13 @@ class ChurnModel:
         folder = Path(folder)
         meta = json.loads((folder / "model.json").read_text())
         booster = lgb.Booster(model_file=str(folder / "model.txt"))
+        from training.survival import SurvivalModel  # it encodes with this module's function
+
+        survival = (
+            SurvivalModel.load(folder / "survival")
+            if SurvivalModel.exists(folder / "survival")
+            else None
+        )
         return cls(
             booster=booster,
             features=list(meta["features"]),
@@ -182,6 +202,7 @@ class ChurnModel:
             meta=dict(meta.get("meta", {})),
             catalog=entries_from_json(meta.get("catalog", [])),
             vocabulary={k: list(v) for k, v in meta.get("vocabulary", {}).items()},
+            survival=survival,
         )
 
     def info(self, name: str) -> Feature:

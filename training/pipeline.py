@@ -59,6 +59,8 @@ class TrainConfig:
     gate_bootstrap: int = 1000
     gate_confidence: float = 0.95
     ece_tolerance: float = 0.01
+    survival: bool = True  # fit the time-to-churn model beside the classifier (churn train)
+    survival_cap_days: int = 365
 
 
 @dataclass
@@ -77,6 +79,8 @@ class TrainResult:
     heldout: ChurnModel | None = None  # the model scored on the test window (before the refit)
     candidates: list[Candidate] = field(default_factory=list)  # the capacity search, if run
     shap_ms: float = float("nan")  # measured TreeSHAP cost per customer (timing: not in the file)
+    survival: Any = None  # training.survival.SurvivalResult when the time-to-churn model was fit
+    survival_note: str = ""  # why there is none, when there is none
 
 
 def resolve_label(

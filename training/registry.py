@@ -287,12 +287,19 @@ def log_and_register(
                 "horizon_days": str(model.horizon_days),
             }
         )
-        for model_name, values in result.metrics.items():
+        survival = getattr(result, "survival", None)
+        metrics = dict(result.metrics)
+        if survival is not None:  # the time-to-churn model and its baselines, beside
+            metrics.update({f"survival.{k}": v for k, v in survival.metrics.items()})
+            mlflow.set_tag("survival_split", survival.description)
+        elif getattr(result, "survival_note", ""):
+            mlflow.set_tag("survival", result.survival_note[:500])
+        for model_name, values in metrics.items():
             mlflow.log_metrics(
                 {f"{model_name}.{k}": v for k, v in values.items() if np.isfinite(v)}
             )
         model_dir = model.save(Path(tmp) / "churn_model")
-        (Path(tmp) / "metrics.json").write_text(json.dumps(result.metrics, indent=2) + "\n")
+        (Path(tmp) / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         (Path(tmp) / "model_card.md").write_text(model_card)
         mlflow.log_artifact(str(Path(tmp) / "metrics.json"))
         mlflow.log_artifact(str(Path(tmp) / "model_card.md"))

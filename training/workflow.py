@@ -22,6 +22,7 @@ from training.evaluation import evaluate
 from training.health_score import HealthScore, load_config
 from training.pipeline import TrainConfig, TrainResult, resolve_label, train
 from training.registry import GateDecision, configure, load_registered, log_and_register
+from training.survival import TrueSurvival, fit_beside
 
 matplotlib.use("Agg")
 
@@ -49,6 +50,25 @@ def oracle_probabilities(labeled: pd.DataFrame, truth_dir: Path, horizon_days: i
             continue
         out.loc[rows.index] = scores.to_numpy()
     return out
+
+
+def true_survival(truth_dir: Path) -> TrueSurvival | None:
+    """The generator's true S(t) of labeled rows (synthetic data only), else None."""
+    from features.generator import oracle_survival
+
+    path = truth_dir / "hazard.parquet"
+    if not path.exists():
+        return None
+    hazard = pd.read_parquet(path)
+
+    def truth(rows: pd.DataFrame, days: np.ndarray) -> np.ndarray:
+        out = np.empty((len(rows), len(days)))
+        for as_of, index in rows.groupby("as_of").indices.items():
+            ids = rows["customer_id"].astype(str).iloc[index].tolist()
+            out[index] = oracle_survival(hazard, pd.Timestamp(str(as_of)).date(), days, ids)
+        return out
+
+    return truth
 
 
 def figures(result: TrainResult) -> dict[str, Any]:
@@ -92,6 +112,9 @@ def train_and_register(
     if truth_dir is not None and (truth_dir / "hazard.parquet").exists():
         oracle = oracle_probabilities(labeled, truth_dir, config.horizon_days)
     result = train(labeled, config, oracle=oracle, record=record)
+    if config.survival:
+        fit_beside(result, labeled, config.fit, config.survival_cap_days,
+                   true_survival(truth_dir) if truth_dir is not None else None)  # fmt: skip
     card = model_card(result, label_description or config.label, data_description)
     params = {
         "horizon_days": config.horizon_days,
@@ -126,8 +149,16 @@ def train_and_register(
             plt.close(fig)
     if metrics_out is not None:
         with atomic_path(metrics_out) as tmp:
-            tmp.write_text(json.dumps(result.metrics, indent=2, sort_keys=True) + "\n")
+            tmp.write_text(json.dumps(all_metrics(result), indent=2, sort_keys=True) + "\n")
     return TrainingReport(result, run_id, version, decision)
+
+
+def all_metrics(result: TrainResult) -> dict[str, dict[str, float]]:
+    """The classifier's metrics and, when fitted, the time-to-churn models' (``survival.*``)."""
+    metrics = dict(result.metrics)
+    if result.survival is not None:
+        metrics.update({f"survival.{k}": v for k, v in result.survival.metrics.items()})
+    return metrics
 
 
 def evaluate_registered(

@@ -153,6 +153,26 @@ def top_driver_sentences(state: ServingState) -> list[str | None]:
     return out
 
 
+def survival_money(state: ServingState) -> dict[str, np.ndarray]:
+    """12-month expected revenue and revenue at risk from the precomputed time-to-churn blocks
+    (NaN when the served model has none or the store was stale)."""
+    n = len(state.customer_ids)
+    blocks = state.survival
+    if blocks is None:
+        return {
+            "expected_revenue_12m": np.full(n, np.nan),
+            "revenue_at_risk_12m": np.full(n, np.nan),
+        }
+
+    def column(key: str) -> np.ndarray:
+        return np.array([np.nan if b[key] is None else b[key] for b in blocks], dtype=float)
+
+    return {
+        "expected_revenue_12m": column("expected_revenue_12m"),
+        "revenue_at_risk_12m": column("revenue_at_risk_12m"),
+    }
+
+
 def portfolio_frame(
     state: ServingState,
     snapshot: pd.DataFrame,
@@ -179,6 +199,7 @@ def portfolio_frame(
             "mrr": mrr,
             "revenue_at_risk": revenue_at_risk(mrr, scored.probability, horizon),
             "remaining_ltv": remaining_ltv(mrr, scored.probability, horizon),
+            **survival_money(state),
             "top_driver": top_driver_sentences(state),
             "csm_owner": (
                 customers["csm_owner"].astype("string") if "csm_owner" in customers else pd.NA

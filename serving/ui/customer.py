@@ -217,6 +217,22 @@ def profile(ctx: UiContext, row: int, listed: dict[str, Any]) -> list[tuple[str,
     return [(k, str(v)) for k, v in items if v not in (None, "", "<NA>")]
 
 
+SURVIVAL_DAYS = (0, 30, 60, 90, 180, 365)
+
+
+def survival_view(ctx: UiContext, row: int) -> dict[str, Any] | None:
+    """The survival curve and its money numbers, from the block precomputed at score-all."""
+    blocks = ctx.state.survival
+    if blocks is None:
+        return None
+    block = blocks[row]
+    curve = [1.0, *(block["survival"].get(f"{d}d") for d in SURVIVAL_DAYS[1:])]
+    figure = charts.line(list(SURVIVAL_DAYS), {"Still a customer": curve}, height=220,
+                         percent=True, y_title="chance still a customer")  # fmt: skip
+    figure["layout"]["xaxis"]["title"] = {"text": "days from the as-of date"}
+    return {**block, "figure": figure}
+
+
 def customer_view(ctx: UiContext, customer_id: str, now: datetime) -> dict[str, Any] | None:
     """Everything the customer page shows, or None for an id that is not served."""
     state = ctx.state
@@ -236,6 +252,7 @@ def customer_view(ctx: UiContext, customer_id: str, now: datetime) -> dict[str, 
         "history": history_chart(ctx, customer_id, row),
         "trends": trends(ctx, customer_id, row),
         "profile": profile(ctx, row, listed),
+        "survival": survival_view(ctx, row),
         "horizon_days": state.model.horizon_days,
         "model": state.model_info,
         "as_of": ctx.as_of.isoformat(),

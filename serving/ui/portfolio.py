@@ -62,6 +62,8 @@ SORTS: dict[str, str] = {
     "churn_probability": "churn_probability",
     "mrr": "mrr",
     "remaining_ltv": "remaining_ltv",
+    "expected_revenue_12m": "expected_revenue_12m",
+    "revenue_at_risk_12m": "revenue_at_risk_12m",
     "health_change": "health_change",
     "name": "lower(name)",
     "csm_owner": "lower(csm_owner)",
@@ -71,8 +73,8 @@ DEFAULT_SORT = "revenue_at_risk"
 
 LIST_COLUMNS = (
     "customer_id", "name", "health_score", "tier", "churn_probability", "mrr", "revenue_at_risk",
-    "remaining_ltv", "health_change", "previous_as_of", "top_driver", "csm_owner", "action",
-    "action_owner", "value_segment",
+    "remaining_ltv", "expected_revenue_12m", "revenue_at_risk_12m", "health_change",
+    "previous_as_of", "top_driver", "csm_owner", "action", "action_owner", "value_segment",
 )  # fmt: skip
 EXPORT_COLUMNS = (
     *LIST_COLUMNS, "action_deadline_sla", *SEGMENTS, "lifecycle_stage", "as_of", "model_version",

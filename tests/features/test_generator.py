@@ -30,6 +30,8 @@ from features.generator import (
     World,
     generate_world,
     oracle_scores,
+    oracle_survival,
+    survival_table,
     write_world,
 )
 
@@ -265,7 +267,9 @@ def test_a_launched_feature_first_appears_at_its_launch_date(world: World) -> No
 
 
 def test_truth_is_written_apart_from_the_contract_tables(written: Path) -> None:
-    assert {p.name for p in (written / "truth").iterdir()} == {"hazard.parquet", "drivers.json"}
+    assert {p.name for p in (written / "truth").iterdir()} == {
+        "hazard.parquet", "drivers.json", "survival.parquet",
+    }  # fmt: skip
     hazard = pd.read_parquet(written / "truth" / "hazard.parquet")
     assert {"customer_id", "month", "hazard", "health", "late_payer", "champion_left"} <= set(
         hazard.columns
@@ -273,6 +277,24 @@ def test_truth_is_written_apart_from_the_contract_tables(written: Path) -> None:
     drivers = json.loads((written / "truth" / "drivers.json").read_text())
     odds_ratio = np.exp(DEFAULT_PROCESS.late_payer)
     assert drivers["drivers"]["late_payer"]["odds_ratio"] == pytest.approx(odds_ratio, rel=1e-3)
+
+
+def test_true_survival_curve_is_the_product_of_earlier_months_hazards(written: Path) -> None:
+    curves = pd.read_parquet(written / "truth" / "survival.parquet")
+    one = curves[curves["customer_id"] == curves["customer_id"].iloc[0]].sort_values("month")
+    expected = np.r_[1.0, np.cumprod(1 - one["hazard"].to_numpy())[:-1]]
+    assert one["survival"].to_numpy() == pytest.approx(expected)
+
+
+def test_oracle_survival_between_month_starts_is_the_ratio_of_the_curve(world: World) -> None:
+    curves = survival_table(world.truth_hazard)
+    start, end = date(2024, 6, 1), date(2024, 9, 1)
+    month = pd.to_datetime(curves["month"]).dt.date
+    ids = sorted(set(curves.loc[month == start, "customer_id"]))[:20]
+    at = curves.assign(month=month).set_index(["customer_id", "month"])["survival"]
+    ratio = [at[(c, end)] / at[(c, start)] for c in ids]
+    got = oracle_survival(world.truth_hazard, start, [float((end - start).days)], ids)[:, 0]
+    assert got == pytest.approx(ratio)
 
 
 def test_oracle_score_is_one_minus_survival_over_the_window(world: World) -> None:

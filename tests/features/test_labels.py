@@ -310,3 +310,57 @@ def test_a_horizon_ending_on_the_last_recorded_day_is_complete_but_one_day_later
     assert bool(seen.loc[("stays", AS_OF), "label_complete"])
     unseen = _labels(tables, observed_until=date(2024, 3, 30))
     assert not bool(unseen.loc[("stays", AS_OF), "label_complete"])
+
+
+# ----- time to churn: durations from the same lives -------------------------------------------
+def _durations(tables: RawTables, **spec: Any) -> pd.DataFrame:
+    options: dict[str, Any] = {"horizon_days": 60, "observed_until": UNTIL, **spec}
+    out = build_labeled_set(tables, [AS_OF], LabelSpec(**options))
+    return out.set_index("customer_id")[["duration_days", "event_observed", "followup_days"]]
+
+
+def test_duration_is_days_to_the_final_churn_and_observed() -> None:
+    tables = _tables([("a", date(2023, 6, 1), date(2024, 7, 20), 50.0)])
+    row = _durations(tables).loc["a"]
+    assert row["duration_days"] == (date(2024, 7, 20) - AS_OF).days
+    assert bool(row["event_observed"])
+    assert row["followup_days"] == (UNTIL - AS_OF).days - 7  # the gap must pass to be final
+
+
+def test_open_life_is_censored_at_the_export_date() -> None:
+    tables = _tables([("a", date(2023, 6, 1), None, 50.0)])
+    row = _durations(tables).loc["a"]
+    assert not bool(row["event_observed"])
+    assert row["duration_days"] == (UNTIL - AS_OF).days + 1  # still paying on the export day
+
+
+def test_churn_inside_the_gap_before_export_is_censored_at_its_end() -> None:
+    end = date(2024, 12, 28)  # a renewal up to 7 days later could still continue the life
+    tables = _tables([("a", date(2023, 6, 1), end, 50.0)])
+    row = _durations(tables).loc["a"]
+    assert not bool(row["event_observed"])
+    assert row["duration_days"] == (end - AS_OF).days
+
+
+def test_resubscription_within_gap_continues_the_duration() -> None:
+    tables = _tables(
+        [
+            ("a", date(2023, 6, 1), date(2024, 3, 1), 50.0),
+            ("a", date(2024, 3, 5), date(2024, 9, 1), 50.0),
+        ]
+    )
+    assert _durations(tables).loc["a", "duration_days"] == (date(2024, 9, 1) - AS_OF).days
+
+
+def test_noncontractual_duration_starts_at_the_first_long_silence() -> None:
+    events = [("a", "2024-01-10T10:00:00Z"), ("a", "2024-02-10T10:00:00Z"),
+              ("a", "2024-03-20T10:00:00Z"), ("a", "2024-08-01T10:00:00Z"),
+              ("b", "2024-01-05T10:00:00Z")]  # fmt: skip
+    tables = _tables([("a", date(2023, 6, 1), None, 0.0)], events)
+    rows = _durations(tables, kind="noncontractual")
+    # a: gaps of 38 days (< 60) then 133 days: lost the day after 2024-03-20
+    assert rows.loc["a", "duration_days"] == (date(2024, 3, 21) - AS_OF).days
+    assert bool(rows.loc["a", "event_observed"])
+    # b: silent for the whole horizon from as_of: lost at once, like its churn label
+    assert rows.loc["b", "duration_days"] == 0
+    assert bool(rows.loc["b", "event_observed"])
