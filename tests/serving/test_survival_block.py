@@ -25,7 +25,9 @@ def test_score_all_stores_survival_and_score_by_id_serves_it(
     store = pd.read_parquet(settings.score_store_path)
     curve = store[[f"survival.survival_{d}d" for d in (30, 60, 90, 180, 365)]].to_numpy()
     assert (np.diff(curve, axis=1) <= 1e-12).all()  # survival never rises
-    assert (store["survival.expected_revenue_12m"] <= 12 * store["mrr"].fillna(0) + 1e-6).all()
+    mrr = pd.read_parquet(settings.snapshot_path, columns=["customer_id", "mrr"])
+    revenue = store.merge(mrr, on="customer_id", how="left", validate="1:1")
+    assert (revenue["survival.expected_revenue_12m"] <= 12 * revenue["mrr"].fillna(0) + 1e-6).all()
     with TestClient(create_app(settings)) as client:
         cid = str(store["customer_id"].iloc[0])
         result = client.post("/score", json={"customer_id": cid}, headers=HEADERS).json()
