@@ -7,7 +7,7 @@ from pathlib import Path
 
 from features.tiers import TIER_TABLE
 from serving.ui import charts
-from serving.ui.routes import environment
+from serving.ui.render import environment
 
 UI_CSS = Path(charts.__file__).with_name("static") / "ui.css"
 
