@@ -58,6 +58,8 @@ def portfolio() -> Portfolio:
             "mrr": [100.0, 1000.0, 50.0],
             "revenue_at_risk": [180.0, 1500.0, 3.0],
             "remaining_ltv": [1.0, 2.0, 3.0],
+            "expected_revenue_12m": [1200.0, np.nan, 600.0],
+            "revenue_at_risk_12m": [300.0, np.nan, 50.0],
             "health_change": [-5.0, np.nan, 1.0],
             "previous_as_of": ["2025-01-01", None, "2025-01-01"],
             "top_driver": ["x", "y", "z"],
