@@ -45,7 +45,9 @@ METRIC_LABELS: dict[str, str] = {
     **{f"recall_top{round(s * 100)}": f"Churners caught, top {s:.0%}" for s in TOP_SHARES},
     **{f"lift_top{round(s * 100)}": f"Lift, top {s:.0%}" for s in TOP_SHARES},
     f"mrr_capture_top{round(MRR_TOP_SHARE * 100)}": f"At-risk MRR caught, top {MRR_TOP_SHARE:.0%}",
-    # time to churn (training.survival_eval)
+}
+# time to churn (training.survival_eval): reported beside the classifier's, never by evaluate()
+SURVIVAL_METRIC_LABELS: dict[str, str] = {
     "c_index_ipcw": "Uno's C (IPCW), to tau",
     "ibs": "Integrated Brier score",
     "tau_days": "tau (days)",
@@ -242,8 +244,9 @@ def metrics_table(results: Mapping[str, Mapping[str, float]], title: str | None 
     table.add_column("Metric")
     for name in results:
         table.add_column(name, justify="right")
-    keys = [k for k in METRIC_LABELS if any(k in r for r in results.values())]
-    keys += list(dict.fromkeys(k for r in results.values() for k in r if k not in METRIC_LABELS))
+    labels = {**METRIC_LABELS, **SURVIVAL_METRIC_LABELS}
+    keys = [k for k in labels if any(k in r for r in results.values())]
+    keys += list(dict.fromkeys(k for r in results.values() for k in r if k not in labels))
     for key in keys:
         values = [float(r.get(key, math.nan)) for r in results.values()]
         finite = [v for v in values if not math.isnan(v)]
@@ -256,7 +259,7 @@ def metrics_table(results: Mapping[str, Mapping[str, float]], title: str | None 
             f"[bold]{_cell(key, v)}[/bold]" if best is not None and v == best else _cell(key, v)
             for v in values
         ]
-        table.add_row(METRIC_LABELS.get(key, key), *cells)
+        table.add_row(labels.get(key, key), *cells)
     return table
 
 
@@ -266,6 +269,7 @@ __all__ = [
     "LOWER_IS_BETTER",
     "METRIC_LABELS",
     "MRR_TOP_SHARE",
+    "SURVIVAL_METRIC_LABELS",
     "TOP_SHARES",
     "ReliabilityCurve",
     "captured_at",
