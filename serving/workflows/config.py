@@ -41,6 +41,12 @@ class WorkflowSettings(BaseSettings):
     rules_path: Path = Path("rules.yaml")
     workflows_db: Path | None = None
     score_history: Path | None = None
+    task_capacity: int | None = Field(
+        25,
+        ge=1,
+        description="Open tasks per owner (CSM) a rule run fills up to, highest revenue at "
+        "risk first; more wait for a later run (CHURN_TASK_CAPACITY, empty for no limit).",
+    )
 
     def db_path(self, settings: Settings) -> Path:
         return self.workflows_db or settings.store_dir / "workflows.db"

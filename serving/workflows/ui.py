@@ -236,7 +236,7 @@ def workflows_ui(
         fields = {k: (v or None) for k, v in form.items() if k in InterventionIn.model_fields}
         try:
             body = InterventionIn.model_validate(fields)
-            new_id = ledger.add_intervention(body.model_dump(), clock())
+            new_id = workflows.record_intervention(body.model_dump(), clock())
         except ValidationError as exc:
             return interventions_view(request, session, form, _problems(exc), 400)
         except ChurnError as exc:
@@ -304,9 +304,11 @@ def workflows_ui(
         fields["avoidable"] = form.get("avoidable") in ("yes", "true", "1", "on")
         try:
             body = ExitInterviewIn.model_validate(fields)
+            new_id = workflows.record_exit_interview(body.model_dump(), clock())
         except ValidationError as exc:
             return exit_view(request, session, form, _problems(exc), 400)
-        new_id = ledger.add_exit_interview(body.model_dump(), clock())
+        except ChurnError as exc:
+            return exit_view(request, session, form, str(exc), 422)
         return back("/exit-interviews", saved=f"exit interview {new_id} recorded")
 
     @router.get("/closed-loop")
