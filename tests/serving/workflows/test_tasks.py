@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from serving.playbook import Playbook
@@ -75,7 +76,7 @@ def test_a_task_whose_alerts_all_cleared_is_resolved_by_the_rules(
     assert (task["status"], task["closed_by"]) == ("closed", "rules")
 
 
-def risky_book(n: int) -> tuple[object, object]:
+def risky_book(n: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``n`` customers of one CSM, all below 60; c00 has the highest revenue at risk."""
     rows, fact_rows = [], []
     for i in range(n):
