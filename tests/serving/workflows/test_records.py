@@ -126,7 +126,7 @@ def restarted(world: World) -> FastAPI:
     )
     fresh.base_facts, fresh.scores = old.base_facts, old.scores
     app = FastAPI()
-    app.add_exception_handler(ChurnError, lambda _, exc: churn_error_response(exc))  # type: ignore[arg-type]
+    app.add_exception_handler(ChurnError, lambda _, exc: churn_error_response(exc))
     mount_workflows(app, world.settings, api_key_check(world.settings), fresh)
     return app
 
