@@ -303,7 +303,11 @@ def mount_ui(
             ctx = data.current()
         except ChurnError as exc:
             return unavailable(request, session, exc)
-        view = customer_view(ctx, customer_id, datetime.now(UTC))
+        now = datetime.now(UTC)
+        workflows = getattr(request.app.state, "workflows", None)
+        tasks = None if workflows is None else workflows.ledger.tasks(now, customer_id=customer_id)
+        listed = None if tasks is None else tasks[0].to_dict(orient="records")
+        view = customer_view(ctx, customer_id, now, listed)
         if view is None:
             response = page(
                 request, "error.html", session, title="Unknown customer",
