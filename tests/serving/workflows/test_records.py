@@ -160,3 +160,26 @@ def test_a_refused_request_stores_no_key(api: TestClient, world: World) -> None:
     assert fixed.status_code == 201  # nothing was written, so the corrected request goes through
     saved = world.workflows.ledger.table("interventions", where="notes = ?", params=["fixed"])
     assert len(saved) == 1
+
+
+def test_the_task_list_filters_pages_and_reassigns_through_the_api(
+    api: TestClient, world: World
+) -> None:
+    everyone = api.get("/workflows/tasks", headers=HEADERS).json()
+    mine = api.get("/workflows/tasks?owner=alice&limit=2", headers=HEADERS).json()
+    assert mine["count"] <= 2 and 0 < mine["total"] <= everyone["total"]
+    assert all(t["owner"] == "alice" for t in mine["items"])
+    overdue = api.get("/workflows/tasks?overdue=true", headers=HEADERS).json()
+    assert all(t["overdue"] for t in overdue["items"])
+    ids = [t["task_id"] for t in mine["items"]]
+    keyed = HEADERS | {"Idempotency-Key": "rebalance-1"}
+    body = {"task_ids": ids, "owner": "dana", "by": "manager"}
+    moved = api.post("/workflows/tasks/reassign", headers=keyed, json=body)
+    assert moved.status_code == 200 and moved.json()["reassigned"] == sorted(ids)
+    again = api.post("/workflows/tasks/reassign", headers=keyed, json=body)
+    assert again.json() == moved.json()
+    assert len(world.workflows.ledger.table("reassignments")) == len(ids)
+    dana = api.get("/workflows/tasks?owner=dana", headers=HEADERS).json()
+    assert sorted(t["task_id"] for t in dana["items"]) == sorted(ids)
+    bad = api.get("/workflows/tasks?tier=urgent", headers=HEADERS)
+    assert bad.status_code == 422
