@@ -185,6 +185,13 @@ class Settings(BaseSettings):
         "characters); unset: derived from the API keys, allowed on loopback only.",
     )
     # ----- serving -----
+    host: str = Field(
+        "127.0.0.1",
+        min_length=1,
+        description="Interface `churn serve` binds (CHURN_HOST); another than loopback needs "
+        "own API keys and a session secret.",
+    )
+    port: int = Field(8000, ge=1, le=65535, description="TCP port of `churn serve` (CHURN_PORT).")
     model_alias: str = Field("champion", description="Registry alias the API serves.")
     playbook_path: Path = Field(
         Path("playbook.yaml"), description="Intervention matrix: tier and driver group -> action."
