@@ -45,8 +45,7 @@ demo: install
 	$(BIN)/churn snapshot --data $(DEMO_DATA)
 	$(BIN)/churn train --data $(DEMO_DATA) --features data/features/labeled.parquet
 	$(BIN)/churn score-all
-	@echo "Manager UI: http://127.0.0.1:8000/ui/  (sign in with the key: demo-key)"
-	$(BIN)/churn serve
+	$(BIN)/churn serve --free-port
 
 lint: install-test
 	$(BIN)/ruff check .

@@ -666,21 +666,33 @@ def score_all(
 @app.command()
 @friendly_errors
 def serve(
-    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    host: Annotated[
+        str | None, typer.Option(help="Interface to bind; default CHURN_HOST, 127.0.0.1.")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port; default CHURN_PORT, 8000.")] = None,
+    free_port: Annotated[
+        bool, typer.Option("--free-port", help="If the port is taken, take any free one.")
+    ] = False,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
 ) -> None:
     """Serve the scoring API (docs/crm-integration.md) with uvicorn until interrupted."""
-    from serving.server import check_exposure
+    from serving.server import check_exposure, listen_port
     from serving.server import serve as run_server
     from serving.store import example_customer_id
 
     settings = Settings()
+    host = host or settings.host
     check_exposure(settings, host)
+    wanted = port or settings.port
+    port = listen_port(host, wanted, free_port)
     cid = example_customer_id(settings.snapshot_path) or "C000001"
     key = "demo-key" if settings.api_key_list() == ["demo-key"] else "$CHURN_KEY"
+    where = f"[{host}]" if ":" in host else host
+    if port != wanted:
+        console.print(f"port {wanted} is taken; serving on port {port}")
+    console.print(f"Manager UI: http://{where}:{port}/ui/  (sign in with the key: {key})")
     console.print(
-        f"try: curl -s -X POST http://{host}:{port}/score -H 'X-API-Key: {key}' "
+        f"try: curl -s -X POST http://{where}:{port}/score -H 'X-API-Key: {key}' "
         f"-H 'Content-Type: application/json' -d '{{\"customer_id\": \"{cid}\"}}'"
     )
     run_server(settings, host, port, workers)

@@ -7,8 +7,9 @@ start, a notebook's first cell) and passed down; library functions take explicit
 Every field can be overridden by an environment variable ``CHURN_<FIELD>`` (e.g.
 ``CHURN_HORIZON_DAYS``) or a ``.env`` file. Nested sections use ``__``: the workflow section's
 ``rules_path`` is ``CHURN_WORKFLOWS__RULES_PATH``; the names it had before it became a section
-(``CHURN_RULES_PATH``, ``CHURN_WORKFLOWS_DB``, ``CHURN_SCORE_HISTORY``) keep working. The MLflow
-store follows one precedence, :func:`resolve_tracking_uri`.
+(``CHURN_RULES_PATH``, ``CHURN_WORKFLOWS_DB``, ``CHURN_SCORE_HISTORY``,
+``CHURN_TASK_CAPACITY``) keep working. The MLflow store follows one precedence,
+:func:`resolve_tracking_uri`.
 """
 
 from __future__ import annotations
@@ -56,8 +57,9 @@ def project_root(start: Path | None = None) -> Path:
 
 
 class WorkflowPaths(BaseModel):
-    """Where the rules, the workflow database and the score history live (``Settings.workflows``;
-    ``CHURN_WORKFLOWS__RULES_PATH`` or ``CHURN_RULES_PATH``, and so on)."""
+    """Where the rules, the workflow database and the score history live, and how many open
+    tasks one owner gets (``Settings.workflows``; ``CHURN_WORKFLOWS__RULES_PATH`` or
+    ``CHURN_RULES_PATH``, and so on)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -68,12 +70,28 @@ class WorkflowPaths(BaseModel):
     score_history: Path | None = Field(
         None, description="Score history the rules read; unset: <store_dir>/history."
     )
+    task_capacity: int | None = Field(
+        25,
+        ge=1,
+        description="Open tasks per owner (CSM) a rule run fills up to, highest revenue at "
+        "risk first; more wait for a later run (CHURN_WORKFLOWS__TASK_CAPACITY or "
+        "CHURN_TASK_CAPACITY; `none` for no limit).",
+    )
+
+    @field_validator("task_capacity", mode="before")
+    @classmethod
+    def _no_limit(cls, value: object) -> object:
+        """An environment variable cannot say None: ``none`` (or empty) means no limit."""
+        if isinstance(value, str) and value.strip().lower() in ("", "none"):
+            return None
+        return value
 
 
 class _FlatWorkflowNames(PydanticBaseSettingsSource):
-    """``CHURN_RULES_PATH``, ``CHURN_WORKFLOWS_DB``, ``CHURN_SCORE_HISTORY``: the workflow
-    section's variables under the names they had before it was a section, so deployments that
-    set them keep working. Below the nested names (``CHURN_WORKFLOWS__...``) in precedence."""
+    """``CHURN_RULES_PATH``, ``CHURN_WORKFLOWS_DB``, ``CHURN_SCORE_HISTORY``,
+    ``CHURN_TASK_CAPACITY``: the workflow section's variables under the names they had before it
+    was a section, so deployments that set them keep working. Below the nested names
+    (``CHURN_WORKFLOWS__...``) in precedence."""
 
     def __init__(self, settings_cls: type[BaseSettings], *sources: EnvSettingsSource) -> None:
         super().__init__(settings_cls)
@@ -167,6 +185,13 @@ class Settings(BaseSettings):
         "characters); unset: derived from the API keys, allowed on loopback only.",
     )
     # ----- serving -----
+    host: str = Field(
+        "127.0.0.1",
+        min_length=1,
+        description="Interface `churn serve` binds (CHURN_HOST); another than loopback needs "
+        "own API keys and a session secret.",
+    )
+    port: int = Field(8000, ge=1, le=65535, description="TCP port of `churn serve` (CHURN_PORT).")
     model_alias: str = Field("champion", description="Registry alias the API serves.")
     playbook_path: Path = Field(
         Path("playbook.yaml"), description="Intervention matrix: tier and driver group -> action."

@@ -42,6 +42,13 @@ class FeatureValidationError(RequestError):
     code = "invalid_features"
 
 
+class RecordValidationError(RequestError):
+    """Well-formed input that contradicts what is known (an unknown customer, a day before
+    signup, an exit interview for an active customer); ``fields`` names each field."""
+
+    code = "invalid_record"
+
+
 class UnknownCustomerError(ChurnError):
     """No customer with this id in the served snapshot."""
 
@@ -105,6 +112,7 @@ HTTP_STATUS: dict[type[ChurnError], int] = {
     RequestError: 400,
     ConflictError: 409,
     FeatureValidationError: 422,
+    RecordValidationError: 422,
     AuthError: 401,
     ThrottledError: 429,
     UnknownCustomerError: 404,

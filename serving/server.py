@@ -99,6 +99,28 @@ def network_problems(settings: Settings, host: str) -> list[str]:
     return problems
 
 
+def listen_port(host: str, port: int, any_free: bool = False) -> int:
+    """The port to serve on: ``port`` when it is free on ``host``; else, with ``any_free``, a
+    free one the operating system picks (``make demo`` beside another server), else an error
+    naming the port and how to choose another (uvicorn's own message comes after the model has
+    loaded and names neither)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((host, port))
+            return port
+        except OSError as exc:
+            if not any_free:
+                raise ChurnError(
+                    f"Cannot listen on {host}:{port} ({exc.strerror}): set CHURN_PORT or pass "
+                    "--port, or --free-port to take any free port."
+                ) from exc
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
 def check_exposure(settings: Settings, host: str) -> None:
     """Refuse to listen on a non-loopback ``host`` with public or missing secrets."""
     problems = network_problems(settings, host)

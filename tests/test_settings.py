@@ -15,7 +15,8 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
     for name in ("MLFLOW_TRACKING_URI", "CHURN_MLFLOW_TRACKING_URI", "CHURN_RULES_PATH",
                  "CHURN_WORKFLOWS_DB", "CHURN_SCORE_HISTORY", "CHURN_WORKFLOWS__RULES_PATH",
-                 "CHURN_STORE_DIR"):  # fmt: skip
+                 "CHURN_STORE_DIR", "CHURN_TASK_CAPACITY",
+                 "CHURN_WORKFLOWS__TASK_CAPACITY", "CHURN_HOST", "CHURN_PORT"):  # fmt: skip
         monkeypatch.delenv(name, raising=False)
 
 
@@ -60,3 +61,28 @@ def test_a_dotenv_file_sets_the_workflow_section_too(tmp_path: Path) -> None:
     (tmp_path / ".env").write_text("CHURN_WORKFLOWS_DB=ledger.db\nCHURN_TOP_K=3\n")
     settings = Settings()
     assert settings.workflows_db_path == Path("ledger.db") and settings.top_k == 3
+
+
+def test_the_task_capacity_is_in_the_workflow_section_and_none_means_no_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert Settings().workflows.task_capacity == 25
+    monkeypatch.setenv("CHURN_TASK_CAPACITY", "12")
+    assert Settings().workflows.task_capacity == 12  # the name the tasks work documented
+    monkeypatch.setenv("CHURN_WORKFLOWS__TASK_CAPACITY", "none")
+    assert Settings().workflows.task_capacity is None  # the nested name wins; no limit
+    monkeypatch.setenv("CHURN_WORKFLOWS__TASK_CAPACITY", "0")
+    with pytest.raises(ValueError, match="task_capacity"):
+        Settings()
+
+
+def test_churn_serve_reads_its_host_and_port_from_the_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert (Settings().host, Settings().port) == ("127.0.0.1", 8000)
+    monkeypatch.setenv("CHURN_HOST", "::1")
+    monkeypatch.setenv("CHURN_PORT", "8123")
+    assert (Settings().host, Settings().port) == ("::1", 8123)
+    monkeypatch.setenv("CHURN_PORT", "70000")
+    with pytest.raises(ValueError, match="port"):
+        Settings()

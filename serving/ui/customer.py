@@ -233,8 +233,19 @@ def survival_view(ctx: UiContext, row: int) -> dict[str, Any] | None:
     return {**block, "figure": figure}
 
 
-def customer_view(ctx: UiContext, customer_id: str, now: datetime) -> dict[str, Any] | None:
-    """Everything the customer page shows, or None for an id that is not served."""
+def customer_view(
+    ctx: UiContext,
+    customer_id: str,
+    now: datetime,
+    open_tasks: list[dict[str, Any]] | None = None,
+) -> dict[str, Any] | None:
+    """Everything the customer page shows, or None for an id that is not served.
+
+    "Due by" is the stored ``due_at`` of the customer's open task for the tier's play (fixed
+    when the rules created it, the same on every reload and on the tasks page); with no such
+    task there is no due date yet, only the SLA. Without a workflow ledger (``open_tasks`` is
+    None) it is the SLA from ``now``, as the scoring API states it.
+    """
     state = ctx.state
     row = state.row_of.get(customer_id)
     listed = ctx.portfolio.customer(customer_id)
@@ -242,8 +253,13 @@ def customer_view(ctx: UiContext, customer_id: str, now: datetime) -> dict[str, 
         return None
     tier = str(state.scored.tier[row])
     recommendation = state.recommendations[row]
-    deadline = state.deadlines(now)[tier]
+    if open_tasks is None:
+        deadline = state.deadlines(now)[tier]
+    else:
+        play = [t for t in open_tasks if t.get("play") == tier]
+        deadline = str(play[0]["due_at"]) if play else ""
     return {
+        "tasks": open_tasks or [],
         "customer": listed,
         "row": row,
         "waterfall": waterfall(ctx, row),

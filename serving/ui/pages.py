@@ -79,7 +79,11 @@ def customer_page(request: Request, customer_id: str, page: PageDep, data: UiDat
         ctx = data.current()
     except ChurnError as exc:
         return page.unavailable(exc)
-    view = customer_view(ctx, customer_id, datetime.now(UTC))
+    now = datetime.now(UTC)
+    workflows = getattr(request.app.state, "workflows", None)  # the UI runs without them too
+    tasks = None if workflows is None else workflows.ledger.tasks(now, customer_id=customer_id)
+    listed = None if tasks is None else tasks[0].to_dict(orient="records")
+    view = customer_view(ctx, customer_id, now, listed)
     if view is None:
         return page(
             "error.html", 404, title="Unknown customer",

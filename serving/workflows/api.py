@@ -9,12 +9,13 @@ to HTTP by ``serving.errors``), request bodies validated by pydantic (422 naming
 from __future__ import annotations
 
 import math
-from datetime import date
+from collections.abc import Callable
+from datetime import date, datetime
 from typing import Annotated, Any, Literal, get_args
 
 import orjson
 import pandas as pd
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import Response
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
@@ -22,7 +23,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 from features.contract import EXIT_CATEGORIES
 from serving.api.deps import ApiKeyRequired, ClockDep, WorkflowsDep
 from serving.schemas import ErrorBody
-from serving.workflows.ledger import Ledger
+from serving.workflows.ledger import Ledger, request_fingerprint
 
 JSON = "application/json"
 # SQLite rowids are signed 64-bit: a larger id is a 422, not an overflow deep in the ledger
@@ -97,6 +98,30 @@ class TaskClose(BaseModel):
 
     by: str = Field(min_length=1, max_length=200)
     outcome: str = Field(min_length=1, max_length=2000)
+
+
+class TaskReassign(BaseModel):
+    """Give open tasks to another owner (a CSM on leave, a rebalanced book)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task_ids: list[RowId] = Field(min_length=1, max_length=1000)
+    owner: str = Field(min_length=1, max_length=200, description="The new owner.")
+    by: str = Field(min_length=1, max_length=200, description="Who reassigns.")
+
+
+OVERDUE = "Only open tasks past their stored due date (true), or only the others (false)."
+TierFilter = Literal["healthy", "low", "medium", "high"]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=200,
+        description="A retry with the same key returns the first response and writes nothing, "
+        "also after a restart; a key sent with a different request is a 422.",
+    ),
+]
 
 
 class ExitInterviewIn(BaseModel):
@@ -199,6 +224,24 @@ def get_ledger(workflows: WorkflowsDep) -> Ledger:
 
 LedgerDep = Annotated[Ledger, Depends(get_ledger)]
 
+
+def once(
+    ledger: Ledger,
+    key: str | None,
+    path: str,
+    body: BaseModel,
+    act: Callable[[], tuple[int, dict[str, Any]]],
+    now: datetime,
+) -> Response:
+    """``act`` at most once per ``Idempotency-Key`` (stored in the ledger)."""
+    fingerprint = request_fingerprint("POST", path, body.model_dump(mode="json"))
+    status, out, replayed = ledger.idempotent(key, fingerprint, act, now)
+    response = _json(out, status)
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
 router = APIRouter(
     prefix="/workflows",
     tags=["workflows"],
@@ -230,39 +273,94 @@ def get_alert(alert_id: RowIdPath, ledger: LedgerDep) -> Response:
 @router.post(
     "/alerts/{alert_id}/verdict", status_code=201, summary="Mark an alert useful or not valid"
 )
-def verdict(alert_id: RowIdPath, body: VerdictIn, ledger: LedgerDep, now: ClockDep) -> Response:
-    verdict_id = ledger.add_verdict(alert_id, body.useful, body.comment, body.by, now)
-    return _json({"verdict_id": verdict_id, "alert_id": alert_id}, 201)
+def verdict(
+    alert_id: RowIdPath,
+    body: VerdictIn,
+    ledger: LedgerDep,
+    now: ClockDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    def act() -> tuple[int, dict[str, Any]]:
+        verdict_id = ledger.add_verdict(alert_id, body.useful, body.comment, body.by, now)
+        return 201, {"verdict_id": verdict_id, "alert_id": alert_id}
+
+    return once(ledger, idempotency_key, f"/alerts/{alert_id}/verdict", body, act, now)
 
 
-@router.get("/tasks", summary="Tasks (open by default), soonest deadline first")
+@router.get(
+    "/tasks",
+    summary="Tasks (open by default), soonest deadline first, then highest revenue at risk",
+)
 def list_tasks(
     ledger: LedgerDep,
+    now: ClockDep,
     status: Annotated[Literal["open", "closed", "all"], Query()] = "open",
-    owner: str | None = None,
+    owner: Annotated[str | None, Query(max_length=200)] = None,
+    tier: TierFilter | None = None,
+    overdue: Annotated[bool | None, Query(description=OVERDUE)] = None,
+    customer_id: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=MAX_ROW_ID)] = 0,
 ) -> Response:
-    where: list[str] = ["1 = 1"]
-    params: list[str] = []
-    if status != "all":
-        where.append("status = ?")
-        params.append(status)
-    if owner:
-        where.append("owner = ?")
-        params.append(owner)
-    frame = ledger.table("tasks", order="due_at, task_id", where=" AND ".join(where), params=params)
-    return _json({"count": len(frame), "items": records(frame)})
+    frame, total = ledger.tasks(
+        now,
+        None if status == "all" else status,
+        owner or None,
+        tier,
+        overdue,
+        customer_id or None,
+        limit,
+        offset,
+    )
+    return _json(
+        {
+            "count": len(frame),
+            "total": total,
+            "limit": limit,
+            "offset": offset,
+            "items": records(frame),
+        }
+    )
+
+
+@router.post("/tasks/reassign", summary="Give open tasks to another owner (all or none)")
+def reassign_tasks(
+    body: TaskReassign, ledger: LedgerDep, now: ClockDep, idempotency_key: IdempotencyKey = None
+) -> Response:
+    def act() -> tuple[int, dict[str, Any]]:
+        moved = ledger.reassign_tasks(body.task_ids, body.owner, body.by, now)
+        return 200, {"owner": body.owner, "reassigned": moved}
+
+    return once(ledger, idempotency_key, "/tasks/reassign", body, act, now)
 
 
 @router.post("/tasks/{task_id}/close", summary="Close a task with its outcome")
-def close_task(task_id: RowIdPath, body: TaskClose, ledger: LedgerDep, now: ClockDep) -> Response:
-    ledger.close_task(task_id, body.by, body.outcome, now)
-    return _json({"task_id": task_id, "status": "closed"})
+def close_task(
+    task_id: RowIdPath,
+    body: TaskClose,
+    ledger: LedgerDep,
+    now: ClockDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    def act() -> tuple[int, dict[str, Any]]:
+        ledger.close_task(task_id, body.by, body.outcome, now)
+        return 200, {"task_id": task_id, "status": "closed"}
+
+    return once(ledger, idempotency_key, f"/tasks/{task_id}/close", body, act, now)
 
 
 @router.post("/interventions", status_code=201, summary="Record what was done for a customer")
-def add_intervention(body: InterventionIn, ledger: LedgerDep, now: ClockDep) -> Response:
-    new_id = ledger.add_intervention(body.model_dump(), now)
-    return _json({"intervention_id": new_id}, 201)
+def add_intervention(
+    body: InterventionIn,
+    workflows: WorkflowsDep,
+    now: ClockDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    def act() -> tuple[int, dict[str, Any]]:
+        new_id = workflows.record_intervention(body.model_dump(), now)
+        return 201, {"intervention_id": new_id}
+
+    return once(workflows.ledger, idempotency_key, "/interventions", body, act, now)
 
 
 @router.get("/interventions", summary="Recorded interventions, newest first")
@@ -277,9 +375,17 @@ def list_interventions(ledger: LedgerDep, customer_id: str | None = None) -> Res
 @router.post(
     "/exit-interviews", status_code=201, summary="Record a churned customer's exit interview"
 )
-def add_exit_interview(body: ExitInterviewIn, ledger: LedgerDep, now: ClockDep) -> Response:
-    new_id = ledger.add_exit_interview(body.model_dump(), now)
-    return _json({"interview_id": new_id}, 201)
+def add_exit_interview(
+    body: ExitInterviewIn,
+    workflows: WorkflowsDep,
+    now: ClockDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    def act() -> tuple[int, dict[str, Any]]:
+        new_id = workflows.record_exit_interview(body.model_dump(), now)
+        return 201, {"interview_id": new_id}
+
+    return once(workflows.ledger, idempotency_key, "/exit-interviews", body, act, now)
 
 
 @router.get("/exit-interviews", summary="Recorded exit interviews")

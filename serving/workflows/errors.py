@@ -9,7 +9,12 @@ task) a 409.
 from __future__ import annotations
 
 from features.errors import ChurnError
-from serving.errors import ConflictError, RequestError, UnknownCustomerError
+from serving.errors import (
+    ConflictError,
+    RecordValidationError,
+    RequestError,
+    UnknownCustomerError,
+)
 
 
 class RulesError(ChurnError):
@@ -34,3 +39,9 @@ class WorkflowConflictError(WorkflowRequestError, ConflictError):
     """A workflow request that contradicts the recorded state (a task already closed, ...)."""
 
     code = "workflow_conflict"
+
+
+class InvalidRecordError(RecordValidationError):
+    """What a person records contradicts the facts or the ledger (422, the field named)."""
+
+    code = "invalid_record"

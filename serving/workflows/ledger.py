@@ -20,16 +20,20 @@ not may see a duplicate only after a crash between sending and marking (or a los
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from serving.errors import FieldProblem
 from serving.workflows.errors import (
+    InvalidRecordError,
     RulesError,
     UnknownRecordError,
     WorkflowConflictError,
@@ -59,7 +63,20 @@ CREATE TABLE IF NOT EXISTS tasks (
   task_id INTEGER PRIMARY KEY, alert_id INTEGER REFERENCES alerts, customer_id TEXT NOT NULL,
   title TEXT NOT NULL, owner TEXT NOT NULL, tier TEXT, sla TEXT, due_at TEXT NOT NULL,
   created_at TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'open', closed_at TEXT,
-  closed_by TEXT, outcome TEXT
+  closed_by TEXT, outcome TEXT, play TEXT, revenue_at_risk REAL
+);
+CREATE TABLE IF NOT EXISTS task_alerts (
+  task_id INTEGER NOT NULL REFERENCES tasks, alert_id INTEGER NOT NULL REFERENCES alerts,
+  attached_at TEXT NOT NULL, PRIMARY KEY (task_id, alert_id)
+);
+CREATE INDEX IF NOT EXISTS task_alerts_alert ON task_alerts (alert_id);
+CREATE TABLE IF NOT EXISTS reassignments (
+  task_id INTEGER NOT NULL REFERENCES tasks, from_owner TEXT NOT NULL, to_owner TEXT NOT NULL,
+  by TEXT NOT NULL, at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+  key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, status INTEGER NOT NULL, body TEXT NOT NULL,
+  created_at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS tags (
   alert_id INTEGER NOT NULL REFERENCES alerts, customer_id TEXT NOT NULL, tag TEXT NOT NULL,
@@ -107,6 +124,18 @@ CREATE TABLE IF NOT EXISTS goals (
   months INTEGER NOT NULL, set_by TEXT NOT NULL, set_at TEXT NOT NULL
 );
 """
+RULES_ACTOR = "rules"  # closed_by of a task the rules resolved
+RESOLVED = "resolved: every alert of this task cleared"
+# Ledgers written before tasks had a play: add the columns, link each old task to its alert,
+# then guard "one open task per customer and play" (old rows have no play, so they never clash).
+TASK_COLUMNS = {"play": "TEXT", "revenue_at_risk": "REAL"}
+UPGRADE = """
+INSERT OR IGNORE INTO task_alerts (task_id, alert_id, attached_at)
+  SELECT task_id, alert_id, created_at FROM tasks WHERE alert_id IS NOT NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS one_open_task ON tasks (customer_id, play)
+  WHERE status = 'open' AND play IS NOT NULL;
+CREATE INDEX IF NOT EXISTS tasks_owner ON tasks (status, owner);
+"""
 
 
 VERSION_SQL = """
@@ -115,6 +144,8 @@ SELECT
   (SELECT count(*) || '.' || ifnull(max(rowid), 0) || '.' || count(cleared_at) FROM alerts),
   (SELECT count(*) || '.' || ifnull(max(rowid), 0) || '.' || count(closed_at)
           || '.' || sum(status = 'open') FROM tasks),
+  (SELECT count(*) FROM task_alerts),
+  (SELECT count(*) FROM reassignments),
   (SELECT count(*) || '.' || ifnull(max(rowid), 0) || '.' || count(removed_at) FROM tags),
   (SELECT count(*) || '.' || ifnull(max(rowid), 0) FROM drafts),
   (SELECT count(*) || '.' || ifnull(max(rowid), 0) || '.' || total(attempts) || '.'
@@ -139,11 +170,40 @@ def iso(moment: datetime | date | None) -> str | None:
 
 @dataclass(frozen=True)
 class PlannedTask:
+    """A task an alert asks for. ``play`` is the playbook tier play it resolves to (one open
+    task per customer and play); ``revenue_at_risk`` (MRR x churn probability, currency per
+    month) orders the run when owners are at capacity."""
+
     title: str
     owner: str
     tier: str
     sla: str
     due_at: datetime
+    play: str = ""
+    revenue_at_risk: float = 0.0
+
+
+@dataclass(frozen=True)
+class WaitingTask:
+    """A task for an episode opened by an earlier run that got none (its owner was at
+    capacity); created when capacity frees, due by the SLA from then."""
+
+    alert_id: int
+    customer_id: str
+    task: PlannedTask
+
+
+@dataclass(frozen=True)
+class TaskOutcome:
+    """What became of one alert's task in a run: ``created``, ``attached`` to the open task
+    of the same customer and play, or ``waiting`` for its owner's capacity."""
+
+    alert_id: int
+    status: str
+    task_id: int | None
+    owner: str
+    title: str
+    due_at: str | None
 
 
 @dataclass(frozen=True)
@@ -190,8 +250,6 @@ class OutboxRow:
 
 def idempotency_key(rule_id: str, customer_id: str, opened_at: str, endpoint: str) -> str:
     """Stable per alert episode and endpoint: a CRM that dedups on it never books twice."""
-    import hashlib
-
     raw = f"{rule_id}|{customer_id}|{opened_at}|{endpoint}".encode()
     return "churn-" + hashlib.sha256(raw).hexdigest()[:32]
 
@@ -202,20 +260,39 @@ class Ledger:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
         con = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         try:
             con.execute("PRAGMA journal_mode=WAL")  # readers never block the rule run or sender
             con.executescript(SCHEMA)
+            have = {r[1] for r in con.execute("PRAGMA table_info(tasks)")}
+            for column, kind in TASK_COLUMNS.items():
+                if column not in have:
+                    con.execute(f"ALTER TABLE tasks ADD COLUMN {column} {kind}")
+            con.executescript(UPGRADE)
         finally:
             con.close()
+
+    def __getstate__(self) -> dict[str, Any]:  # a thread-local does not pickle
+        return {"path": self.path}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.path = state["path"]
+        self._local = threading.local()
 
     @contextmanager
     def connect(self, immediate: bool = False) -> Iterator[sqlite3.Connection]:
         """A connection in one transaction: committed on success, rolled back on error.
 
         ``immediate`` takes the write lock at the start (claims, runs), so two writers never
-        both read the same 'pending' row before either updates it.
+        both read the same 'pending' row before either updates it. Inside :meth:`idempotent`
+        the thread's open transaction is reused, so a write and its stored response commit
+        together.
         """
+        outer = getattr(self._local, "con", None)
+        if outer is not None:
+            yield outer
+            return
         con = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         con.row_factory = sqlite3.Row
         try:
@@ -230,6 +307,47 @@ class Ledger:
             con.execute("COMMIT")
         finally:
             con.close()
+
+    def idempotent(
+        self,
+        key: str | None,
+        fingerprint: str,
+        act: Callable[[], tuple[int, dict[str, Any]]],
+        now: datetime,
+    ) -> tuple[int, dict[str, Any], bool]:
+        """Run ``act`` (a write returning its HTTP status and body) once per ``key``.
+
+        The key, the request's ``fingerprint`` and the response are stored in the same
+        transaction as the write, so a retry after a timeout, a crash or a server restart gets
+        the first response and writes nothing (third value True). The same key with another
+        request is refused: that is a client bug, not a retry.
+        """
+        if key is None:
+            status, body = act()
+            return status, body, False
+        with self.connect(immediate=True) as con:
+            row = con.execute(
+                "SELECT fingerprint, status, body FROM idempotency_keys WHERE key = ?", (key,)
+            ).fetchone()
+            if row is not None:
+                if row["fingerprint"] != fingerprint:
+                    raise InvalidRecordError(
+                        "This Idempotency-Key was used for a different request; send a new key "
+                        "for a new request, the same body for a retry.",
+                        [FieldProblem("Idempotency-Key", "already used for another request")],
+                    )
+                return int(row["status"]), json.loads(row["body"]), True
+            self._local.con = con
+            try:
+                status, body = act()
+            finally:
+                self._local.con = None
+            con.execute(
+                "INSERT INTO idempotency_keys (key, fingerprint, status, body, created_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (key, fingerprint, status, json.dumps(body, default=str), iso(now)),
+            )
+        return status, body, False
 
     def version(self) -> tuple[Any, ...]:
         """A cheap fingerprint of everything recorded: row counts, newest ids and the columns
@@ -261,6 +379,15 @@ class Ledger:
             "SELECT alert_id, rule_id, customer_id FROM alerts WHERE cleared_at IS NULL"
         )
 
+    def waiting_episodes(self) -> pd.DataFrame:
+        """Open, acted-on episodes no task was ever created or attached for (their owner was
+        at capacity): (alert_id, rule_id, customer_id, context)."""
+        return self.frame(
+            "SELECT a.alert_id, a.rule_id, a.customer_id, a.context FROM alerts a "
+            "WHERE a.cleared_at IS NULL AND a.holdout = 0 AND NOT EXISTS "
+            "(SELECT 1 FROM task_alerts ta WHERE ta.alert_id = a.alert_id) ORDER BY a.alert_id"
+        )
+
     def record_run(
         self,
         now: datetime,
@@ -270,10 +397,18 @@ class Ledger:
         cleared: list[int],
         payload_of: Any,
         next_attempt_at: float,
-    ) -> int:
+        waiting: Sequence[WaitingTask] = (),
+        capacity: int | None = None,
+    ) -> tuple[int, list[TaskOutcome]]:
         """Write one rule run: new alerts with their tasks, tags, drafts and outbox rows, and
-        the end of cleared episodes, all or nothing. ``payload_of(alert_id, planned)`` builds a
-        webhook body once the alert has its id. Returns the run id."""
+        the end of cleared episodes, all or nothing. ``payload_of(alert_id, planned, endpoint,
+        task)`` builds a webhook body once the alert has its id and its task outcome.
+
+        Tasks (new alerts' and the ``waiting`` ones of earlier runs) are placed highest revenue
+        at risk first: one that matches the open task of its customer and play is attached to
+        it; otherwise it is created while its owner has fewer than ``capacity`` open tasks
+        (None: no limit), else it waits for a later run. Returns the run id and the outcomes.
+        """
         at = iso(now)
         assert at is not None
         with self.connect(immediate=True) as con:
@@ -303,6 +438,19 @@ class Ledger:
                     "AND removed_at IS NULL",
                     (at, alert_id),
                 )
+            if cleared:
+                # a task whose every alert cleared is resolved: the customer recovered, and a
+                # later episode gets a fresh task with its own SLA instead of an old one
+                marks = ",".join("?" * len(cleared))
+                con.execute(
+                    "UPDATE tasks SET status = 'closed', closed_at = ?, closed_by = ?, "
+                    "outcome = ? WHERE status = 'open' AND task_id IN (SELECT task_id FROM "
+                    f"task_alerts WHERE alert_id IN ({marks})) AND NOT EXISTS (SELECT 1 FROM "
+                    "task_alerts ta JOIN alerts a USING (alert_id) "
+                    "WHERE ta.task_id = tasks.task_id AND a.cleared_at IS NULL)",
+                    (at, RULES_ACTOR, RESOLVED, *cleared),
+                )
+            ids: list[int] = []
             for p in planned:
                 new_id = con.execute(
                     "INSERT INTO alerts (rule_id, customer_id, opened_at, since, detail, run_id, "
@@ -325,22 +473,18 @@ class Ledger:
                         json.dumps(p.context, default=str),
                     ),
                 ).lastrowid
-                alert_id = int(new_id or 0)
-                for t in p.tasks:
-                    con.execute(
-                        "INSERT INTO tasks (alert_id, customer_id, title, owner, tier, sla, "
-                        "due_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        (
-                            alert_id,
-                            p.customer_id,
-                            t.title,
-                            t.owner,
-                            t.tier,
-                            t.sla,
-                            iso(t.due_at),
-                            at,
-                        ),
-                    )
+                ids.append(int(new_id or 0))
+            dropped = set(cleared)
+            wanted = [
+                WaitingTask(alert_id, p.customer_id, t)
+                for alert_id, p in zip(ids, planned, strict=True)
+                for t in p.tasks
+            ] + [w for w in waiting if w.alert_id not in dropped]
+            outcomes = self._place_tasks(con, wanted, at, capacity)
+            first: dict[int, TaskOutcome] = {}
+            for o in outcomes:
+                first.setdefault(o.alert_id, o)
+            for alert_id, p in zip(ids, planned, strict=True):
                 for tag, while_open in p.tags:
                     con.execute(
                         "INSERT INTO tags (alert_id, customer_id, tag, while_open, added_at) "
@@ -361,12 +505,81 @@ class Ledger:
                             alert_id,
                             endpoint,
                             idempotency_key(p.rule_id, p.customer_id, at, endpoint),
-                            payload_of(alert_id, p, endpoint),
+                            payload_of(alert_id, p, endpoint, first.get(alert_id)),
                             next_attempt_at,
                             at,
                         ),
                     )
-        return int(run_id or 0)
+        return int(run_id or 0), outcomes
+
+    @staticmethod
+    def _place_tasks(
+        con: sqlite3.Connection, wanted: list[WaitingTask], at: str, capacity: int | None
+    ) -> list[TaskOutcome]:
+        """Attach, create or defer each wanted task (see :meth:`record_run`), richest first;
+        ties by customer and alert id so a replay places the same tasks."""
+        order = sorted(wanted, key=lambda w: (-w.task.revenue_at_risk, w.customer_id, w.alert_id))
+        load = {
+            str(r[0]): int(r[1])
+            for r in con.execute(
+                "SELECT owner, COUNT(*) FROM tasks WHERE status = 'open' GROUP BY owner"
+            )
+        }
+        outcomes = []
+        for w in order:
+            t = w.task
+            found = con.execute(
+                "SELECT task_id, owner, title, due_at FROM tasks WHERE customer_id = ? "
+                "AND play = ? AND status = 'open'",
+                (w.customer_id, t.play),
+            ).fetchone()
+            if found is not None:
+                con.execute(
+                    "INSERT OR IGNORE INTO task_alerts (task_id, alert_id, attached_at) "
+                    "VALUES (?, ?, ?)",
+                    (found["task_id"], w.alert_id, at),
+                )
+                outcomes.append(
+                    TaskOutcome(
+                        w.alert_id,
+                        "attached",
+                        int(found["task_id"]),
+                        str(found["owner"]),
+                        str(found["title"]),
+                        str(found["due_at"]),
+                    )
+                )
+                continue
+            if capacity is not None and load.get(t.owner, 0) >= capacity:
+                outcomes.append(TaskOutcome(w.alert_id, "waiting", None, t.owner, t.title, None))
+                continue
+            due = iso(t.due_at)
+            task_id = int(
+                con.execute(
+                    "INSERT INTO tasks (alert_id, customer_id, title, owner, tier, sla, due_at, "
+                    "created_at, play, revenue_at_risk) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        w.alert_id,
+                        w.customer_id,
+                        t.title,
+                        t.owner,
+                        t.tier,
+                        t.sla,
+                        due,
+                        at,
+                        t.play,
+                        t.revenue_at_risk,
+                    ),
+                ).lastrowid
+                or 0
+            )
+            con.execute(
+                "INSERT INTO task_alerts (task_id, alert_id, attached_at) VALUES (?, ?, ?)",
+                (task_id, w.alert_id, at),
+            )
+            load[t.owner] = load.get(t.owner, 0) + 1
+            outcomes.append(TaskOutcome(w.alert_id, "created", task_id, t.owner, t.title, due))
+        return outcomes
 
     # ----- outbox ------------------------------------------------------------------------
 
@@ -500,6 +713,69 @@ class Ledger:
                 (iso(now), by, outcome, task_id),
             )
 
+    def tasks(
+        self,
+        now: datetime,
+        status: str | None = "open",
+        owner: str | None = None,
+        tier: str | None = None,
+        overdue: bool | None = None,
+        customer_id: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> tuple[pd.DataFrame, int]:
+        """A page of tasks and the total that match: soonest due first, then highest revenue at
+        risk. ``overdue`` compares the stored ``due_at`` with ``now`` (open tasks only are ever
+        overdue); each row counts the alerts attached to it."""
+        where, params = _task_filter(iso(now) or "", status, owner, tier, overdue, customer_id)
+        with self.connect() as con:
+            total = int(con.execute(f"SELECT COUNT(*) FROM tasks WHERE {where}", params)
+                        .fetchone()[0])  # fmt: skip
+        frame = self.frame(
+            f"SELECT tasks.*, (status = 'open' AND due_at < ?) AS overdue, "
+            "(SELECT COUNT(*) FROM task_alerts ta WHERE ta.task_id = tasks.task_id) AS alerts "
+            f"FROM tasks WHERE {where} "
+            "ORDER BY due_at, revenue_at_risk DESC, task_id LIMIT ? OFFSET ?",
+            [iso(now), *params, limit, offset],
+        )
+        frame["overdue"] = frame["overdue"].astype(bool)
+        return frame, total
+
+    def reassign_tasks(
+        self, task_ids: Sequence[int], owner: str, by: str, now: datetime
+    ) -> list[int]:
+        """Give open tasks to ``owner`` (all or nothing); each move is recorded with who made
+        it. Unknown or closed ids are refused by name. Returns the ids moved (already owned
+        ones are left as they are)."""
+        ids = sorted(set(task_ids))
+        marks = ",".join("?" * len(ids))
+        with self.connect(immediate=True) as con:
+            rows = {
+                int(r["task_id"]): r
+                for r in con.execute(
+                    f"SELECT task_id, owner, status FROM tasks WHERE task_id IN ({marks})", ids
+                )
+            }
+            missing = [i for i in ids if i not in rows]
+            if missing:
+                raise UnknownRecordError(
+                    f"No task {', '.join(map(str, missing))}; list tasks at GET /workflows/tasks."
+                )
+            closed = [i for i in ids if rows[i]["status"] != "open"]
+            if closed:
+                raise WorkflowConflictError(
+                    f"Task {', '.join(map(str, closed))} is closed; only open tasks are reassigned."
+                )
+            moved = [i for i in ids if rows[i]["owner"] != owner]
+            for task_id in moved:
+                con.execute("UPDATE tasks SET owner = ? WHERE task_id = ?", (owner, task_id))
+                con.execute(
+                    "INSERT INTO reassignments (task_id, from_owner, to_owner, by, at) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (task_id, rows[task_id]["owner"], owner, by, iso(now)),
+                )
+        return moved
+
     def add_intervention(self, values: dict[str, Any], now: datetime) -> int:
         with self.connect(immediate=True) as con:
             self._check_refs(con, values.get("alert_id"), values.get("task_id"))
@@ -612,12 +888,12 @@ class Ledger:
             params.append(customer_id)
         sql = f"""
             SELECT a.*,
-              (SELECT task_id FROM tasks t WHERE t.alert_id = a.alert_id ORDER BY task_id LIMIT 1)
-                AS task_id,
-              (SELECT status FROM tasks t WHERE t.alert_id = a.alert_id ORDER BY task_id LIMIT 1)
-                AS task_status,
-              (SELECT due_at FROM tasks t WHERE t.alert_id = a.alert_id ORDER BY task_id LIMIT 1)
-                AS due_at,
+              (SELECT ta.task_id FROM task_alerts ta WHERE ta.alert_id = a.alert_id
+                 ORDER BY ta.task_id LIMIT 1) AS task_id,
+              (SELECT t.status FROM task_alerts ta JOIN tasks t USING (task_id)
+                 WHERE ta.alert_id = a.alert_id ORDER BY ta.task_id LIMIT 1) AS task_status,
+              (SELECT t.due_at FROM task_alerts ta JOIN tasks t USING (task_id)
+                 WHERE ta.alert_id = a.alert_id ORDER BY ta.task_id LIMIT 1) AS due_at,
               (SELECT useful FROM verdicts v WHERE v.alert_id = a.alert_id
                  ORDER BY verdict_id DESC LIMIT 1) AS verdict_useful,
               (SELECT comment FROM verdicts v WHERE v.alert_id = a.alert_id
@@ -659,9 +935,26 @@ class Ledger:
             "exit_interviews",
             "verdicts",
             "goals",
+            "task_alerts",
+            "reassignments",
         }:
             raise ValueError(f"no table {name}")
         return self.frame(f"SELECT * FROM {name} WHERE {where} ORDER BY {order}", params)
+
+    def task_owner(self, task_id: int) -> tuple[str, str] | None:
+        """(customer_id, status) of a task, None if there is none."""
+        with self.connect() as con:
+            row = con.execute(
+                "SELECT customer_id, status FROM tasks WHERE task_id = ?", (task_id,)
+            ).fetchone()
+        return (str(row[0]), str(row[1])) if row else None
+
+    def alert_customer(self, alert_id: int) -> str | None:
+        with self.connect() as con:
+            row = con.execute(
+                "SELECT customer_id FROM alerts WHERE alert_id = ?", (alert_id,)
+            ).fetchone()
+        return str(row[0]) if row else None
 
     def segment(self, tag: str) -> list[str]:
         """Customers currently in the segment ``tag`` (any open membership row)."""
@@ -671,3 +964,37 @@ class Ledger:
             (tag,),
         )
         return [str(c) for c in frame["customer_id"]]
+
+
+def _task_filter(
+    now: str,
+    status: str | None,
+    owner: str | None,
+    tier: str | None,
+    overdue: bool | None,
+    customer_id: str | None,
+) -> tuple[str, list[Any]]:
+    """The WHERE clause (with parameters) of a task listing; None means any."""
+    where, params = ["1 = 1"], []
+    for column, value in (
+        ("status", status),
+        ("owner", owner),
+        ("tier", tier),
+        ("customer_id", customer_id),
+    ):
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    if overdue is True:
+        where.append("status = 'open' AND due_at < ?")
+        params.append(now)
+    elif overdue is False:
+        where.append("NOT (status = 'open' AND due_at < ?)")
+        params.append(now)
+    return " AND ".join(where), params
+
+
+def request_fingerprint(method: str, path: str, body: Any) -> str:
+    """What makes two requests the same for ``Idempotency-Key``: method, path and JSON body."""
+    raw = json.dumps([method, path, body], sort_keys=True, default=str).encode()
+    return hashlib.sha256(raw).hexdigest()

@@ -36,7 +36,15 @@ from serving.workflows.config import (
     WebhookAction,
 )
 from serving.workflows.inputs import daily_scores, latest_scores
-from serving.workflows.ledger import Ledger, PlannedAlert, PlannedDraft, PlannedTask, iso
+from serving.workflows.ledger import (
+    Ledger,
+    PlannedAlert,
+    PlannedDraft,
+    PlannedTask,
+    TaskOutcome,
+    WaitingTask,
+    iso,
+)
 
 
 @dataclass(frozen=True)
@@ -52,12 +60,15 @@ class RunSummary:
     cleared: int
     tasks: int
     webhooks: int
+    attached: int = 0
+    waiting: int = 0
 
     def line(self) -> str:
         return (
             f"rules run {self.run_id} at {self.now}: {self.holding} conditions hold over "
             f"{self.evaluated:,} customers; {self.opened} new alerts ({self.held_out} held out), "
-            f"{self.cleared} cleared; {self.tasks} tasks, {self.webhooks} webhooks queued"
+            f"{self.cleared} cleared; {self.tasks} tasks created, {self.attached} alerts added "
+            f"to open tasks, {self.waiting} waiting for capacity; {self.webhooks} webhooks queued"
         )
 
 
@@ -144,18 +155,23 @@ def alert_context(
     }
 
 
-def plan_alert(
-    rule: RuleSpec,
-    context: dict[str, Any],
-    holdout: bool,
-    playbook: Playbook,
-    emails: jinja2.Environment,
-    now: datetime,
-) -> PlannedAlert:
-    """A new alert and, unless held out, its tasks, tags, drafts and webhooks."""
-    tasks, tags, drafts, hooks = [], [], [], []
+def revenue_at_risk(mrr: float | None, probability: float | None) -> float:
+    """MRR x churn probability (currency per month): what a customer's loss is expected to
+    cost, the order in which owners at capacity get tasks."""
+    if mrr is None or probability is None:
+        return 0.0
+    return float(mrr) * float(probability)
+
+
+def plan_tasks(
+    rule: RuleSpec, context: dict[str, Any], playbook: Playbook, now: datetime, risk: float
+) -> list[PlannedTask]:
+    """The tasks of ``rule``'s task actions: each resolves to a playbook tier play (its
+    ``sla_tier`` or the customer's tier), owned by the customer's CSM (else the play's owner),
+    due by the play's SLA from ``now``, the moment the task is created."""
+    tasks = []
     moment = utc(now).to_pydatetime()
-    for action in [] if holdout else rule.actions:
+    for action in rule.actions:
         if isinstance(action, TaskAction):
             tier = action.sla_tier or context["tier"] or "low"
             play = playbook.tiers[tier]
@@ -164,9 +180,35 @@ def plan_alert(
             )
             owner = context["csm_owner_id"] or play.owner
             tasks.append(
-                PlannedTask(title, owner, tier, play.sla.describe(), play.sla.deadline(moment))
+                PlannedTask(
+                    title,
+                    owner,
+                    tier,
+                    play.sla.describe(),
+                    play.sla.deadline(moment),
+                    play=tier,
+                    revenue_at_risk=risk,
+                )
             )
-        elif isinstance(action, TagAction):
+    return tasks
+
+
+def plan_alert(
+    rule: RuleSpec,
+    context: dict[str, Any],
+    holdout: bool,
+    playbook: Playbook,
+    emails: jinja2.Environment,
+    now: datetime,
+    risk: float | None = None,
+) -> PlannedAlert:
+    """A new alert and, unless held out, its tasks, tags, drafts and webhooks."""
+    tags, drafts, hooks = [], [], []
+    if risk is None:
+        risk = revenue_at_risk(context["mrr"], context["probability"])
+    tasks = [] if holdout else plan_tasks(rule, context, playbook, now, risk)
+    for action in [] if holdout else rule.actions:
+        if isinstance(action, TagAction):
             tags.append((action.tag, action.while_open))
         elif isinstance(action, EmailDraftAction):
             subject, body = render_draft(emails, action.template, context)
@@ -193,9 +235,16 @@ def plan_alert(
     )
 
 
-def webhook_payload(alert_id: int, planned: PlannedAlert, endpoint: str, opened_at: str) -> str:
+def webhook_payload(
+    alert_id: int,
+    planned: PlannedAlert,
+    endpoint: str,
+    opened_at: str,
+    task: TaskOutcome | None = None,
+) -> str:
     """The JSON body a CRM receives for a new alert (fixed at enqueue time: a retry sends the
-    same bytes)."""
+    same bytes). ``task`` is the task the alert created or was added to (``status``
+    ``created`` / ``attached``), or the one waiting for its owner's capacity."""
     c = planned.context
     body = {
         "event": "churn.alert.opened",
@@ -217,11 +266,13 @@ def webhook_payload(alert_id: int, planned: PlannedAlert, endpoint: str, opened_
         "top_drivers": c["top_drivers"],
         "recommended_action": c["recommended_action"],
         "task": None
-        if not planned.tasks
+        if task is None
         else {
-            "owner": planned.tasks[0].owner,
-            "due_at": iso(planned.tasks[0].due_at),
-            "title": planned.tasks[0].title,
+            "task_id": task.task_id,
+            "status": task.status,
+            "owner": task.owner,
+            "due_at": task.due_at,
+            "title": task.title,
         },
         "tags": [t for t, _ in planned.tags],
     }
@@ -236,9 +287,14 @@ def run_rules(
     playbook: Playbook,
     now: datetime,
     known_at: datetime | None = None,
+    capacity: int | None = None,
 ) -> RunSummary:
     """Evaluate every rule at ``now`` and record new and cleared episodes (see module doc);
-    ``known_at`` replays the history as it was then (``inputs.daily_scores``)."""
+    ``known_at`` replays the history as it was then (``inputs.daily_scores``).
+
+    Tasks: one open task per customer and play (a later alert is added to it); at most
+    ``capacity`` open tasks per owner (None: no limit), given highest revenue at risk first;
+    open episodes of earlier runs still without a task are offered again (backfill)."""
     daily = daily_scores(history, now, known_at)
     holds = evaluate(config, daily, facts, now)
     latest = latest_scores(daily)
@@ -251,6 +307,16 @@ def run_rules(
     opened_at = iso(now) or ""
     emails = email_environment(config.email_templates)
     planned = []
+
+    def risk_of(cid: str, context: dict[str, Any]) -> float:
+        """Revenue at risk today: latest probability x current MRR (the alert's if unknown)."""
+        probability = _number(latest.at[cid, "probability"]) if cid in latest.index else None
+        mrr = _number(facts.at[cid, "mrr"]) if cid in facts.index else None
+        return revenue_at_risk(
+            context["mrr"] if mrr is None else mrr,
+            context["probability"] if probability is None else probability,
+        )
+
     for row in starting.itertuples(index=False):
         rule = config.rule(str(row.rule_id))
         assert rule is not None
@@ -261,17 +327,34 @@ def run_rules(
         held = rule.holdout and in_holdout(
             config.holdout.seed, rule.id, cid, opened_at, config.holdout.share
         )
-        planned.append(plan_alert(rule, context, held, playbook, emails, now))
+        planned.append(
+            plan_alert(rule, context, held, playbook, emails, now, risk_of(cid, context))
+        )
     cleared = [int(a) for a in ended["alert_id"]]
-    run_id = ledger.record_run(
+    waiting = []
+    for episode in ledger.waiting_episodes().itertuples(index=False):
+        rule = config.rule(str(episode.rule_id))
+        if rule is None:
+            continue
+        context = json.loads(str(episode.context))
+        cid = str(episode.customer_id)
+        for task in plan_tasks(rule, context, playbook, now, risk_of(cid, context)):
+            waiting.append(WaitingTask(int(str(episode.alert_id)), cid, task))
+    run_id, outcomes = ledger.record_run(
         now,
         rules_digest(config),
         int(max(daily["customer_id"].nunique(), len(facts))),
         planned,
         cleared,
-        lambda alert_id, p, endpoint: webhook_payload(alert_id, p, endpoint, opened_at),
+        lambda alert_id, p, endpoint, task: webhook_payload(alert_id, p, endpoint, opened_at, task),
         0.0,  # due at once: the sender runs on the wall clock, ``now`` may be a replayed day
+        waiting,
+        capacity,
     )
+    done = {o.status: 0 for o in outcomes} | {"created": 0, "attached": 0}
+    for o in outcomes:
+        done[o.status] += 1
+    still_waiting = {o.alert_id for o in outcomes if o.status == "waiting"}
     return RunSummary(
         run_id=run_id,
         now=opened_at,
@@ -280,6 +363,8 @@ def run_rules(
         opened=len(planned),
         held_out=sum(p.holdout for p in planned),
         cleared=len(cleared),
-        tasks=sum(len(p.tasks) for p in planned),
+        tasks=done["created"],
         webhooks=sum(len(p.webhooks) for p in planned),
+        attached=done["attached"],
+        waiting=len(still_waiting),
     )

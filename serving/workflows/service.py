@@ -23,13 +23,14 @@ import pandas as pd
 
 from churn_settings import Settings
 from features.contract import RawTables
-from features.facts import customer_facts, facts_frame
+from features.facts import customer_facts, day_of, facts_frame
 from serving.errors import NotReadyError
 from serving.playbook import Playbook, load_playbook
 from serving.workflows.config import RulesConfig, load_rules
 from serving.workflows.inputs import daily_scores, read_score_history
 from serving.workflows.ledger import Ledger
 from serving.workflows.loop import ClosedLoop, LoopInputs, closed_loop
+from serving.workflows.records import check_exit_interview, check_intervention
 from serving.workflows.run import RunSummary, run_rules
 from serving.workflows.webhooks import Attempt, WebhookSender
 
@@ -65,7 +66,11 @@ class Workflows:
     ledger: Ledger
     playbook: Playbook
     history_path: Path
+    task_capacity: int | None = None  # open tasks per owner a rule run fills up to
     _tables: tuple[float, RawTables] | None = field(default=None, repr=False)
+    _known: tuple[tuple[Any, ...], pd.DataFrame, frozenset[str]] | None = field(
+        default=None, repr=False
+    )
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _history: tuple[tuple[int, int, int], pd.DataFrame] | None = field(default=None, repr=False)
     _loop: tuple[tuple[Any, ...], tuple[ClosedLoop, LoopInputs]] | None = field(
@@ -85,6 +90,7 @@ class Workflows:
             ledger=Ledger(settings.workflows_db_path),
             playbook=load_playbook(settings.playbook_path),
             history_path=settings.score_history_path,
+            task_capacity=settings.workflows.task_capacity,
         )
 
     def use_worker(self) -> Workflows:
@@ -168,8 +174,48 @@ class Workflows:
         history = self.history()
         moment = self.resolve_now(now, history)
         return run_rules(
-            self.config, self.ledger, history, self.facts(moment), self.playbook, moment
+            self.config,
+            self.ledger,
+            history,
+            self.facts(moment),
+            self.playbook,
+            moment,
+            capacity=self.task_capacity,
         )
+
+    def known_customers(self, now: datetime) -> tuple[pd.DataFrame, frozenset[str]]:
+        """Customer facts as of ``now``'s day and the scored ids, to check records against;
+        kept until the export, the history or the day changes (one DuckDB pass, not one per
+        request)."""
+        key = (tree_stamp(self.settings.data_dir), tree_stamp(self.history_path), day_of(now))
+        cached = self._known
+        if cached is None or cached[0] != key:
+            history = self.history()
+            cached = (key, self.facts(now), frozenset(history["customer_id"].astype(str)))
+            self._known = cached
+        return cached[1], cached[2]
+
+    def record_intervention(self, values: dict[str, Any], now: datetime) -> int:
+        """Check an intervention against the facts and the ledger (422 naming the field),
+        then record it."""
+        facts, scored = self.known_customers(now)
+        alert_id, task_id = values.get("alert_id"), values.get("task_id")
+        task = self.ledger.task_owner(task_id) if task_id is not None else None
+        check_intervention(
+            values,
+            facts,
+            day_of(now).date(),
+            scored,
+            self.ledger.alert_customer(alert_id) if alert_id is not None else None,
+            task[0] if task else None,
+        )
+        return self.ledger.add_intervention(values, now)
+
+    def record_exit_interview(self, values: dict[str, Any], now: datetime) -> int:
+        """Check an exit interview (a churned, known customer; a plausible day), record it."""
+        facts, scored = self.known_customers(now)
+        check_exit_interview(values, facts, day_of(now).date(), scored)
+        return self.ledger.add_exit_interview(values, now)
 
     def send(self, timeout_seconds: float = 60.0) -> list[Attempt]:
         """Deliver queued webhooks (needs each endpoint's secret in the environment)."""

@@ -220,7 +220,7 @@ def post_intervention(
     fields = {k: (v or None) for k, v in form.items() if k in InterventionIn.model_fields}
     try:
         body = InterventionIn.model_validate(fields)
-        new_id = workflows.ledger.add_intervention(body.model_dump(), now)
+        new_id = workflows.record_intervention(body.model_dump(), now)
     except ValidationError as exc:
         return interventions_view(page, workflows, form, _problems(exc), 400)
     except ChurnError as exc:
@@ -286,9 +286,11 @@ def post_exit(
     fields["avoidable"] = form.get("avoidable") in ("yes", "true", "1", "on")
     try:
         body = ExitInterviewIn.model_validate(fields)
+        new_id = workflows.record_exit_interview(body.model_dump(), now)
     except ValidationError as exc:
         return exit_view(page, workflows, now, form, _problems(exc), 400)
-    new_id = workflows.ledger.add_exit_interview(body.model_dump(), now)
+    except ChurnError as exc:
+        return exit_view(page, workflows, now, form, str(exc), 422)
     return back("/exit-interviews", saved=f"exit interview {new_id} recorded")
 
 

@@ -96,3 +96,20 @@ def test_accepted_connections_get_tcp_nodelay() -> None:
             accepted.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
             set_nodelay(Transport())  # type: ignore[arg-type]
             assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+
+
+def test_a_taken_port_is_named_or_with_free_port_another_is_taken() -> None:
+    from features.errors import ChurnError
+    from serving.server import listen_port
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = int(taken.getsockname()[1])
+        with pytest.raises(ChurnError, match=f"127.0.0.1:{port}.*CHURN_PORT.*--free-port"):
+            listen_port("127.0.0.1", port)
+        other = listen_port("127.0.0.1", port, any_free=True)
+        assert other != port
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", other))  # really free
+    assert listen_port("127.0.0.1", port) == port  # free again once the other server stops
