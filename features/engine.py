@@ -337,6 +337,16 @@ def build_labeled_set(
     return _describe(_finish(joined), tables, vocabulary)
 
 
+def build_labels(tables: RawTables, as_of: Sequence[date], spec: LabelSpec) -> pd.DataFrame:
+    """Only the labels of :func:`build_labeled_set` (customer_id, as_of, churned,
+    label_complete): what the realised performance of past scorings needs from a later export."""
+    loaded = _load(tables, as_of, spec, None, default_vocabulary(tables))
+    labels = loaded.fetch(definition(f"labels_{spec.kind}"))
+    labels["churned"] = labels["churned"].astype("int8")
+    labels["label_complete"] = labels["label_complete"].astype(bool)
+    return labels
+
+
 def _describe(frame: pd.DataFrame, tables: RawTables, vocabulary: Vocabulary) -> pd.DataFrame:
     """Attach the generated catalog entries and the vocabulary to the set (``frame.attrs``).
 
