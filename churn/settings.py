@@ -104,6 +104,24 @@ class Settings(BaseSettings):
         description="/readyz is not ready when the snapshot's newest as_of is older "
         "than this many days (0 = no limit).",
     )
+    # ----- monitoring and retraining -----
+    monitor_alpha: float = Field(
+        0.05, gt=0, lt=1, description="False-alarm rate of one `churn monitor` run (all checks)."
+    )
+    monitor_min_share: float = Field(
+        0.02,
+        ge=0,
+        le=1,
+        description="Share of the model's explanation (mean |SHAP|) below which a drifting "
+        "feature is reported but does not alarm.",
+    )
+    retrain_on: str = Field(
+        "realised_auc,estimated_auc,drift,age",
+        description="What makes `churn retrain` retrain (comma-separated).",
+    )
+    retrain_max_age_days: int = Field(
+        365, ge=0, description="Retrain when the model's data is older than this (0 = never)."
+    )
 
     def model_name_for(self, origin: str) -> str:
         """The registered model a labeled set of ``origin`` trains: one name per export, so a

@@ -198,10 +198,13 @@ def is_categorical(values: pd.Series) -> bool:
 
 
 def check_column(reference: pd.Series, current: pd.Series, bins: int = BINS) -> Check:
-    """The check that fits the column's type."""
-    if is_categorical(reference) or is_categorical(current):
+    """The check that fits the column's type (an all-missing column takes the other's)."""
+    filled = [s for s in (reference, current) if s.notna().any()]
+    if filled and all(is_categorical(s) for s in filled):
         return categorical_check(reference, current)
-    return numeric_check(reference, current, bins)
+    return numeric_check(
+        pd.to_numeric(reference, errors="coerce"), pd.to_numeric(current, errors="coerce"), bins
+    )
 
 
 def _bare(frame: pd.DataFrame) -> pd.DataFrame:
@@ -249,7 +252,7 @@ def feature_drift(
     rows = []
     for name in present:
         check = check_column(reference[name], current[name], config.bins)
-        allowed = float((tolerance or {}).get(name, 0.0))
+        allowed = float(tolerance.get(name, 0.0)) if tolerance is not None else 0.0
         if check.psi <= allowed:  # within the changes the model was trained through
             check = replace(check, p_distribution=float("nan"))
         tested_at = level * float(weights[name])
