@@ -616,6 +616,7 @@ def score_all(
     from serving.history import append_history
     from serving.store import ModelRef
     from serving.store import score_all as write_score_store
+    from serving.workflows.service import clear_rules_pending, mark_rules_pending
     from training.registry import configure, load_registered
 
     settings = Settings()
@@ -640,6 +641,8 @@ def score_all(
         write_parquet_spark(scored, spark_out)
         console.print(f"[green]wrote[/] {spark_out} (Spark; scored by {name} v{version})")
         return
+    if rules:  # before the store: a crash from here to the recorded run is finished on start
+        mark_rules_pending(settings.store_dir)
     target, customers = write_score_store(
         churn_model, ModelRef(name, version, alias), snapshot_file or settings.snapshot_path,
         out or settings.score_store_path, settings.top_k, settings.scoring_threads,
@@ -654,6 +657,7 @@ def score_all(
 
         workflows = Workflows.from_settings(settings)
         console.print(workflows.run().line())
+        clear_rules_pending(settings.store_dir)
         _send_webhooks(workflows)
 
 

@@ -67,6 +67,7 @@ from serving.store import clean_stale_temporaries
 from serving.throttle import FailureThrottle
 from serving.ui import mount_ui
 from serving.workflows.routes import mount_workflows
+from serving.workflows.service import recover_rules_run
 
 log = logging.getLogger("churn.serving")
 
@@ -339,6 +340,13 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
             if recovered is not None:
                 log.warning("recorded the score store in the history (%s): the scoring that "
                             "wrote it was interrupted before it did", recovered.name)  # fmt: skip
+        try:
+            owed = await asyncio.to_thread(recover_rules_run, settings)
+        except Exception as exc:  # alerts are late, scores are not: serving goes on
+            log.error("could not finish the rule run an interrupted score-all owed: %s", exc)
+        else:
+            if owed is not None:
+                log.warning("ran the rules an interrupted score-all owed: %s", owed.line())
         if runtime.state is None:
             await reload(True)
         else:

@@ -12,15 +12,16 @@ figures and the metrics table agree.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from matplotlib import colormaps
+import shap
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.cm import ScalarMappable
 from matplotlib.figure import Figure
 from sklearn.metrics import (
     average_precision_score,
@@ -32,8 +33,6 @@ from sklearn.metrics import (
 from training.evaluation import ECE_BINS, expected_calibration_error, gains_curve, reliability_curve
 
 REFERENCE_STYLE: dict[str, Any] = {"color": "grey", "linestyle": "--", "linewidth": 1}
-SHAP_CMAP = "coolwarm"  # blue = low feature value, red = high
-MISSING_COLOR = "#bbbbbb"
 
 
 def _figure(width: float = 6.0, height: float = 5.0) -> tuple[Figure, Axes]:
@@ -190,36 +189,40 @@ def _numeric(column: pd.Series) -> tuple[np.ndarray, list[str] | None]:
     return codes, [str(c) for c in categorical.cat.categories]
 
 
-def _colour_scale(x: np.ndarray) -> np.ndarray:
-    """0-1 between the 5th and 95th percentile so a few outliers don't wash out the colours."""
-    if np.isnan(x).all():
-        return x
-    low, high = np.nanpercentile(x, [5, 95])
-    if high <= low:
-        low, high = np.nanmin(x), np.nanmax(x)
-    if high <= low:
-        return np.where(np.isnan(x), np.nan, 0.5)
-    return np.clip((x - low) / (high - low), 0.0, 1.0)
+def shap_explanation(contributions: np.ndarray, values: pd.DataFrame) -> shap.Explanation:
+    """LightGBM's ``pred_contrib`` output as a ``shap.Explanation``, so ``shap.plots`` draws it.
 
-
-def _swarm_offsets(x: np.ndarray, bins: int = 100, width: float = 0.4) -> np.ndarray:
-    """Deterministic vertical spread: points in the same x-bin stack alternately up and down."""
-    span = float(np.ptp(x)) if x.size else 0.0
-    bin_of = (
-        np.zeros(x.size, dtype=np.int64)
-        if span == 0
-        else (np.minimum(((x - x.min()) / span * bins).astype(np.int64), bins - 1))
+    The per-request path keeps the raw contributions for speed; this is only for figures.
+    Categories become their codes (``shap`` colours by number; missing stays NaN, drawn grey).
+    """
+    raw = np.asarray(contributions, dtype=np.float64)
+    matrix = _feature_contributions(raw, values)
+    bias = raw[:, -1] if raw.shape[1] == values.shape[1] + 1 else np.zeros(len(values))
+    data = np.column_stack([_numeric(values[c])[0] for c in values.columns]).reshape(matrix.shape)
+    return shap.Explanation(
+        values=matrix,
+        base_values=bias,
+        data=data,
+        feature_names=[str(c) for c in values.columns],
     )
-    order = np.argsort(bin_of, kind="stable")
-    sorted_bins = bin_of[order]
-    starts = np.flatnonzero(np.r_[True, sorted_bins[1:] != sorted_bins[:-1]])
-    first = np.repeat(starts, np.diff(np.r_[starts, x.size]))
-    rank = np.arange(x.size) - first
-    step = np.where(rank % 2 == 1, 1.0, -1.0) * ((rank + 1) // 2)
-    offsets = np.empty(x.size)
-    offsets[order] = step
-    peak = np.abs(offsets).max() if x.size else 0.0
-    return offsets * (width / peak) if peak > 0 else offsets
+
+
+@contextmanager
+def _shap_drawing(seed: int = 0) -> Iterator[None]:
+    """``shap.plots`` jitters with NumPy's global generator and may open pyplot figures.
+
+    Seed the one and restore it after, and close only the figures the call opened, so the same
+    run gives the same image and nothing leaks into a caller's pyplot session.
+    """
+    state = np.random.get_state()  # noqa: NPY002 (shap draws from the legacy global)
+    before = set(plt.get_fignums())
+    np.random.seed(seed)  # noqa: NPY002
+    try:
+        yield
+    finally:
+        np.random.set_state(state)  # noqa: NPY002
+        for number in set(plt.get_fignums()) - before:
+            plt.close(number)
 
 
 def plot_shap_beeswarm(
@@ -228,40 +231,22 @@ def plot_shap_beeswarm(
     max_display: int = 15,
     xlabel: str = "Contribution to churn log-odds",
 ) -> Figure:
-    """Beeswarm of the top features: each dot one customer, x its contribution, colour its value.
-
-    ``contributions`` is rows x features (a trailing bias column, as LightGBM returns, is
-    dropped); ``values`` holds the same rows' feature values. Missing values and categorical
-    features are grey.
+    """``shap``'s beeswarm of the top features: a dot per customer, x its contribution, colour
+    its value (categories by code, missing grey). A trailing bias column is dropped.
     """
-    matrix = _feature_contributions(contributions, values)
-    names = top_features(matrix, values, max_display)
-    figure, ax = _figure(7.0, 0.45 * len(names) + 1.5)
-    cmap = colormaps[SHAP_CMAP]
-    for row, name in enumerate(names):
-        x = matrix[:, values.columns.get_loc(name)]
-        numbers, categories = _numeric(values[name])
-        # "low"/"high" means nothing for a category: categorical features are grey.
-        shade = np.full(len(x), np.nan) if categories is not None else _colour_scale(numbers)
-        y = len(names) - 1 - row + _swarm_offsets(x)
-        missing = np.isnan(shade)
-        ax.scatter(x[missing], y[missing], s=6, color=MISSING_COLOR, linewidths=0)
-        ax.scatter(
-            x[~missing],
-            y[~missing],
-            s=6,
-            c=shade[~missing],
-            cmap=cmap,
-            vmin=0,
-            vmax=1,
-            linewidths=0,
+    explanation = shap_explanation(contributions, values)
+    shown = min(max_display, values.shape[1])
+    figure, ax = _figure(8.0, 0.45 * shown + 1.5)
+    with _shap_drawing():
+        shap.plots.beeswarm(
+            explanation,
+            max_display=shown,
+            ax=ax,
+            show=False,
+            plot_size=None,
+            group_remaining_features=False,
         )
-    ax.axvline(0, color="grey", linewidth=0.8)
-    ax.set_yticks(range(len(names)), labels=names[::-1])
     ax.set(xlabel=xlabel, title="Feature contributions")
-    bar = figure.colorbar(ScalarMappable(cmap=cmap), ax=ax, ticks=[0, 1], aspect=40)
-    bar.set_ticklabels(["low", "high"])
-    bar.set_label("Feature value")
     return figure
 
 
@@ -272,13 +257,11 @@ def plot_shap_dependence(
     top: int = 4,
     ylabel: str = "Contribution to churn log-odds",
 ) -> Figure:
-    """One panel per feature: its value vs its contribution (``features`` or the ``top`` ones).
-
-    Rows with a missing value are left out (counted in the panel title); categories are shown
-    by name.
+    """``shap``'s dependence scatter, one panel per feature (``features`` or the ``top`` ones):
+    its value against its contribution; categories are labelled by name.
     """
-    matrix = _feature_contributions(contributions, values)
-    names = list(features) if features is not None else top_features(matrix, values, top)
+    explanation = shap_explanation(contributions, values)
+    names = list(features) if features is not None else top_features(contributions, values, top)
     unknown = [n for n in names if n not in values.columns]
     if unknown:
         raise ValueError(f"features not in values: {', '.join(unknown)}")
@@ -288,19 +271,12 @@ def plot_shap_dependence(
     FigureCanvasAgg(figure)
     axes = figure.subplots(rows, cols, squeeze=False).ravel()
     for ax, name in zip(axes, names, strict=False):
-        x, categories = _numeric(values[name])
-        contribution = matrix[:, values.columns.get_loc(name)]
-        present = ~np.isnan(x)
-        ax.scatter(x[present], contribution[present], s=6, alpha=0.6, linewidths=0)
-        ax.axhline(0, color="grey", linewidth=0.8)
+        with _shap_drawing():
+            shap.plots.scatter(explanation[:, name], hist=False, ax=ax, show=False)
+        categories = _numeric(values[name])[1]
         if categories is not None:
             ax.set_xticks(range(len(categories)), labels=categories, rotation=30, ha="right")
-        missing = int((~present).sum())
-        ax.set(
-            xlabel=name,
-            ylabel=ylabel,
-            title=name + (f" ({missing} missing not shown)" if missing else ""),
-        )
+        ax.set(title=name, ylabel=ylabel)
     for ax in axes[len(names) :]:
         ax.set_visible(False)
     return figure
@@ -314,5 +290,6 @@ __all__ = [
     "plot_roc",
     "plot_shap_beeswarm",
     "plot_shap_dependence",
+    "shap_explanation",
     "top_features",
 ]

@@ -260,6 +260,40 @@ def worker_closed_loop(
     return closed_loop(inputs), inputs
 
 
+PENDING_RULES = "rules-pending"
+
+
+def mark_rules_pending(store_dir: Path) -> Path:
+    """``score-all``'s promise to run the rules, written before the store so that a crash
+    anywhere between the scoring and the recorded rule run is finished at the next start
+    (:func:`recover_rules_run`). Nothing else records that a run is owed."""
+    store_dir.mkdir(parents=True, exist_ok=True)
+    marker = store_dir / PENDING_RULES
+    marker.write_text(datetime.now(UTC).isoformat() + "\n")
+    return marker
+
+
+def clear_rules_pending(store_dir: Path) -> None:
+    (store_dir / PENDING_RULES).unlink(missing_ok=True)
+
+
+def recover_rules_run(settings: Settings) -> RunSummary | None:
+    """Run the rules a ``score-all`` was interrupted before running; None when none is owed.
+
+    A run repeated for the same scoring opens nothing twice (open episodes are kept), so
+    recovering after a run that was recorded but not yet marked done is harmless.
+    """
+    if not (settings.store_dir / PENDING_RULES).exists():
+        return None
+    workflows = Workflows.from_settings(settings)
+    try:
+        summary = workflows.run()
+    finally:
+        workflows.close()
+    clear_rules_pending(settings.store_dir)
+    return summary
+
+
 def tree_stamp(path: Path) -> tuple[int, int, int]:
     """(files, newest mtime in ns, total bytes) of a file or a folder tree; zeros if absent."""
     try:

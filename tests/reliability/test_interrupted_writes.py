@@ -60,3 +60,26 @@ def test_a_kill_between_the_store_write_and_the_history_append_is_recovered_on_s
     with TestClient(create_app(settings)):  # idempotent: the next start adds nothing
         pass
     assert history_files(settings.store_dir) == files
+
+
+def test_a_kill_before_the_rule_run_is_finished_on_start(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    from serving.store import ModelRef, score_all
+    from serving.workflows.service import PENDING_RULES, Workflows, mark_rules_pending
+
+    settings = deployment_copy(deployment, tmp_path)
+    # `churn score-all` killed after the store and before the rules: the run is still owed
+    mark_rules_pending(settings.store_dir)
+    score_all(deployment.model, ModelRef("churn-model", "1", "champion"), settings.snapshot_path,
+              settings.score_store_path, 5)  # fmt: skip
+    ledger = Workflows.from_settings(settings).ledger
+    runs_before = int(ledger.frame("SELECT count(*) AS n FROM runs")["n"].iloc[0])
+    with TestClient(create_app(settings)):
+        pass
+    runs = int(ledger.frame("SELECT count(*) AS n FROM runs")["n"].iloc[0])
+    assert runs == runs_before + 1, "the owed rule run is recorded at start"
+    assert not (settings.store_dir / PENDING_RULES).exists()
+    with TestClient(create_app(settings)):  # nothing owed any more: no second run
+        pass
+    assert int(ledger.frame("SELECT count(*) AS n FROM runs")["n"].iloc[0]) == runs

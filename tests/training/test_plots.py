@@ -17,6 +17,7 @@ from training.plots import (
     plot_roc,
     plot_shap_beeswarm,
     plot_shap_dependence,
+    shap_explanation,
     top_features,
 )
 
@@ -127,7 +128,7 @@ def test_dependence_draws_one_panel_per_feature_with_categories_by_name(
     figure = plot_shap_dependence(contributions, values, features=["b", "plan", "c"])
     visible = [ax for ax in figure.axes if ax.get_visible()]
     assert len(visible) == 3
-    assert visible[0].get_title() == "b (10 missing not shown)"
+    assert [ax.get_title() for ax in visible] == ["b", "plan", "c"]
     assert [t.get_text() for t in visible[1].get_xticklabels()] == [
         "enterprise",
         "growth",
@@ -142,3 +143,29 @@ def test_contributions_that_do_not_match_the_values_are_rejected(explained: Expl
         plot_shap_beeswarm(contributions[:, :2], values)
     with pytest.raises(ValueError, match="rows"):
         plot_shap_beeswarm(contributions[:5], values)
+
+
+def test_the_explanation_holds_the_contributions_bias_and_category_codes(
+    explained: Explained,
+) -> None:
+    contributions, values = explained
+    explanation = shap_explanation(contributions, values)
+    np.testing.assert_array_equal(explanation.values, contributions[:, :-1])
+    np.testing.assert_array_equal(explanation.base_values, contributions[:, -1])
+    assert explanation.feature_names == ["a", "b", "c", "plan"]
+    assert np.isnan(explanation.data[:10, 1]).all()  # missing stays missing (drawn grey)
+    assert set(np.unique(explanation.data[:, 3])) == {0.0, 1.0, 2.0}  # plan by code
+
+
+def test_shap_figures_leave_the_global_rng_and_pyplot_as_they_were(
+    explained: Explained,
+) -> None:
+    import matplotlib.pyplot as plt
+
+    contributions, values = explained
+    before = np.random.get_state()[1].copy()  # noqa: NPY002
+    figures = set(plt.get_fignums())
+    assert _renders(plot_shap_dependence(contributions, values, top=2))
+    assert _renders(plot_shap_beeswarm(contributions, values))
+    np.testing.assert_array_equal(np.random.get_state()[1], before)  # noqa: NPY002
+    assert set(plt.get_fignums()) == figures
