@@ -799,9 +799,12 @@ def report(
     from serving.workflows.review import loop_markdown, review_markdown
     from serving.workflows.service import Workflows
 
-    loop, inputs = Workflows.from_settings(Settings()).closed_loop(_moment(now))
+    settings = Settings()
+    loop, inputs = Workflows.from_settings(settings).closed_loop(_moment(now))
     text = (
-        review_markdown(quarterly_review(loop, inputs, quarter)) if quarter else loop_markdown(loop)
+        review_markdown(quarterly_review(loop, inputs, quarter), _monitoring_or_why(settings))
+        if quarter
+        else loop_markdown(loop)
     )
     if out is None:
         typer.echo(text)
@@ -896,6 +899,17 @@ def _print_monitoring(report: Any, rows: int) -> None:
                          f"{row.estimated_roc_auc:.3f}", f"{row.pr_auc:.3f}", f"{row.brier:.4f}",
                          f"{row.ece:.4f}", f"{row.lift_top10:.2f}")  # fmt: skip
         console.print(real)
+
+
+def _monitoring_or_why(settings: Settings) -> Any:
+    """The champion's monitoring report for the quarterly review, or why there is none."""
+    from serving.monitoring import monitor as run_monitor
+    from serving.retrain import monitor_config
+
+    try:
+        return run_monitor(settings, monitor_config(settings))
+    except ChurnError as exc:
+        return str(exc)
 
 
 @app.command()

@@ -47,6 +47,7 @@ from serving.errors import (
 from serving.history import recover_history
 from serving.live import feature_problems, invalid_message
 from serving.metrics import MetricsMiddleware, ServingMetrics
+from serving.monitoring import MonitorCache
 from serving.schemas import (
     BatchRequest,
     BatchResponse,
@@ -68,6 +69,7 @@ from serving.throttle import FailureThrottle
 from serving.ui import mount_ui
 from serving.workflows.routes import mount_workflows
 from serving.workflows.service import recover_rules_run
+from training.monitoring.report import MonitorConfig
 
 log = logging.getLogger("churn.serving")
 
@@ -591,6 +593,23 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     async def prometheus() -> Response:
         body, content_type = metrics.exposition()
         return Response(body, media_type=content_type)
+
+    monitoring = MonitorCache(settings)
+
+    async def monitoring_report() -> Response:
+        config = MonitorConfig(alpha=settings.monitor_alpha, min_share=settings.monitor_min_share)
+        report = await run_in_threadpool(monitoring.report, config)
+        metrics.monitored(report)
+        return Response(orjson.dumps(report.as_dict()), media_type=JSON)
+
+    for path in ("/v1/monitoring", "/monitoring"):
+        app.get(
+            path,
+            responses={**ERRORS, 503: {"description": "No champion, snapshot or score store."}},
+            dependencies=secured,
+            tags=["operations"],
+            summary="Drift, freshness, estimated and realised quality of the champion",
+        )(monitoring_report)
 
     @app.post(
         "/admin/reload",

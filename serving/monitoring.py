@@ -10,6 +10,7 @@ computations are ``training.monitoring``'s; this module only reads.
 from __future__ import annotations
 
 import tempfile
+import threading
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -22,6 +23,7 @@ from mlflow.tracking import MlflowClient
 from churn.settings import Settings
 from features.errors import ChurnError
 from features.labels import LabelSpec
+from serving.errors import NotReadyError
 from serving.history import read_history
 from training.health_score import tier_of
 from training.model import ChurnModel
@@ -116,7 +118,7 @@ def monitor(
     champion = load_champion(settings)
     model = champion.model
     if not settings.snapshot_path.exists() or not settings.score_store_path.exists():
-        raise ChurnError(
+        raise NotReadyError(
             f"No snapshot or score store in {settings.store_dir}: run `churn snapshot` and "
             "`churn score-all` before `churn monitor`."
         )
@@ -187,4 +189,34 @@ def headline(report: MonitoringReport) -> str:
     )
 
 
-__all__ = ["Champion", "headline", "load_champion", "model_scores", "monitor"]
+class MonitorCache:
+    """The latest report of a running service, recomputed only when its inputs changed.
+
+    A run reads the registry, the export and the history (seconds), so ``GET /v1/monitoring``
+    serves the cached report while the snapshot, the score store, the history and the champion
+    stay as they were.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._stamp: tuple[object, ...] | None = None
+        self._report: MonitoringReport | None = None
+        self._lock = threading.Lock()
+
+    def _inputs(self) -> tuple[object, ...]:
+        from serving.history import history_stamp
+
+        files = (self.settings.snapshot_path, self.settings.score_store_path)
+        stats = tuple(p.stat().st_mtime_ns if p.exists() else None for p in files)
+        return (*stats, history_stamp(self.settings.store_dir))
+
+    def report(self, config: MonitorConfig | None = None) -> MonitoringReport:
+        with self._lock:
+            stamp = self._inputs()
+            if self._report is None or stamp != self._stamp:
+                self._report = monitor(self.settings, config)
+                self._stamp = stamp
+            return self._report
+
+
+__all__ = ["Champion", "MonitorCache", "headline", "load_champion", "model_scores", "monitor"]

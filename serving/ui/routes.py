@@ -31,6 +31,7 @@ from starlette.responses import StreamingResponse
 from churn.settings import Settings
 from features.errors import ChurnError
 from serving.metrics import ServingMetrics
+from serving.monitoring import MonitorCache
 from serving.state import Runtime
 from serving.throttle import FailureThrottle
 from serving.ui import charts
@@ -45,7 +46,9 @@ from serving.ui.auth import (
 )
 from serving.ui.context import UiData
 from serving.ui.customer import customer_view
+from serving.ui.monitoring import monitoring_charts
 from serving.ui.portfolio import SEGMENTS, SORTS, VALUE_SEGMENTS, ListQuery, iter_csv
+from training.monitoring.report import MonitorConfig
 
 HERE = Path(__file__).parent
 PREFIX = "/ui"
@@ -331,6 +334,19 @@ def mount_ui(
             request, "analytics.html", session, title="Retention analytics", ctx=ctx,
             analytics=result,
         )  # fmt: skip
+
+    monitoring = MonitorCache(settings)
+
+    @router.get("/monitoring")
+    def monitoring_page(request: Request) -> Response:
+        session = session_of(request)
+        config = MonitorConfig(alpha=settings.monitor_alpha, min_share=settings.monitor_min_share)
+        try:
+            report = monitoring.report(config)
+        except ChurnError as exc:
+            return unavailable(request, session, exc)
+        return page(request, "monitoring.html", session, title="Model monitoring", report=report,
+                    figures=monitoring_charts(report))  # fmt: skip
 
     @router.get("/static/plotly.min.js")
     def plotly_bundle() -> Response:

@@ -170,3 +170,36 @@ def test_realised_metrics_of_two_scorings_match_an_independent_computation(
         if len(high):
             got = tiers.set_index("tier").loc["high", "churn_rate"]
             assert got == pytest.approx(float(np.mean(high["churned"])))
+
+
+def test_monitoring_is_served_as_json_prometheus_gauges_a_ui_page_and_a_review_section(
+    champion: Champion,
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from serving.app import create_app
+    from serving.workflows.review import monitoring_markdown
+    from tests.serving.conftest import HEADERS
+    from tests.serving.test_security import signed_in
+
+    settings = _private(champion, "served")
+    folder = settings.store_dir.parent / "later"
+    change = scenario("price_change", TRAIN_MONTHS)
+    write_world(generate_world(CUSTOMERS, TRAIN_MONTHS + 1, SEED + 1, change=change), folder)
+    settings = serve_export(settings, folder)
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/v1/monitoring").status_code == 401
+        body = client.get("/v1/monitoring", headers=HEADERS).json()
+        assert body == client.get("/monitoring", headers=HEADERS).json()
+        drifted = {f["feature"] for f in body["features"] if f["significant"]}
+        assert "mrr_change_90d" in drifted or "mrr" in drifted
+        assert body["estimate"]["roc_auc"] > 0.5 and body["promised"]["roc_auc"] > 0.5
+        metrics = client.get("/metrics", headers=HEADERS).text
+        assert 'churn_monitoring_roc_auc{kind="estimated"}' in metrics
+        assert 'churn_monitoring_feature_drifted{feature="mrr_change_90d"} 1.0' in metrics
+        signed_in(client)
+        page = client.get("/ui/monitoring")
+        assert page.status_code == 200 and "Model monitoring" in page.text
+        assert 'id="chart-mon-drift"' in page.text and 'id="chart-mon-auc"' in page.text
+    section = monitoring_markdown(monitor(settings))
+    assert section.startswith("## Model monitoring") and "mrr_change_90d" in section

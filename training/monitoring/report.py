@@ -29,6 +29,7 @@ from training.monitoring.performance import Estimate, estimate_performance
 FEATURE_BUDGET = 0.8
 OUTPUT_BUDGET = 0.1  # each of: score distribution, tier mix
 TRUSTED, SHIFTED, UNTRUSTED = "trustworthy", "covariate shift", "not trustworthy"
+ALARM_KINDS = ("drift", "data", "score", "tier_mix", "performance")
 
 
 @dataclass(frozen=True)
