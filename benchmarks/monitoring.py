@@ -69,7 +69,9 @@ def population(cache: Path | None) -> pd.DataFrame:
     return snapshot
 
 
-def false_alarms(pool: pd.DataFrame, repetitions: int, seed: int = 0) -> Table:
+def false_alarms(
+    pool: pd.DataFrame, repetitions: int, sizes: tuple[int, ...] = SIZES, seed: int = 0
+) -> Table:
     features = [c for c in feature_columns(pool) if pool[c].nunique(dropna=False) > 1]
     rng = np.random.default_rng(seed)
     table = Table(
@@ -85,7 +87,7 @@ def false_alarms(pool: pd.DataFrame, repetitions: int, seed: int = 0) -> Table:
         "seconds",
     ):
         table.add_column(column, justify="right")
-    for n in SIZES:
+    for n in sizes:
         start = time.perf_counter()
         ours = psi_10 = psi_25 = 0
         per_feature = 0.0
@@ -144,9 +146,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repetitions", type=int, default=200)
     parser.add_argument("--pool-cache", type=Path, default=None)
+    parser.add_argument("--sizes", default="100,1000,10000", help="Customers per sample.")
     args = parser.parse_args()
 
-    console.print(false_alarms(population(args.pool_cache), args.repetitions))
+    sizes = tuple(int(v) for v in args.sizes.split(","))
+    console.print(false_alarms(population(args.pool_cache), args.repetitions, sizes))
 
     world = generate_world(WORLD_CUSTOMERS, WORLD_MONTHS, WORLD_SEED)
     result, window = champion_of(world.tables)

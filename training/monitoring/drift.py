@@ -34,7 +34,7 @@ BINS = 10
 RARE_LEVEL_ROWS = 5  # levels with fewer pooled rows join one "other" cell in the PSI test
 SMOOTHING = 0.5  # added to each cell so an empty bin gives a finite PSI
 FLOOR_WEIGHT = 0.2  # share of the level spread evenly, so unused features keep some power
-KINDS = ("drift", "new_level", "missing", "collapsed")
+KINDS = ("drift", "missing", "new_level", "collapsed")  # in the order of Check._ps
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.engine import build_features, feature_columns
+from features.engine import build_features, catalog_of, feature_columns
 from features.generator import SCENARIOS, generate_world, scenario
 from features.pipeline import build_snapshot, default_as_of
 from training.monitoring.drift import (
@@ -88,11 +88,11 @@ def before_change() -> tuple[pd.DataFrame, pd.DataFrame, pd.Series, list[str]]:
     return window, reference, natural_tolerance(window, features, lag), features
 
 
-EXPECTED = {  # scenario -> features of which at least one must be named, and none outside
-    "product_change": ("login", "activity", "events"),
-    "new_plan": ("plan",),
-    "tracking_outage": ("feature_use", "core_", "feature_breadth", "uses_", "events"),
-    "price_change": ("mrr", "upgrades"),
+EXPECTED = {  # scenario -> the feature groups its drift may show in, and a feature it must name
+    "product_change": ({"usage"}, "logins_30d"),
+    "new_plan": ({"profile"}, "plan"),
+    "tracking_outage": ({"usage"}, "type_feature_use_30d"),
+    "price_change": ({"commercial"}, "mrr_change_90d"),
 }
 
 
@@ -110,8 +110,9 @@ def test_each_scenario_is_named_by_its_features_on_the_first_snapshot_after_it(
     if name == "none":
         assert found == set() and stale == []
         return
-    assert found, name
-    assert all(any(key in f for key in EXPECTED[name]) for f in found), found
+    groups, named = EXPECTED[name]
+    catalog = catalog_of(current)
+    assert named in found and {catalog[f].group for f in found} <= groups, found
     if name == "new_plan":
         assert drift.set_index("feature").loc["plan", "new_levels"] == "scale"
     assert stale == (["events[feature_use]"] if name == "tracking_outage" else [])
