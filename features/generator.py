@@ -325,6 +325,8 @@ def scenario(name: str, month: int) -> WorldChange:
     if name not in changes:
         raise ChurnError(f"Unknown drift scenario {name!r}: use one of {', '.join(SCENARIOS)}.")
     return changes[name]
+
+
 HAZARD_DRIVERS = (  # the coefficients of ChurnProcess.avoidable_logit, in its order
     "health",
     "health_drop",
