@@ -908,8 +908,8 @@ def _monitoring_or_why(settings: Settings) -> Any:
 
     try:
         return run_monitor(settings, monitor_config(settings))
-    except ChurnError as exc:
-        return str(exc)
+    except Exception as exc:  # the review is written anyway; its section says what failed
+        return f"{type(exc).__name__}: {exc}" if not isinstance(exc, ChurnError) else str(exc)
 
 
 @app.command()
