@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from features.catalog import BY_NAME
 from features.engine import build_features, catalog_of, feature_columns
 from features.generator import SCENARIOS, generate_world, scenario
 from features.pipeline import build_snapshot, default_as_of
@@ -111,7 +112,7 @@ def test_each_scenario_is_named_by_its_features_on_the_first_snapshot_after_it(
         assert found == set() and stale == []
         return
     groups, named = EXPECTED[name]
-    catalog = catalog_of(current)
+    catalog = {**BY_NAME, **catalog_of(current)}
     assert named in found and {catalog[f].group for f in found} <= groups, found
     if name == "new_plan":
         assert drift.set_index("feature").loc["plan", "new_levels"] == "scale"
