@@ -846,9 +846,12 @@ def report(
     from serving.workflows.review import loop_markdown, review_markdown
     from serving.workflows.service import Workflows
 
-    loop, inputs = Workflows.from_settings(Settings()).closed_loop(_moment(now))
+    settings = Settings()
+    loop, inputs = Workflows.from_settings(settings).closed_loop(_moment(now))
     text = (
-        review_markdown(quarterly_review(loop, inputs, quarter)) if quarter else loop_markdown(loop)
+        review_markdown(quarterly_review(loop, inputs, quarter), _monitoring_or_why(settings))
+        if quarter
+        else loop_markdown(loop)
     )
     if out is None:
         typer.echo(text)
@@ -856,6 +859,124 @@ def report(
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text, encoding="utf-8")
         console.print(f"[green]wrote[/] {out}")
+
+
+@app.command()
+@friendly_errors
+def monitor(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    rows: Annotated[int, typer.Option(help="Features shown, most important first.")] = 12,
+) -> None:
+    """Drift, freshness, estimated and realised quality of the champion; exit 1 on an alarm."""
+    from serving.monitoring import monitor as run_monitor
+    from serving.monitoring import monitor_config
+
+    settings = Settings()
+    with console.status("monitoring"):
+        report = run_monitor(settings, monitor_config(settings))
+    if as_json:
+        import json
+
+        typer.echo(json.dumps(report.as_dict(), indent=2))
+    else:
+        _print_monitoring(report, rows)
+    if report.alarmed:
+        raise typer.Exit(1)
+
+
+def _print_monitoring(report: Any, rows: int) -> None:
+    """The report as rich tables: alarms, features, outputs, freshness, quality."""
+    console.print(
+        f"[bold]{report.model_name} v{report.model_version}[/]: snapshot as of {report.as_of}, "
+        f"export date {report.export_date}, model data {report.model_age_days} days old"
+    )
+    alarms = Table(title="Alarms")
+    for column in ("kind", "subject", "message"):
+        alarms.add_column(column)
+    for alarm in report.alarms:
+        alarms.add_row(alarm.kind, alarm.subject, alarm.message)
+    console.print(alarms if report.alarms else "[green]no alarm[/]")
+    frame = report.features
+    shown = pd.concat([frame.head(rows), frame[frame["significant"]]]).drop_duplicates("feature")
+    table = Table(title="Feature drift (most important first; level set by the sample sizes)")
+    for column in ("feature", "share", "PSI", "tolerance", "p-value", "level", "finding"):
+        table.add_column(column, justify="left" if column in ("feature", "finding") else "right")
+    for row in shown.itertuples():
+        finding = (f"[red]{row.kind}[/]" if row.alarm else row.kind) + (
+            f" new: {row.new_levels}" if row.new_levels else ""
+        )
+        table.add_row(str(row.feature), f"{row.share:.1%}", f"{row.psi:.3f}",
+                      f"{row.tolerance:.3f}", f"{row.p_value:.2g}", f"{row.level:.2g}",
+                      finding)  # fmt: skip
+    console.print(table)
+    outputs = Table(title="Model outputs: reference vs now")
+    for column in ("output", "PSI", "p-value", "level", "drifted"):
+        outputs.add_column(column)
+    for output in report.outputs:
+        outputs.add_row(str(output["output"]), f"{output['psi']:.3f}",
+                        f"{output['p_value']:.2g}", f"{output['level']:.2g}",
+                        "yes" if output["significant"] else "no")  # fmt: skip
+    console.print(outputs)
+    if len(report.freshness):
+        fresh = Table(title="Freshness per source")
+        for column in ("source", "last record", "silent days", "active days", "stale"):
+            fresh.add_column(column)
+        for row in report.freshness.itertuples():
+            fresh.add_row(str(row.source), str(row.last_record), str(row.silent_days),
+                          f"{row.active_day_share:.0%}",
+                          "[red]yes[/]" if row.stale else "no")  # fmt: skip
+        console.print(fresh)
+    if report.estimate is not None:
+        e = report.estimate
+        promised = report.promised.get("roc_auc")
+        console.print(
+            f"estimated ROC-AUC {e.roc_auc:.3f} (95 % {e.roc_auc_low:.3f} to {e.roc_auc_high:.3f})"
+            + (f", promised {promised:.3f}" if promised is not None else "")
+            + f"; expected churn rate {e.churn_rate:.2%}; estimate {report.trust}: "
+            + "; ".join(report.trust_reasons)
+        )
+    if len(report.realised):
+        real = Table(title="Realised quality of closed scorings")
+        for column in ("as_of", "version", "rows", "ROC-AUC", "95 % interval", "estimated",
+                       "PR-AUC", "Brier", "ECE", "lift top 10 %"):  # fmt: skip
+            real.add_column(column)
+        for row in report.realised.itertuples():
+            real.add_row(str(row.as_of), str(row.model_version), f"{row.rows:,}",
+                         f"{row.roc_auc:.3f}", f"{row.roc_auc_low:.3f}-{row.roc_auc_high:.3f}",
+                         f"{row.estimated_roc_auc:.3f}", f"{row.pr_auc:.3f}", f"{row.brier:.4f}",
+                         f"{row.ece:.4f}", f"{row.lift_top10:.2f}")  # fmt: skip
+        console.print(real)
+
+
+def _monitoring_or_why(settings: Settings) -> Any:
+    """The champion's monitoring report for the quarterly review, or why there is none."""
+    from serving.monitoring import monitor as run_monitor
+    from serving.monitoring import monitor_config
+
+    try:
+        return run_monitor(settings, monitor_config(settings))
+    except Exception as exc:  # the review is written anyway; its section says what failed
+        return f"{type(exc).__name__}: {exc}" if not isinstance(exc, ChurnError) else str(exc)
+
+
+@app.command()
+@friendly_errors
+def retrain(
+    config: Annotated[Path | None, typer.Option(help="YAML training config.")] = None,
+    force: Annotated[bool, typer.Option(help="Retrain whatever the trigger says.")] = False,
+) -> None:
+    """Monitor, and retrain through the gate when the trigger fires (cron-suitable)."""
+    from serving.retrain import RETRAIN_LOG
+    from serving.retrain import retrain as run_retrain
+    from training.config import read_train_config
+
+    settings = Settings()
+    train_config, _ = read_train_config(config)
+    with console.status("monitoring, then retraining if the trigger fires"):
+        outcome = run_retrain(settings, train_config, force=force)
+    for line in outcome.lines():
+        console.print(line)
+    console.print(f"logged to {settings.store_dir / RETRAIN_LOG}")
 
 
 def main() -> None:  # pragma: no cover - console entry point

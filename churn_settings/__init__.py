@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
@@ -85,6 +86,49 @@ class WorkflowPaths(BaseModel):
         if isinstance(value, str) and value.strip().lower() in ("", "none"):
             return None
         return value
+
+
+RETRAIN_REASONS = ("realised_auc", "estimated_auc", "drift", "age")
+
+
+class MonitoringSettings(BaseModel):
+    """How strict ``churn monitor`` is and what makes ``churn retrain`` retrain
+    (``Settings.monitoring``; ``CHURN_MONITORING__ALPHA``, ``CHURN_MONITORING__RETRAIN_ON``, ...).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    alpha: float = Field(
+        0.05, gt=0, lt=1, description="False-alarm rate of one `churn monitor` run (all checks)."
+    )
+    min_share: float = Field(
+        0.02,
+        ge=0,
+        le=1,
+        description="Share of the model's explanation (mean |SHAP|) below which a drifting "
+        "feature is reported but does not alarm.",
+    )
+    retrain_on: Annotated[tuple[str, ...], NoDecode] = Field(
+        RETRAIN_REASONS,
+        description="What makes `churn retrain` retrain: any of realised_auc, estimated_auc, "
+        "drift, age (comma-separated in the environment).",
+    )
+    retrain_max_age_days: int = Field(
+        365, ge=0, description="Retrain when the model's data is older than this (0 = never)."
+    )
+
+    @field_validator("retrain_on", mode="before")
+    @classmethod
+    def _reasons(cls, value: Any) -> tuple[str, ...]:
+        items = value.split(",") if isinstance(value, str) else list(value)
+        reasons = tuple(str(r).strip() for r in items if str(r).strip())
+        unknown = sorted(set(reasons) - set(RETRAIN_REASONS))
+        if unknown:
+            raise ValueError(
+                f"unknown retrain reason(s) {', '.join(unknown)}: use "
+                f"{', '.join(RETRAIN_REASONS)} (comma-separated)."
+            )
+        return reasons
 
 
 class _FlatWorkflowNames(PydanticBaseSettingsSource):
@@ -230,6 +274,8 @@ class Settings(BaseSettings):
 
     # ----- workflows (rules.yaml, alerts, score history) -----
     workflows: WorkflowPaths = Field(default_factory=WorkflowPaths)
+    # ----- monitoring and retraining (`churn monitor`, `churn retrain`, /v1/monitoring) -----
+    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
 
     @field_validator("mlflow_tracking_uri", mode="before")
     @classmethod

@@ -445,6 +445,32 @@ def _selects(sql: str) -> list[str]:
     return names
 
 
+def _prepared(
+    export: Export,
+    as_of: Sequence[date],
+    spec: LabelSpec,
+    engine: SqlEngine | None,
+    vocabulary: Vocabulary | None,
+) -> tuple[SqlEngine, ExportProfile, Vocabulary]:
+    """The export loaded into ``engine`` with the small inputs every definition reads (as-of
+    dates, params, vocabulary) and the shared tables (paid, lives, spine, event_days)."""
+    engine, known = load_export(export, engine)
+    vocabulary = vocabulary or known.vocabulary
+    engine.register("vocabulary", vocabulary.table())
+    engine.register("sign_in_events", sign_in_frame(vocabulary))
+    engine.register("as_of_dates", as_of_frame(as_of))
+    engine.register("params", label_params(spec, spec.observed_until or known.observed_until))
+    if spec.kind == "noncontractual" and "events" not in known.tables:
+        raise ChurnError(
+            "Non-contractual labels need the events table (activity or purchases); "
+            "add events.parquet or use --label contractual."
+        )
+    for table, name, needs in MATERIALISED:
+        if set(needs) <= known.tables:
+            engine.materialize(table, definition(name.format(kind=spec.kind)))
+    return engine, known, vocabulary
+
+
 def build(
     source: RawTables | Export,
     as_of: Sequence[date],
@@ -462,20 +488,7 @@ def build(
     """
     spec = spec or LabelSpec()
     export = as_export(source)
-    engine, known = load_export(export, engine)
-    vocabulary = vocabulary or known.vocabulary
-    engine.register("vocabulary", vocabulary.table())
-    engine.register("sign_in_events", sign_in_frame(vocabulary))
-    engine.register("as_of_dates", as_of_frame(as_of))
-    engine.register("params", label_params(spec, spec.observed_until or known.observed_until))
-    if spec.kind == "noncontractual" and "events" not in known.tables:
-        raise ChurnError(
-            "Non-contractual labels need the events table (activity or purchases); "
-            "add events.parquet or use --label contractual."
-        )
-    for table, name, needs in MATERIALISED:
-        if set(needs) <= known.tables:
-            engine.materialize(table, definition(name.format(kind=spec.kind)))
+    engine, known, vocabulary = _prepared(export, as_of, spec, engine, vocabulary)
 
     parts: list[tuple[str, list[str]]] = []  # feature tables joined onto the spine, in order
     for group, needs in GROUPS:
@@ -569,6 +582,21 @@ def build_labeled_set(
     Rows whose customer churned during the lead time are dropped (see ``features.labels``).
     """
     return build(tables, as_of, spec, engine, vocabulary, labels=True).frame()
+
+
+def build_labels(
+    tables: RawTables | Export, as_of: Sequence[date], spec: LabelSpec
+) -> pd.DataFrame:
+    """Only the labels of :func:`build_labeled_set` (customer_id, as_of, churned,
+    label_complete): what the realised performance of past scorings needs from a later export,
+    without computing a single feature."""
+    engine, _, _ = _prepared(as_export(tables), as_of, spec, None, None)
+    labels = engine.fetch(definition(f"labels_{spec.kind}"))
+    labels["customer_id"] = labels["customer_id"].astype("string")
+    labels["as_of"] = pd.to_datetime(labels["as_of"]).astype("datetime64[us]")
+    labels["churned"] = labels["churned"].astype("int8")
+    labels["label_complete"] = labels["label_complete"].astype(bool)
+    return labels
 
 
 def catalog_of(frame: pd.DataFrame) -> dict[str, Feature]:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -284,6 +284,49 @@ class ChurnProcess:
 
 
 DEFAULT_PROCESS = ChurnProcess()
+
+
+@dataclass(frozen=True)
+class WorldChange:
+    """Something that changes in the company from simulated month ``month`` on (0-based), for
+    drift scenarios: the churn process, and so the truth, stay as they were; only what the
+    export shows changes. Every knob at its default changes nothing (the same seed gives the
+    same bytes as without a change).
+
+    - ``usage_factor``: a product change; login days per user are multiplied by it (0.6: a
+      redesign that needs fewer visits), and the feature use that follows logins with them.
+    - ``new_plan``: a plan launched at ``month``; that share of later signups buy it (its list
+      price is that of the plan they would have bought).
+    - ``outage_event_type``: a tracking outage; events of this type are not recorded from the
+      first day of ``month`` although customers keep using the product.
+    - ``price_factor``: a price change; list prices are multiplied from ``month`` on, every open
+      subscription is re-priced on its first day (a new subscription row) and invoices follow.
+    """
+
+    month: int
+    usage_factor: float = 1.0
+    new_plan: str | None = None
+    new_plan_share: float = 0.5
+    outage_event_type: str | None = None
+    price_factor: float = 1.0
+
+
+SCENARIOS = ("product_change", "new_plan", "tracking_outage", "price_change")
+
+
+def scenario(name: str, month: int) -> WorldChange:
+    """The drift scenarios the monitoring is tested and benchmarked on."""
+    changes = {
+        "product_change": WorldChange(month, usage_factor=0.6),
+        "new_plan": WorldChange(month, new_plan="scale", new_plan_share=0.6),
+        "tracking_outage": WorldChange(month, outage_event_type="feature_use"),
+        "price_change": WorldChange(month, price_factor=1.3),
+    }
+    if name not in changes:
+        raise ChurnError(f"Unknown drift scenario {name!r}: use one of {', '.join(SCENARIOS)}.")
+    return changes[name]
+
+
 HAZARD_DRIVERS = (  # the coefficients of ChurnProcess.avoidable_logit, in its order
     "health",
     "health_drop",
@@ -527,12 +570,14 @@ def generate_world(
     start: date = date(2024, 1, 1),
     progress: ProgressCallback | None = None,
     process: ChurnProcess = DEFAULT_PROCESS,
+    change: WorldChange | None = None,
 ) -> World:
     """Simulate ``customers`` accounts over ``months`` months from ``start`` (a first of month).
 
     Half the customers are already active at ``start`` (signed up in the prior 36 months, so
     features have history from month 1); the rest sign up uniformly over the period. The same
     ``seed`` gives identical tables. ``progress(done, total)`` is called after each month.
+    ``change``: a drift scenario from one month on (:class:`WorldChange`).
     """
     if customers < 1 or months < 1:
         raise ChurnError(
@@ -540,6 +585,8 @@ def generate_world(
         )
     if start.day != 1:
         raise ChurnError(f"start must be the first day of a month, got {start.isoformat()}")
+    if change is not None and not 0 <= change.month < months:
+        raise ChurnError(f"WorldChange.month must lie in [0, {months}), got {change.month}")
     rng = np.random.default_rng(seed)
     n = customers
     bounds = _month_bounds(start, -BASE_HISTORY_MONTHS, months)  # the base's history, then ours
@@ -620,6 +667,7 @@ def generate_world(
         end=renewal_day[r],
         plan=signup_plan[r],
         seats=prior_seats[r],
+        price_factor=np.ones(len(r)),
     )
     sub_start[r] = renewal_day[r]
 
@@ -648,6 +696,14 @@ def generate_world(
         alive = churned_month < 0
         present = alive & (signup_day < me)
         at_risk = alive & (signup_day < ms)
+        changed = change is not None and t >= change.month
+        if change is not None and t == change.month and change.price_factor != 1.0:
+            # the new list price starts a new row for every open subscription on this day
+            kp = np.flatnonzero(at_risk)
+            subs.add(customer=kp, start=sub_start[kp], end=np.full(len(kp), ms), plan=plan[kp],
+                     seats=seats[kp], price_factor=np.ones(len(kp)))  # fmt: skip
+            sub_start[kp] = ms
+        price_now = change.price_factor if changed and change is not None else 1.0
 
         # --- churn this month from the states of two months ago -------------------------------
         # The states behind last month's data, as of this month's start; a decision to leave
@@ -721,6 +777,8 @@ def generate_world(
             - UTILISATION_SIZE * np.log(np.maximum(seats, 2) / 10)
         )
         drive = style[o] * np.exp(LOGIN_HEALTH * health[o]) * ramp * season  # login days per user
+        if changed and change is not None:
+            drive = drive * change.usage_factor
         _event_rows(
             rng,
             events,
@@ -765,7 +823,7 @@ def generate_world(
             ms,
             dim,
             data_end,
-            mrr=np.round(seats[o] * price[o, plan[o]], 2),
+            mrr=np.round(seats[o] * price[o, plan[o]] * price_now, 2),
             first=o_first,
             is_new=signup_day[o] >= ms,
             late=late[o],
@@ -791,14 +849,15 @@ def generate_world(
         down = (rng.random(len(k)) < _sigmoid(-4.3 - 0.9 * h)) & ((plan[k] > 0) | (seats[k] > 2))
         up = ~down & (rng.random(len(k)) < _sigmoid(-4.2 + 0.8 * h))
         renew = annual[k] & (tenure[k] % 12 == 0) & ~down & ~up
-        change = down | up | renew
-        kc = k[change]
+        new_row = down | up | renew
+        kc = k[new_row]
         change_day = np.where(
-            renew[change],
+            renew[new_row],
             ms + np.minimum(signup_dom[kc], dim - 1),
             ms + 1 + rng.integers(0, dim - 1, len(kc)),
         )
-        subs.add(customer=kc, start=sub_start[kc], end=change_day, plan=plan[kc], seats=seats[kc])
+        subs.add(customer=kc, start=sub_start[kc], end=change_day, plan=plan[kc], seats=seats[kc],
+                 price_factor=np.full(len(kc), price_now))  # fmt: skip
         sub_start[kc] = change_day
         kd, ku = k[down], k[up]
         plan_down = (rng.random(len(kd)) < 0.5) & (plan[kd] > 0)
@@ -821,6 +880,7 @@ def generate_world(
         end=churn_day[live],
         plan=plan[live],
         seats=seats[live],
+        price_factor=np.full(len(live), change.price_factor if change is not None else 1.0),
     )
     tables = RawTables(
         customers=_customers_table(
@@ -849,9 +909,35 @@ def generate_world(
         marketing=_marketing_table(marketing, customer_ids),
         exit_reasons=_exit_table(exits, customer_ids, churn_day),
     )
+    if change is not None:
+        tables = _apply_change(tables, change, seed, int(month_start[change.month]))
     truth_hazard = _truth_table(truth, customer_ids)
     drivers = _drivers_document(process, truth_hazard, customers, months, seed, start, launch_day)
+    if change is not None:
+        drivers["change"] = asdict(change)
     return World(tables, truth_hazard, drivers, start, months, seed)
+
+
+def _apply_change(tables: RawTables, change: WorldChange, seed: int, day: int) -> RawTables:
+    """The parts of a :class:`WorldChange` that only change what is recorded: the new plan's
+    name and the outage. A separate random stream keeps the simulation itself untouched."""
+    customers, subscriptions, events = tables.customers, tables.subscriptions, tables.events
+    first_day = pd.Timestamp(_as_dates(np.array([day]))[0])
+    if change.new_plan is not None:
+        rng = np.random.default_rng([seed, 20])
+        signed = pd.to_datetime(customers["signup_date"]) >= first_day
+        buyers = signed.to_numpy() & (rng.random(len(customers)) < change.new_plan_share)
+        customers = customers.assign(plan=np.where(buyers, change.new_plan, customers["plan"]))
+        bought = subscriptions["customer_id"].isin(customers.loc[buyers, "customer_id"])
+        subscriptions = subscriptions.assign(
+            plan=np.where(bought, change.new_plan, subscriptions["plan"])
+        )
+    if change.outage_event_type is not None and events is not None:
+        lost = (events["event_type"].astype(str) == change.outage_event_type) & (
+            events["timestamp"] >= first_day.tz_localize("UTC")
+        )
+        events = events[~lost.to_numpy()].reset_index(drop=True)
+    return replace(tables, customers=customers, subscriptions=subscriptions, events=events)
 
 
 def _event_rows(
@@ -1184,8 +1270,10 @@ def _subscriptions_table(subs: _Chunks, customer_ids: Array, price: Array) -> pd
     start = subs.get("start", np.int64)
     plan = subs.get("plan", np.int64)
     seats = subs.get("seats", np.int64)
+    factor = subs.get("price_factor", np.float64)
     order = np.lexsort((start, customer))
     customer, start, plan, seats = customer[order], start[order], plan[order], seats[order]
+    factor = factor[order]
     end = subs.get("end", np.int64)[order]
     return pd.DataFrame(
         {
@@ -1193,7 +1281,7 @@ def _subscriptions_table(subs: _Chunks, customer_ids: Array, price: Array) -> pd
             "customer_id": customer_ids[customer],
             "start_date": _as_dates(start),
             "end_date": _as_dates(end),
-            "mrr": np.round(seats * price[customer, plan], 2),
+            "mrr": np.round(seats * price[customer, plan] * factor, 2),
             "plan": _pick(PLANS, plan),
             "seats": seats.astype(np.int64),
         }

@@ -22,12 +22,13 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from churn_settings import Settings
-from serving.api import customers, docs, model, operations, scoring
+from serving.api import customers, docs, model, monitoring, operations, scoring
 from serving.api.deps import ApiKeys
 from serving.api.handlers import add_error_handlers, churn_error_response
 from serving.api.middleware import BodyLimitMiddleware
 from serving.history import recover_history
 from serving.metrics import MetricsMiddleware, ServingMetrics
+from serving.monitoring import MonitorCache
 from serving.security import SecurityMiddleware
 from serving.state import ReloadOutcome, Runtime
 from serving.store import clean_stale_temporaries
@@ -125,6 +126,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     )
     state.auth_throttle = FailureThrottle(free=settings.auth_failures_before_backoff)
     state.api_keys = api_key_check(settings, state.auth_throttle, state.metrics)
+    state.monitoring = MonitorCache(settings)  # one report cache: the API and the UI page
     add_error_handlers(app)
 
     if docs_open:
@@ -135,6 +137,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.include_router(customers.router)
     app.include_router(operations.router)
     app.include_router(model.router)
+    app.include_router(monitoring.router)
     app.openapi = model.ServedOpenApi(app)  # type: ignore[method-assign]
     mount_ui(app)
     mount_workflows(app)

@@ -69,6 +69,55 @@ class ServingMetrics:
             ["surface"], registry=r,
         )  # fmt: skip
 
+        self.monitoring_alarms = Gauge(
+            "churn_monitoring_alarms", "Alarms of the latest monitoring run, by kind.", ["kind"],
+            registry=r, multiprocess_mode="liveall",
+        )  # fmt: skip
+        self.feature_psi = Gauge(
+            "churn_monitoring_feature_psi", "PSI of each model feature, reference vs snapshot.",
+            ["feature"], registry=r, multiprocess_mode="liveall",
+        )  # fmt: skip
+        self.feature_drifted = Gauge(
+            "churn_monitoring_feature_drifted", "1 when the feature drifted significantly.",
+            ["feature"], registry=r, multiprocess_mode="liveall",
+        )  # fmt: skip
+        self.roc_auc = Gauge(
+            "churn_monitoring_roc_auc", "ROC-AUC: promised (model card), estimated (CBPE on the "
+            "current scores), realised (latest closed scoring).", ["kind"], registry=r,
+            multiprocess_mode="liveall",
+        )  # fmt: skip
+        self.silent_days = Gauge(
+            "churn_monitoring_source_silent_days", "Days since each source's last record.",
+            ["source"], registry=r, multiprocess_mode="liveall",
+        )  # fmt: skip
+
+    def monitored(self, report: Any) -> None:
+        """Publish one :class:`training.monitoring.report.MonitoringReport`."""
+        from training.monitoring.report import ALARM_KINDS
+
+        counts = {kind: 0 for kind in ALARM_KINDS}
+        for alarm in report.alarms:
+            counts[alarm.kind] = counts.get(alarm.kind, 0) + 1
+        for kind, count in counts.items():
+            self.monitoring_alarms.labels(kind).set(count)
+        self.feature_psi.clear()
+        self.feature_drifted.clear()
+        for row in report.features.itertuples():
+            self.feature_psi.labels(str(row.feature)).set(float(row.psi))
+            self.feature_drifted.labels(str(row.feature)).set(float(bool(row.significant)))
+        self.roc_auc.clear()
+        if "roc_auc" in report.promised:
+            self.roc_auc.labels("promised").set(report.promised["roc_auc"])
+        if report.estimate is not None:
+            self.roc_auc.labels("estimated").set(report.estimate.roc_auc)
+        if len(report.realised):
+            latest = report.realised.sort_values("as_of").iloc[-1]
+            self.roc_auc.labels("realised").set(float(latest["roc_auc"]))
+        self.silent_days.clear()
+        for row in report.freshness.itertuples():
+            if row.silent_days is not None:
+                self.silent_days.labels(str(row.source)).set(float(row.silent_days))
+
     def served(self, name: str, version: str, alias: str, customers: int) -> None:
         self.model.clear()
         self.model.labels(name, version, alias).set(1)

@@ -305,6 +305,11 @@ def log_and_register(
         mlflow.log_artifact(str(Path(tmp) / "model_card.md"))
         result.importance.to_csv(Path(tmp) / "importance.csv", index=False)
         mlflow.log_artifact(str(Path(tmp) / "importance.csv"))
+        from training.monitoring.reference import REFERENCE_ARTIFACT, reference_window
+
+        reference = Path(tmp) / Path(REFERENCE_ARTIFACT).name
+        reference_window(labeled, model.features).to_parquet(reference, index=False)
+        mlflow.log_artifact(str(reference), str(Path(REFERENCE_ARTIFACT).parent))
         if result.candidates:
             pd.DataFrame([{**c.params, "trees": c.trees, "valid_log_loss": c.valid_log_loss,
                            "shap_ms": c.shap_ms, "within_budget": c.within_budget}

@@ -26,6 +26,7 @@ from starlette.datastructures import State
 from churn_settings import Settings
 from serving.errors import AuthError, ThrottledError
 from serving.metrics import ServingMetrics
+from serving.monitoring import MonitorCache
 from serving.state import Runtime, ServingState
 from serving.throttle import FailureThrottle
 from serving.ui.analytics import AnalyticsCache
@@ -254,3 +255,11 @@ def get_analytics(request: Request) -> AnalyticsCache:
 
 UiDataDep = Annotated[UiData, Depends(get_ui_data)]
 AnalyticsDep = Annotated[AnalyticsCache, Depends(get_analytics)]
+
+
+def get_monitoring(request: Request) -> MonitorCache:
+    monitoring: MonitorCache = request.app.state.monitoring
+    return monitoring
+
+
+MonitoringDep = Annotated[MonitorCache, Depends(get_monitoring)]

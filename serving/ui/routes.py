@@ -7,7 +7,8 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from serving.api.handlers import add_page_handlers
-from serving.ui import pages, signin
+from serving.monitoring import MonitorCache
+from serving.ui import monitoring, pages, signin
 from serving.ui.analytics import AnalyticsCache
 from serving.ui.auth import SessionSigner
 from serving.ui.context import UiData
@@ -23,8 +24,11 @@ def mount_ui(app: FastAPI) -> None:
         state.signer = SessionSigner(state.settings)
     state.ui_data = UiData(state.settings, lambda: runtime)  # closed by whoever stops the server
     state.analytics = AnalyticsCache(state.settings)
+    if not hasattr(state, "monitoring"):  # create_app shares one with GET /v1/monitoring
+        state.monitoring = MonitorCache(state.settings)
     add_page_handlers(app)
 
     app.include_router(signin.router)
     app.include_router(pages.router)
+    app.include_router(monitoring.router)
     app.mount(f"{PREFIX}/static", StaticFiles(directory=HERE / "static"), name="ui-static")

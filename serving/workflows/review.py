@@ -120,8 +120,54 @@ def loop_markdown(loop: ClosedLoop) -> str:
     return "\n".join(parts) + "\n"
 
 
-def review_markdown(review: dict[str, Any]) -> str:
-    """The quarterly review (``churn report --quarter 2025Q1``) as markdown."""
+def monitoring_markdown(report: Any) -> str:
+    """The model-monitoring section of the quarterly review: is the champion still what training
+    promised (a :class:`training.monitoring.report.MonitoringReport`, or the reason there is
+    none as a string)."""
+    if isinstance(report, str):
+        return f"## Model monitoring\n\n_unavailable: {report}_\n"
+    parts = [
+        "## Model monitoring\n",
+        f"{report.model_name} v{report.model_version}, snapshot as of {report.as_of}, model data "
+        f"{report.model_age_days} days old.\n",
+        *([f"- **{a.kind}** {a.message}" for a in report.alarms] or ["- no alarm"]),
+    ]
+    if report.estimate is not None:
+        e = report.estimate
+        promised = report.promised.get("roc_auc")
+        parts.append(
+            f"\nEstimated ROC-AUC {e.roc_auc:.3f} (95 % {e.roc_auc_low:.3f} to "
+            f"{e.roc_auc_high:.3f}; {report.trust})"
+            + (f" against the promised {promised:.3f}" if promised is not None else "")
+            + ".\n"
+        )
+    if len(report.realised):
+        columns = [
+            "as_of",
+            "model_version",
+            "rows",
+            "roc_auc",
+            "estimated_roc_auc",
+            "pr_auc",
+            "brier",
+            "ece",
+            "lift_top10",
+        ]
+        parts += [
+            "### Realised quality of closed scorings\n",
+            markdown_table(report.realised[columns].round(4)),
+        ]
+    drifted = report.features[report.features["significant"]]
+    parts += [
+        "### Drifted features\n",
+        markdown_table(drifted[["feature", "share", "kind", "psi", "p_value"]].round(4)),
+    ]
+    return "\n".join(parts) + "\n"
+
+
+def review_markdown(review: dict[str, Any], monitoring: Any = None) -> str:
+    """The quarterly review (``churn report --quarter 2025Q1``) as markdown; ``monitoring``: the
+    champion's monitoring report (or why there is none) for its own section."""
     h = review["holdout"]
     parts = [
         f"# Quarterly retention review {review['quarter']} "
@@ -148,4 +194,6 @@ def review_markdown(review: dict[str, Any]) -> str:
         "## Open improvement actions\n",
         *([f"- {a}" for a in review["open_actions"]] or ["_none_"]),
     ]
+    if monitoring is not None:
+        parts += ["", monitoring_markdown(monitoring)]
     return "\n".join(parts) + "\n"
