@@ -123,16 +123,21 @@ def monitor(
     config = config or monitor_config(settings)
     champion = load_champion(settings)
     model = champion.model
-    if not settings.snapshot_path.exists() or not settings.score_store_path.exists():
+    if not settings.snapshot_path.exists():
         raise NotReadyError(
-            f"No snapshot or score store in {settings.store_dir}: run `churn snapshot` and "
-            "`churn score-all` before `churn monitor`."
+            f"No snapshot at {settings.snapshot_path}: run `churn snapshot` (and `churn "
+            "score-all`) before `churn monitor`."
         )
     snapshot = pd.read_parquet(settings.snapshot_path)
-    scores = pd.read_parquet(settings.score_store_path)
-    current = snapshot.merge(
-        scores[["customer_id", "churn_probability", "tier"]], on="customer_id", how="inner"
-    )
+    if settings.score_store_path.exists():  # the scores as served
+        scores = pd.read_parquet(settings.score_store_path)
+        current = snapshot.merge(
+            scores[["customer_id", "churn_probability", "tier"]], on="customer_id", how="inner"
+        )
+    else:  # no score-all yet: the service scores the snapshot with the champion, and so do we
+        current = pd.concat(
+            [snapshot, model_scores(model, snapshot).set_axis(snapshot.index)], axis=1
+        )
     as_of = pd.Timestamp(snapshot["as_of"].max()).date() if len(snapshot) else None
     reference, reference_as_of = latest_rows(champion.window)
     lag = (as_of - reference_as_of).days if as_of else 0

@@ -56,6 +56,15 @@ class ScoreMap:
         return np.round(np.interp(probability, xs, ys))
 
 
+def platt_contributions(raw: np.ndarray, platt: tuple[float, float]) -> np.ndarray:
+    """TreeSHAP contributions of the raw margin moved to the Platt-calibrated log-odds: Platt is
+    affine in the margin, so each column scales by ``a`` and the base value takes ``b``."""
+    a, b = platt
+    scaled = raw * a
+    scaled[:, -1] += b
+    return scaled
+
+
 def encode_frame(
     frame: pd.DataFrame, features: list[str], categories: dict[str, list[str]]
 ) -> np.ndarray:
@@ -150,10 +159,7 @@ class ChurnModel:
         Each row sums to the calibrated log-odds (see the module docstring).
         """
         raw = np.asarray(self.booster.predict(X, pred_contrib=True, num_threads=num_threads))
-        a, b = self.platt
-        scaled = raw * a
-        scaled[:, -1] += b
-        return scaled
+        return platt_contributions(raw, self.platt)
 
     # ----- persistence -----
     def save(self, folder: Path) -> Path:

@@ -33,7 +33,7 @@ import pandas as pd
 from features.errors import ChurnError
 from training.capacity import refit_calibrated
 from training.fit import FitConfig, fit_booster, fit_platt
-from training.model import encode_frame
+from training.model import encode_frame, platt_contributions
 from training.periods import (
     DURATION,
     OBSERVED,
@@ -127,10 +127,7 @@ class SurvivalModel:
         """
         X = self.design(frame).reshape(len(frame), self.periods, -1)[:, period, :]
         raw = np.asarray(self.booster.predict(X, pred_contrib=True))
-        a, b = self.platt
-        scaled = raw * a
-        scaled[:, -1] += b
-        return scaled
+        return platt_contributions(raw, self.platt)
 
     # ----- persistence, beside the classifier's files -----
     def save(self, folder: Path) -> Path:

@@ -354,3 +354,15 @@ def test_a_huge_offset_is_a_422_not_a_500(client: TestClient) -> None:
     assert response.status_code == 422 and response.json()["fields"][0]["field"] == "query.offset"
     empty = client.get("/customers?offset=1000000000", headers=HEADERS).json()
     assert empty["items"] == [] and empty["total"] > 0
+
+
+def test_monitoring_before_any_score_all_reports_on_the_snapshot_the_service_scores(
+    client: TestClient, deployment: Deployment
+) -> None:
+    """A deployment with a snapshot but no score store serves (it scores the snapshot), so its
+    monitoring report must not be a 503 either (schemathesis found it)."""
+    assert not deployment.settings.score_store_path.exists()
+    response = client.get("/v1/monitoring", headers=HEADERS)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["as_of"] and body["features"] and body["estimate"] is not None

@@ -50,9 +50,16 @@ CHECKS = [
     allow_header_conformance,
 ]
 
-# Rules between fields that JSON Schema cannot state, so a schema-valid body may be refused:
-# a goal's target must be below its baseline (the UI's rule). Every other check still runs.
-CROSS_FIELD_RULES = {("PUT", "/workflows/goal")}
+# Rules JSON Schema cannot state, so a schema-valid body may be refused: a goal's target must be
+# below its baseline (the UI's rule); a record must name a known customer, not be dated in the
+# future, and an exit interview needs a churned customer (docs/workflows.md); a reassignment
+# must name open tasks. Every other check still runs on these operations.
+CROSS_FIELD_RULES = {
+    ("PUT", "/workflows/goal"),
+    ("POST", "/workflows/interventions"),
+    ("POST", "/workflows/exit-interviews"),
+    ("POST", "/workflows/tasks/reassign"),
+}
 
 
 @pytest.fixture(scope="module")

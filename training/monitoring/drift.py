@@ -18,7 +18,8 @@ A feature's checks are combined by Bonferroni (its smallest p-value times the nu
 Across features the level is split by the feature's share of the model's explanation (mean
 |SHAP|), a weighted Bonferroni: the family-wise false-alarm rate stays below ``alpha`` while the
 features the model leans on get most of the power, and a drifting unused feature is reported
-but pages nobody (``alarm`` needs a share of at least ``min_share``).
+but pages nobody (``alarm`` needs a share of at least ``min_share``), except for levels the model
+never saw, which page whatever the share of a feature the model uses.
 """
 
 from __future__ import annotations
@@ -73,6 +74,13 @@ class Check:
         """What the smallest p-value says: drift, a new level, missing values, a collapse."""
         ps = np.array([p if np.isfinite(p) else 2.0 for p in self._ps()])
         return KINDS[int(np.argmin(ps))]
+
+
+def unseen_levels(check: Check, level: float) -> bool:
+    """Levels the model never saw, significant on their own: they page whatever the feature's
+    share, since every row holding one is scored as unknown (a new plan, region, channel)."""
+    ps = [p for p in check._ps() if np.isfinite(p)]
+    return bool(check.new_levels) and check.p_new_level * len(ps) < level
 
 
 def psi_from_counts(reference: np.ndarray, current: np.ndarray) -> float:
@@ -267,7 +275,11 @@ def feature_drift(
                 "p_value": check.p_value,
                 "level": tested_at,
                 "significant": significant,
-                "alarm": significant and float(shares[name]) >= config.min_share,
+                "alarm": significant
+                and (
+                    float(shares[name]) >= config.min_share
+                    or (float(shares[name]) > 0 and unseen_levels(check, tested_at))
+                ),
                 "missing_reference": check.missing_reference,
                 "missing_current": check.missing_current,
                 "new_levels": ", ".join(check.new_levels),

@@ -13,6 +13,7 @@ from features.engine import build_features, catalog_of, feature_columns
 from features.generator import SCENARIOS, generate_world, scenario
 from features.pipeline import build_snapshot, default_as_of
 from training.monitoring.drift import (
+    DriftConfig,
     categorical_check,
     feature_drift,
     fixed_psi_alarms,
@@ -75,6 +76,18 @@ def test_an_unused_feature_drifts_without_paging() -> None:
     ).set_index("feature")
     assert drift.loc["logins", "significant"] and not drift.loc["logins", "alarm"]
     assert drift.loc["logins", "share"] == 0
+
+
+def test_a_level_the_model_never_saw_pages_whatever_the_features_small_share() -> None:
+    reference, current = _samples(3000, 3)
+    current.loc[:300, "plan"] = "scale"
+    importance = {"mrr": 1.0, "plan": 0.01}  # plan: 1 % of the explanation, below min_share
+    drift = feature_drift(reference, current, ["logins", "mrr", "plan"], importance)
+    row = drift.set_index("feature").loc["plan"]
+    assert row["share"] < DriftConfig().min_share and row["new_levels"] == "scale"
+    assert row["alarm"]
+    unused = feature_drift(reference, current, ["logins", "mrr", "plan"], {"mrr": 1.0})
+    assert not unused.set_index("feature").loc["plan", "alarm"]  # the model never reads it
 
 
 @pytest.fixture(scope="module")
