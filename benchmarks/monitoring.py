@@ -40,8 +40,8 @@ from features.engine import build_features, build_labeled_set, feature_columns
 from features.generator import SCENARIOS, generate_world, scenario
 from features.labels import LabelSpec
 from features.pipeline import build_snapshot, default_as_of
+from serving.monitoring import model_scores
 from training.fit import FitConfig
-from training.health_score import tier_of
 from training.monitoring.drift import (
     DriftConfig,
     feature_drift,
@@ -184,8 +184,7 @@ def main() -> None:
     console.print(table)
 
     reference = window[pd.to_datetime(window["as_of"]) == pd.to_datetime(window["as_of"]).max()]
-    p_ref = model.probability(model.encode(reference))
-    ref_scores = pd.DataFrame({"churn_probability": p_ref, "tier": tier_of(model.health(p_ref))})
+    ref_scores = model_scores(model, reference)
     importance = dict(
         zip(result.importance["feature"], result.importance["mean_abs_contribution"], strict=True)
     )
@@ -206,8 +205,7 @@ def main() -> None:
             else generate_world(WORLD_CUSTOMERS, WORLD_MONTHS, WORLD_SEED, change=change)
         )
         current = build_features(changed.tables, [first_after])
-        p = model.probability(model.encode(current))
-        scores = pd.DataFrame({"churn_probability": p, "tier": tier_of(model.health(p))})
+        scores = model_scores(model, current)
         cut = first_after - pd.Timedelta(days=1)  # the export behind the snapshot
         fresh = source_freshness(changed.tables, cut)
         report = monitoring_report(
