@@ -269,7 +269,7 @@ class Directory:
             if con.execute("DELETE FROM api_keys WHERE name = ?", (name,)).rowcount == 0:
                 raise UserError(f"No key named {name!r}; `churn keys list` shows them.")
 
-    def keys(self) -> dict[str, ApiKey]:
+    def stored_keys(self) -> dict[str, ApiKey]:
         """Every stored key by the SHA-256 of its value."""
         with self.connect() as con:
             if con is None:

@@ -152,7 +152,7 @@ class ApiKeys:
     def stored(self) -> dict[str, ApiKey]:
         stamp = self.directory.stamp()
         if stamp != self._stored[0]:
-            self._stored = (stamp, self.directory.keys() if stamp is not None else {})
+            self._stored = (stamp, self.directory.stored_keys() if stamp is not None else {})
         return self._stored[1]
 
     def check(self, client: str, key: str | None) -> ApiKey:
