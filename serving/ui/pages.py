@@ -116,7 +116,7 @@ def customer_page(request: Request, customer_id: str, page: PageDep, data: UiDat
     workflows = getattr(request.app.state, "workflows", None)  # the UI runs without them too
     space = (
         None if workflows is None
-        else customer_workspace(workflows.ledger, workflows.settings.store_dir, customer_id)
+        else customer_workspace(workflows, customer_id)
     )  # fmt: skip
     here = f"{PREFIX}/customers/{quote(customer_id, safe='')}"
     forms: dict[str, Any] = {

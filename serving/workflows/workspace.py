@@ -9,14 +9,12 @@ of those tables (:func:`timeline`), newest first. Times are UTC; a scoring is pl
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from serving.history import read_history
 from serving.workflows.api import records
-from serving.workflows.ledger import Ledger
+from serving.workflows.service import Workflows
 
 TIMELINE_LIMIT = 200
 
@@ -81,8 +79,10 @@ def timeline(
     return events[:limit]
 
 
-def customer_workspace(ledger: Ledger, store_dir: Path, customer_id: str) -> Workspace:
-    """What the customer page shows of the workflows for ``customer_id``."""
+def customer_workspace(workflows: Workflows, customer_id: str) -> Workspace:
+    """What the customer page shows of the workflows for ``customer_id``; its scores are the
+    score history the rules read."""
+    ledger = workflows.ledger
     one = ("customer_id = ?", [customer_id])
     tasks = ledger.table("tasks", order="task_id", where=one[0], params=one[1])
     alerts = ledger.alerts(None, None, customer_id, 1000, 0)
@@ -94,7 +94,8 @@ def customer_workspace(ledger: Ledger, store_dir: Path, customer_id: str) -> Wor
         "USING (alert_id) WHERE a.customer_id = ? AND o.delivered_at IS NOT NULL",
         [customer_id],
     )
-    scores = read_history(store_dir, customer_id)
+    history = workflows.history()
+    scores = history[history["customer_id"].astype(str) == customer_id]
     open_tasks = tasks[tasks["status"] == "open"].sort_values("due_at")
     open_alerts = alerts[alerts["cleared_at"].isna()]
     return Workspace(
