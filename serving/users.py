@@ -18,6 +18,7 @@ nothing, and every worker reads the same file).
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import secrets
@@ -50,8 +51,13 @@ CREATE TABLE IF NOT EXISTS api_keys (
 );
 """
 HASHER = PasswordHasher()
-# verified when the name is unknown, so a wrong name costs as long as a wrong password
-_ABSENT = HASHER.hash(secrets.token_urlsafe(16))
+
+
+@functools.cache
+def absent_hash() -> str:
+    """Verified when the name is unknown, so a wrong name costs as long as a wrong password
+    (made on first use: hashing costs tens of milliseconds, not worth paying at import)."""
+    return HASHER.hash(secrets.token_urlsafe(16))
 
 
 class UserError(RequestError):
@@ -225,7 +231,7 @@ class Directory:
             row = None if con is None or not clean else con.execute(
                 "SELECT name, role, password_hash, demo FROM users WHERE name = ?", (clean,)
             ).fetchone()  # fmt: skip
-        hashed = row["password_hash"] if row is not None else _ABSENT
+        hashed = row["password_hash"] if row is not None else absent_hash()
         try:
             HASHER.verify(hashed, password)
         except (VerificationError, InvalidHashError):

@@ -127,7 +127,8 @@ def throttled(seconds: float, what: str) -> ThrottledError:
 class ApiKeys:
     """The deployment's API keys: those of ``CHURN_API_KEYS`` (every scope) and the named ones
     of the user directory (``churn keys add``), found by the SHA-256 of the key sent (the
-    stored keys are re-read when the file changes). A client that keeps sending wrong keys backs
+    stored keys are re-read when the file changes; a lookup by digest reveals nothing of a key
+    through its timing). A client that keeps sending wrong keys backs
     off (:class:`serving.throttle.FailureThrottle`, shared with the UI's sign-in so a client
     cannot switch surfaces to keep guessing)."""
 

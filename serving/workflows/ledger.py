@@ -909,9 +909,14 @@ class Ledger:
         customer_id: str | None = None,
         limit: int = 500,
         offset: int = 0,
+        csm_owner: str | None = None,
     ) -> pd.DataFrame:
-        """Alerts, newest first, with their open task, latest verdict and outbox state."""
+        """Alerts, newest first, with their open task, latest verdict and outbox state
+        (``csm_owner``: only the alerts of that CSM's customers)."""
         where, params = ["1 = 1"], []
+        if csm_owner:
+            where.append("a.csm_owner = ?")
+            params.append(csm_owner)
         if status == "open":
             where.append("a.cleared_at IS NULL")
         elif status == "cleared":

@@ -143,8 +143,9 @@ def alerts_page(
     rule_id: str = "",
 ) -> Response:
     chosen = status if status in ("open", "cleared", "all") else "open"
+    mine = None if page.user.sees_everyone else page.user.name  # a CSM: their customers' alerts
     frame = workflows.ledger.alerts(
-        None if chosen == "all" else chosen, rule_id or None, None, 500, 0
+        None if chosen == "all" else chosen, rule_id or None, None, 500, 0, csm_owner=mine
     )
     return page(
         "wf_alerts.html",

@@ -59,6 +59,14 @@ def test_a_csm_sees_my_tasks_and_a_manager_sees_everyones(world: World) -> None:
     assert shown_owners(manager.get("/ui/workflows/tasks?owner=bob").text) == {"bob"}
 
 
+def test_a_csm_sees_the_alerts_of_their_customers(world: World) -> None:
+    alerts = world.workflows.ledger.alerts("open")
+    alice, _ = as_user(world, "alice")
+    shown = set(re.findall(r'data-alert="(\d+)"', alice.get("/ui/workflows/alerts").text))
+    assert shown == {str(i) for i in alerts.loc[alerts["csm_owner"] == "alice", "alert_id"]}
+    assert shown and len(shown) < len(alerts)
+
+
 def test_my_tasks_list_the_highest_revenue_at_risk_first(world: World) -> None:
     alice, _ = as_user(world, "alice")
     page = alice.get("/ui/workflows/tasks")
