@@ -195,3 +195,25 @@ def test_signing_in_by_name_and_password_and_scoped_keys_on_the_real_app(
         reload = client.post("/admin/reload", headers={"X-API-Key": scorer})
         assert reload.status_code == 403 and "'admin'" in reload.json()["message"]
         assert client.post("/score", json={"customer_id": cid}, headers=HEADERS).status_code == 200
+
+
+def test_seed_demo_makes_a_manager_and_the_csms_of_most_open_tasks(tmp_path: Path) -> None:
+    from serving.workflows.ledger import Ledger
+
+    env = {"CHURN_STORE_DIR": str(tmp_path)}
+    runner = CliRunner()
+    none = runner.invoke(cli, ["users", "seed-demo"], env=env)
+    assert none.exit_code == 1 and "churn score-all" in none.output
+    ledger = Ledger(tmp_path / "workflows.db")
+    with ledger.connect() as con:
+        for i, owner in enumerate(["Ben Okafor"] * 3 + ["Alice Moreau"] * 2 + ["Grace Liu"]):
+            con.execute(
+                "INSERT INTO tasks (customer_id, title, owner, due_at, created_at) "
+                "VALUES (?, 'Call', ?, '2025-06-03T06:00:00+00:00', '2025-06-02T06:00:00+00:00')",
+                (f"C{i}", owner),
+            )
+    seeded = runner.invoke(cli, ["users", "seed-demo", "--csms", "2"], env=env)
+    assert seeded.exit_code == 0, seeded.output
+    users = {u.name: u.role for u in Directory(tmp_path / "users.db").users()}
+    assert users == {"Morgan Lee": "manager", "Ben Okafor": "csm", "Alice Moreau": "csm"}
+    assert "password" in seeded.output and "Ben Okafor" in seeded.output
