@@ -114,6 +114,7 @@ def test_a_csm_works_their_top_task_and_the_manager_sees_it(
     assert rows.count() == min(len(mine) - 1, 200)
 
     boss = browser.new_context(base_url=base)
+    boss.set_default_timeout(180_000)  # the closed loop's first computation, on a busy machine
     try:
         manager = boss.new_page()
         sign_in(manager, MANAGER)
