@@ -262,8 +262,8 @@ SessionDep = Annotated[Session | None, Depends(get_session)]
 
 
 def get_current_user(request: Request, session: SessionDep) -> Session:
-    """The signed-in manager; without a session the page redirects to the sign-in, which
-    comes back to the page afterwards."""
+    """The person signed in (name and role; what their actions are recorded as); without a
+    session the page redirects to the sign-in, which comes back to the page afterwards."""
     if session is None:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         raise SignInRequired(target)

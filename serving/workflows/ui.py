@@ -3,9 +3,12 @@ closed loop, in the manager UI's look (its ``base.html``, CSS and session sign-i
 
 Sign-in and CSRF are the UI's (``serving.ui.auth``), as dependencies: a page of a signed-in user
 (``WorkflowPageDep``) redirects to ``/ui/signin`` without a session, and every form is read
-through ``FormDep``, which refuses one without the session's CSRF token. Forms post to these
-pages and redirect back (post/redirect/get), so a reload never records twice. Handlers are plain
-``def`` (FastAPI's thread pool): the ledger is SQLite and the closed loop reads files.
+through ``FormDep``, which refuses one without the session's CSRF token. What a form records is
+recorded as the person signed in (never a typed name); a CSM's task and alert lists are their
+own, a manager's everyone's. Forms post to these pages and redirect back (post/redirect/get),
+to the customer page when they came from it (``next``), so a reload never records twice.
+Handlers are plain ``def`` (FastAPI's thread pool): the ledger is SQLite and the closed loop
+reads files.
 """
 
 from __future__ import annotations
