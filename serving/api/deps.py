@@ -13,6 +13,7 @@ the thread pool on the ``/score`` path.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -35,6 +36,7 @@ from serving.users import ApiKey, directory_of, key_digest, settings_keys
 from serving.workflows.service import Workflows
 
 SIGNIN_PATH = "/ui/signin"
+KEY_RECHECK_SECONDS = 1.0
 
 
 def app_state(request: Request) -> State:
@@ -141,6 +143,7 @@ class ApiKeys:
         self.configured = settings_keys(settings)
         self.directory = directory_of(settings)
         self._stored: tuple[tuple[int, int] | None, dict[str, ApiKey]] = (None, {})
+        self._looked = -math.inf
         self.throttle = throttle or FailureThrottle(free=settings.auth_failures_before_backoff)
         self.metrics = metrics
 
@@ -151,6 +154,12 @@ class ApiKeys:
         return error
 
     def stored(self) -> dict[str, ApiKey]:
+        """The directory's keys, its file looked at no more than once a second (a key added or
+        removed with ``churn keys`` counts within a second; ``/score`` pays no stat call)."""
+        now = time.monotonic()
+        if now - self._looked < KEY_RECHECK_SECONDS:
+            return self._stored[1]
+        self._looked = now
         stamp = self.directory.stamp()
         if stamp != self._stored[0]:
             self._stored = (stamp, self.directory.stored_keys() if stamp is not None else {})

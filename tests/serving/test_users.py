@@ -100,6 +100,7 @@ def test_a_key_is_stored_as_its_digest_and_checked_with_its_scopes(tmp_path: Pat
     configured = keys.check("client", "settings-key-long-enough")
     assert configured.name == "settings-1" and configured.allows("admin")
     directory.remove_key("crm-sync")
+    keys._looked -= 2  # a second later
     with pytest.raises(AuthError):
         keys.check("client", key)  # re-read when the file changed
     with pytest.raises(UserError, match="Unknown scope"):
