@@ -172,7 +172,8 @@ class SessionSigner:
         return self._cookie({"u": user.name, "r": user.role, "s": user.stamp}, now)
 
     def read(self, cookie: str | None, now: float | None = None) -> Session | None:
-        """The session of a valid, unexpired cookie for a still-configured key; else None."""
+        """The session of a valid, unexpired, not signed-out cookie for a still-configured key
+        or a user whose password and role are unchanged; else None."""
         if not cookie or "." not in cookie:
             return None
         if not cookie.isascii():  # a tampered cookie, not a server error
