@@ -108,6 +108,8 @@ def _clean_name(name: str, what: str) -> str:
     text = " ".join(name.split())
     if not text or len(text) > MAX_NAME_CHARS:
         raise UserError(f"The {what} name must have 1 to {MAX_NAME_CHARS} characters.")
+    if "(api key)" in text.lower():  # what a key's UI session is recorded as: not a person
+        raise UserError(f"The {what} name may not contain '(API key)'.")
     return text
 
 

@@ -55,6 +55,7 @@ def test_authenticate_takes_the_right_password_and_the_name_in_any_case(tmp_path
         ("Ann", "boss", PASSWORD, "Unknown role 'boss'"),
         ("Ann", "csm", "short", "use 10 or more"),
         ("   ", "csm", PASSWORD, "1 to 200 characters"),
+        ("admin (API key)", "admin", PASSWORD, "may not contain"),
     ],
 )
 def test_a_user_that_cannot_be_made_says_why(
