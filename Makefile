@@ -45,6 +45,7 @@ demo: install
 	$(BIN)/churn snapshot --data $(DEMO_DATA)
 	$(BIN)/churn train --data $(DEMO_DATA) --features data/features/labeled.parquet
 	$(BIN)/churn score-all
+	$(BIN)/churn users seed-demo
 	$(BIN)/churn serve --free-port
 
 lint: install-test

@@ -690,7 +690,10 @@ def serve(
     where = f"[{host}]" if ":" in host else host
     if port != wanted:
         console.print(f"port {wanted} is taken; serving on port {port}")
-    console.print(f"Manager UI: http://{where}:{port}/ui/  (sign in with the key: {key})")
+    console.print(
+        f"Manager UI: http://{where}:{port}/ui/  (sign in with your name and password, or the "
+        f"key: {key})"
+    )
     console.print(
         f"try: curl -s -X POST http://{where}:{port}/score -H 'X-API-Key: {key}' "
         f"-H 'Content-Type: application/json' -d '{{\"customer_id\": \"{cid}\"}}'"
@@ -754,6 +757,138 @@ def map_suggest(
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")
     console.print(f"[green]wrote[/] {out}: read it, then churn import --map {out} --src {src}")
+
+
+users_app = typer.Typer(no_args_is_help=True, help="UI users: name, role, password (argon2).")
+app.add_typer(users_app, name="users")
+keys_app = typer.Typer(no_args_is_help=True, help="Named API keys with scopes.")
+app.add_typer(keys_app, name="keys")
+
+
+def _password(name: str) -> str:
+    """From a hidden prompt (asked twice) on a terminal, else the first line of stdin."""
+    if sys.stdin.isatty():
+        return str(typer.prompt(f"Password for {name}", hide_input=True,
+                                confirmation_prompt=True))  # fmt: skip
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+@users_app.command("add")
+@friendly_errors
+def users_add(
+    name: Annotated[str, typer.Option(help="Full name, as the data names the CSM (csm_owner).")],
+    role: Annotated[str, typer.Option(help="csm, manager or admin.")] = "csm",
+) -> None:
+    """Add a user; the password comes from a prompt (or stdin when piped)."""
+    from serving.users import directory_of
+
+    settings = Settings()
+    user = directory_of(settings).add_user(name, role, _password(name), datetime.now(UTC))
+    console.print(f"added {user.name} ({user.role}) to {settings.users_db_path}")
+
+
+@users_app.command("password")
+@friendly_errors
+def users_password(name: Annotated[str, typer.Option(help="The user's name.")]) -> None:
+    """Set a new password (signs the user out everywhere)."""
+    from serving.users import directory_of
+
+    user = directory_of(Settings()).set_password(name, _password(name), datetime.now(UTC))
+    console.print(f"new password for {user.name}; their sessions are signed out")
+
+
+@users_app.command("remove")
+@friendly_errors
+def users_remove(name: Annotated[str, typer.Option(help="The user's name.")]) -> None:
+    """Remove a user (their sessions stop working)."""
+    from serving.users import directory_of
+
+    directory_of(Settings()).remove_user(name)
+    console.print(f"removed {name}")
+
+
+@users_app.command("list")
+@friendly_errors
+def users_list() -> None:
+    """Users and their roles (never a password or hash)."""
+    from serving.users import directory_of
+
+    table = Table(title="Users")
+    for column in ("name", "role", "demo"):
+        table.add_column(column)
+    for user in directory_of(Settings()).users():
+        table.add_row(user.name, user.role, "yes" if user.demo else "")
+    console.print(table)
+
+
+@users_app.command("seed-demo")
+@friendly_errors
+def users_seed_demo(
+    csms: Annotated[int, typer.Option(help="CSMs to create: the owners of most open tasks.")] = 3,
+) -> None:
+    """Demo users: a manager and the CSMs who own the demo's open tasks; prints their sign-in."""
+    from serving.users import directory_of, seed_demo_users
+    from serving.workflows.ledger import Ledger
+
+    settings = Settings()
+    owners: list[str] = []
+    if settings.workflows_db_path.exists():
+        frame = Ledger(settings.workflows_db_path).frame(
+            "SELECT owner FROM tasks WHERE status = 'open' GROUP BY owner "
+            "ORDER BY COUNT(*) DESC, owner LIMIT ?",
+            [csms],
+        )
+        owners = [str(o) for o in frame["owner"]]
+    if not owners:
+        raise ChurnError("No open tasks to take CSM names from: run `churn score-all` first.")
+    seeded = seed_demo_users(directory_of(settings), owners, datetime.now(UTC))
+    table = Table(title="Demo sign-in (passwords are new each time; local use only)")
+    for column in ("name", "role", "password"):
+        table.add_column(column)
+    for name, role, password in seeded:
+        table.add_row(name, role, password)
+    console.print(table)
+
+
+@keys_app.command("add")
+@friendly_errors
+def keys_add(
+    name: Annotated[str, typer.Option(help="What uses the key, e.g. crm-sync.")],
+    scope: Annotated[
+        list[str],
+        typer.Option(help="score:read, workflows:read, workflows:write or admin (repeatable)."),
+    ],
+) -> None:
+    """Create an API key with scopes; it is printed once (only its SHA-256 is stored)."""
+    from serving.users import directory_of
+
+    key = directory_of(Settings()).add_key(name, scope, datetime.now(UTC))
+    console.print(f"key {name} ({', '.join(sorted(set(scope)))}); send it as X-API-Key:")
+    print(key)
+
+
+@keys_app.command("list")
+@friendly_errors
+def keys_list() -> None:
+    """Named keys and their scopes (the keys of CHURN_API_KEYS have every scope)."""
+    from serving.users import directory_of
+
+    table = Table(title="API keys")
+    for column in ("name", "scopes", "created"):
+        table.add_column(column)
+    for name, scopes, created in directory_of(Settings()).key_list():
+        table.add_row(name, " ".join(scopes), created[:19])
+    console.print(table)
+
+
+@keys_app.command("remove")
+@friendly_errors
+def keys_remove(name: Annotated[str, typer.Option(help="The key's name.")]) -> None:
+    """Revoke a named key (refused from the next request on)."""
+    from serving.users import directory_of
+
+    directory_of(Settings()).remove_key(name)
+    console.print(f"removed key {name}")
 
 
 rules_app = typer.Typer(no_args_is_help=True, help="Retention workflow rules (rules.yaml).")

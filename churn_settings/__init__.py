@@ -308,6 +308,11 @@ class Settings(BaseSettings):
         return self.workflows.workflows_db or self.store_dir / "workflows.db"
 
     @property
+    def users_db_path(self) -> Path:
+        """UI users (argon2 password hashes) and named API keys with scopes (SQLite)."""
+        return self.store_dir / "users.db"
+
+    @property
     def score_history_path(self) -> Path:
         """The score history (a Parquet file or folder) the rules and the closed loop read."""
         return self.workflows.score_history or self.store_dir / "history"

@@ -24,7 +24,7 @@ from fastapi import FastAPI
 
 from churn_settings import Settings
 from serving.api import customers, docs, model, monitoring, operations, scoring
-from serving.api.deps import ApiKeys
+from serving.api.deps import ApiKeys, ScoreRead
 from serving.api.handlers import add_error_handlers, churn_error_response
 from serving.api.middleware import BodyLimitMiddleware
 from serving.history import recover_history
@@ -145,9 +145,10 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     if docs_open:
         app.include_router(docs.router)
         app.mount(docs.STATIC_PREFIX, docs.static_files(), name="docs-static")
-    app.include_router(scoring.router)
-    app.include_router(scoring.batch_router(settings.batch_limit))
-    app.include_router(customers.router)
+    # scopes of named keys (serving.users): scores and customers need score:read
+    app.include_router(scoring.router, dependencies=[ScoreRead])
+    app.include_router(scoring.batch_router(settings.batch_limit), dependencies=[ScoreRead])
+    app.include_router(customers.router, dependencies=[ScoreRead])
     app.include_router(operations.router)
     app.include_router(model.router)
     app.include_router(monitoring.router)

@@ -73,6 +73,12 @@ class AuthError(ChurnError):
     code = "unauthorized"
 
 
+class ScopeError(ChurnError):
+    """A valid API key without the scope the route needs (the message names it)."""
+
+    code = "forbidden"
+
+
 class ThrottledError(ChurnError):
     """Too many failed authentications from one client; ``retry_after`` is in seconds."""
 
@@ -114,6 +120,7 @@ HTTP_STATUS: dict[type[ChurnError], int] = {
     FeatureValidationError: 422,
     RecordValidationError: 422,
     AuthError: 401,
+    ScopeError: 403,
     ThrottledError: 429,
     UnknownCustomerError: 404,
     BodyTooLargeError: 413,

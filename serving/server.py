@@ -29,6 +29,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from churn_settings import Settings
 from features.errors import ChurnError
+from serving.users import directory_of
 
 log = logging.getLogger("churn.serving")
 
@@ -85,6 +86,12 @@ def network_problems(settings: Settings, host: str) -> list[str]:
         problems.append(
             f"{len(short)} API key(s) in CHURN_API_KEYS are shorter than {MIN_KEY_CHARS} "
             "characters: use long random keys"
+        )
+    demo_users = [u.name for u in directory_of(settings).users() if u.demo]
+    if demo_users:
+        problems.append(
+            f"demo users with printed passwords exist ({', '.join(demo_users)}): give each a "
+            "new password with `churn users password --name ...` or remove them"
         )
     secret = settings.ui_session_secret
     if not secret:

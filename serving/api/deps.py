@@ -12,11 +12,11 @@ the thread pool on the ``/score`` path.
 
 from __future__ import annotations
 
-import hmac
 import math
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import Depends, Request, Security
@@ -24,7 +24,7 @@ from fastapi.security import APIKeyHeader
 from starlette.datastructures import State
 
 from churn_settings import Settings
-from serving.errors import AuthError, ThrottledError
+from serving.errors import AuthError, ScopeError, ThrottledError
 from serving.metrics import ServingMetrics
 from serving.monitoring import MonitorCache
 from serving.state import Runtime, ServingState
@@ -32,9 +32,11 @@ from serving.throttle import FailureThrottle
 from serving.ui.analytics import AnalyticsCache
 from serving.ui.auth import SESSION_COOKIE, Session, SessionSigner, same_token
 from serving.ui.context import UiData
+from serving.users import ApiKey, directory_of, key_digest, settings_keys
 from serving.workflows.service import Workflows
 
 SIGNIN_PATH = "/ui/signin"
+KEY_RECHECK_SECONDS = 1.0
 
 
 def app_state(request: Request) -> State:
@@ -125,9 +127,12 @@ def throttled(seconds: float, what: str) -> ThrottledError:
 
 
 class ApiKeys:
-    """The deployment's API keys, compared in constant time; a client that keeps sending wrong
-    keys backs off (:class:`serving.throttle.FailureThrottle`, shared with the UI's sign-in so
-    a client cannot switch surfaces to keep guessing)."""
+    """The deployment's API keys: those of ``CHURN_API_KEYS`` (every scope) and the named ones
+    of the user directory (``churn keys add``), found by the SHA-256 of the key sent (the
+    stored keys are re-read when the file changes; a lookup by digest reveals nothing of a key
+    through its timing). A client that keeps sending wrong keys backs
+    off (:class:`serving.throttle.FailureThrottle`, shared with the UI's sign-in so a client
+    cannot switch surfaces to keep guessing)."""
 
     def __init__(
         self,
@@ -135,7 +140,10 @@ class ApiKeys:
         throttle: FailureThrottle | None = None,
         metrics: ServingMetrics | None = None,
     ) -> None:
-        self.keys = [key.encode() for key in settings.api_key_list()]
+        self.configured = settings_keys(settings)
+        self.directory = directory_of(settings)
+        self._stored: tuple[tuple[int, int] | None, dict[str, ApiKey]] = (None, {})
+        self._looked = -math.inf
         self.throttle = throttle or FailureThrottle(free=settings.auth_failures_before_backoff)
         self.metrics = metrics
 
@@ -145,40 +153,91 @@ class ApiKeys:
             self.metrics.auth_failures.labels("api").inc()
         return error
 
-    def check(self, client: str, key: str | None) -> None:
+    def stored(self) -> dict[str, ApiKey]:
+        """The directory's keys, its file looked at no more than once a second (a key added or
+        removed with ``churn keys`` counts within a second; ``/score`` pays no stat call)."""
+        now = time.monotonic()
+        if now - self._looked < KEY_RECHECK_SECONDS:
+            return self._stored[1]
+        self._looked = now
+        stamp = self.directory.stamp()
+        if stamp != self._stored[0]:
+            self._stored = (stamp, self.directory.stored_keys() if stamp is not None else {})
+        return self._stored[1]
+
+    def check(self, client: str, key: str | None) -> ApiKey:
         wait = self.throttle.retry_after(client)
         if wait > 0:
             if self.metrics is not None:
                 self.metrics.auth_throttled.labels("api").inc()
             raise throttled(wait, "API key checks")
-        if not self.keys:
-            raise AuthError("No API keys are configured on the server: set CHURN_API_KEYS.")
+        stored = self.stored()
+        if not self.configured and not stored:
+            raise AuthError(
+                "No API keys are configured on the server: set CHURN_API_KEYS or add one "
+                "with `churn keys add`."
+            )
         if not key:
             raise self._failed(
                 client, AuthError("Missing X-API-Key header: send one of the service's API keys.")
             )
-        given = key.encode("utf-8", "surrogateescape")
-        matched = False
-        for candidate in self.keys:  # no early exit: timing does not reveal which key matched
-            matched |= hmac.compare_digest(given, candidate)
-        if not matched:
+        digest = key_digest(key)
+        found = self.configured.get(digest) or stored.get(digest)
+        if found is None:
             raise self._failed(client, AuthError("Invalid API key in X-API-Key."))
+        return found
 
 
 API_KEY_HEADER = APIKeyHeader(
-    name="X-API-Key", auto_error=False, description="One of the keys in CHURN_API_KEYS."
+    name="X-API-Key",
+    auto_error=False,
+    description="One of the keys in CHURN_API_KEYS (every scope) or made by `churn keys add`.",
 )
 
 
 async def require_api_key(
     request: Request, key: Annotated[str | None, Security(API_KEY_HEADER)]
-) -> None:
+) -> ApiKey:
     """The ``X-API-Key`` check every API router declares (``dependencies=[ApiKeyRequired]``)."""
     api_keys: ApiKeys = request.app.state.api_keys
-    api_keys.check(client_of(request), key)
+    return api_keys.check(client_of(request), key)
 
 
 ApiKeyRequired = Depends(require_api_key)
+
+
+def refuse_without(found: ApiKey, scope: str) -> None:
+    if not found.allows(scope):
+        raise ScopeError(
+            f"The API key {found.name!r} lacks the scope {scope!r} (it has "
+            f"{', '.join(sorted(found.scopes))}); create a key with it: "
+            f"`churn keys add --name ... --scope {scope}`."
+        )
+
+
+def scope_required(scope: str) -> Any:
+    """A dependency refusing (403, naming the scope) a valid key that lacks ``scope``."""
+
+    async def check(found: Annotated[ApiKey, Depends(require_api_key)]) -> None:
+        refuse_without(found, scope)
+
+    return Depends(check)
+
+
+def read_write_scopes(read: str, write: str) -> Any:
+    """``read`` for GET and HEAD, ``write`` for every other method (one router, two scopes)."""
+
+    async def check(request: Request, found: Annotated[ApiKey, Depends(require_api_key)]) -> None:
+        refuse_without(found, read if request.method in ("GET", "HEAD") else write)
+
+    return Depends(check)
+
+
+ScoreRead = scope_required("score:read")
+WorkflowsRead = scope_required("workflows:read")
+WorkflowsWrite = scope_required("workflows:write")
+AdminScope = scope_required("admin")
+WorkflowsScopes = read_write_scopes("workflows:read", "workflows:write")
 
 
 # ----- the UI's user: a signed session cookie ------------------------------------------------
@@ -212,8 +271,8 @@ SessionDep = Annotated[Session | None, Depends(get_session)]
 
 
 def get_current_user(request: Request, session: SessionDep) -> Session:
-    """The signed-in manager; without a session the page redirects to the sign-in, which
-    comes back to the page afterwards."""
+    """The person signed in (name and role; what their actions are recorded as); without a
+    session the page redirects to the sign-in, which comes back to the page afterwards."""
     if session is None:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         raise SignInRequired(target)

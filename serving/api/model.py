@@ -10,7 +10,7 @@ import orjson
 from fastapi import APIRouter, FastAPI, Query
 from fastapi.responses import Response
 
-from serving.api.deps import ApiKeyRequired, MetricsDep, RuntimeDep
+from serving.api.deps import AdminScope, ApiKeyRequired, MetricsDep, RuntimeDep
 from serving.api.responses import ERRORS, JSON, RELOAD_FAILED
 from serving.errors import ReloadError
 from serving.metrics import ServingMetrics
@@ -40,6 +40,7 @@ async def reload(
 
 @router.post(
     "/admin/reload",
+    dependencies=[AdminScope],
     response_model=ReloadResult,
     responses={401: ERRORS[401], 429: ERRORS[429], 503: RELOAD_FAILED},
     summary="Load the current champion, snapshot, score store and playbook now",

@@ -1,8 +1,13 @@
-"""Sign-in for the UI with the API's keys: a signed session cookie and CSRF-safe forms.
+"""Sign-in for the UI: a signed session cookie and CSRF-safe forms.
 
-- A manager signs in once with one of the service's API keys (``CHURN_API_KEYS``); the key is
-  compared in constant time, as the API does. The cookie holds no key, only a keyed fingerprint
-  of it: removing a key from the settings signs out every session opened with it.
+- A person signs in with their own name and password (``serving.users``: argon2 hashes, roles
+  csm, manager, admin); the cookie carries the name, the role and the user's *stamp*, a hash
+  that changes with the password or the role, so a new password, a new role or a removed user
+  signs out every session opened before.
+- For compatibility (and a first sign-in before any user exists) one of the keys in
+  ``CHURN_API_KEYS`` still signs in, as an admin; the key is compared in constant time. The
+  cookie holds no key, only a keyed fingerprint of it: removing a key from the settings signs
+  out every session opened with it.
 - The cookie is ``payload.signature`` (HMAC-SHA256 over the payload with the session secret),
   ``HttpOnly``, ``SameSite=Lax`` (``Secure`` behind HTTPS) and expires after ``SESSION_SECONDS``.
 - The secret is ``CHURN_UI_SESSION_SECRET`` when the deployment sets one, else derived from
@@ -33,6 +38,7 @@ from pathlib import Path
 import orjson
 
 from churn_settings import Settings
+from serving.users import Directory, User, directory_of
 
 SESSION_COOKIE = "churn_ui_session"
 SIGNIN_COOKIE = "churn_ui_signin"
@@ -49,11 +55,28 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+KEY_SIGNIN_NAME = "admin (API key)"  # who a session opened with a settings key acts as
+
+
 @dataclass(frozen=True)
 class Session:
-    key_fingerprint: str
+    """A signed-in person: ``name`` is who their actions are recorded as."""
+
+    key_fingerprint: str  # "" for a user's session
     issued_at: float
     csrf: str
+    name: str = KEY_SIGNIN_NAME
+    role: str = "admin"
+    user_stamp: str = ""  # the user's stamp when signed in ("" for a key's session)
+
+    @property
+    def sees_everyone(self) -> bool:
+        """Managers and admins see every CSM's tasks and customers; a CSM sees their own."""
+        return self.role in ("manager", "admin")
+
+    @property
+    def is_user(self) -> bool:
+        return not self.key_fingerprint
 
     @property
     def session_id(self) -> str:
@@ -104,7 +127,9 @@ class RevokedSessions:
 class SessionSigner:
     """Issues and checks session cookies for one deployment's keys and secret."""
 
-    def __init__(self, settings: Settings, max_age: int = SESSION_SECONDS) -> None:
+    def __init__(
+        self, settings: Settings, max_age: int = SESSION_SECONDS, directory: Directory | None = None
+    ) -> None:
         configured = settings.ui_session_secret
         keys = settings.api_key_list()
         self.secret = (
@@ -116,6 +141,7 @@ class SessionSigner:
         self.fingerprints = {self.fingerprint(k) for k in self.keys}
         self.max_age = max_age
         self.revoked = RevokedSessions(Path(settings.store_dir) / REVOKED_FILE)
+        self.directory = directory or directory_of(settings)
 
     def fingerprint(self, key: bytes) -> str:
         return hmac.new(self.secret, b"key\0" + key, hashlib.sha256).hexdigest()[:24]
@@ -132,13 +158,22 @@ class SessionSigner:
     def _sign(self, payload: str) -> str:
         return _b64(hmac.new(self.secret, payload.encode(), hashlib.sha256).digest())
 
-    def issue(self, key: bytes, now: float | None = None) -> str:
-        body = {"k": self.fingerprint(key), "t": now or time.time(), "c": secrets.token_urlsafe(24)}
+    def _cookie(self, body: dict[str, object], now: float | None) -> str:
+        body |= {"t": now or time.time(), "c": secrets.token_urlsafe(24)}
         payload = _b64(orjson.dumps(body))
         return f"{payload}.{self._sign(payload)}"
 
+    def issue(self, key: bytes, now: float | None = None) -> str:
+        """A session for a settings key (an admin)."""
+        return self._cookie({"k": self.fingerprint(key)}, now)
+
+    def issue_user(self, user: User, now: float | None = None) -> str:
+        """A session for ``user``; valid while their stamp (password, role) is unchanged."""
+        return self._cookie({"u": user.name, "r": user.role, "s": user.stamp}, now)
+
     def read(self, cookie: str | None, now: float | None = None) -> Session | None:
-        """The session of a valid, unexpired cookie for a still-configured key; else None."""
+        """The session of a valid, unexpired, not signed-out cookie for a still-configured key
+        or a user whose password and role are unchanged; else None."""
         if not cookie or "." not in cookie:
             return None
         if not cookie.isascii():  # a tampered cookie, not a server error
@@ -148,15 +183,22 @@ class SessionSigner:
             return None
         try:
             body = orjson.loads(_unb64(payload))
-            session = Session(str(body["k"]), float(body["t"]), str(body["c"]))
+            issued, csrf = float(body["t"]), str(body["c"])
+            if "u" in body:
+                session = Session("", issued, csrf, str(body["u"]), str(body["r"]), str(body["s"]))
+            else:
+                session = Session(str(body["k"]), issued, csrf)
         except (ValueError, KeyError, TypeError):
-            return None
-        if session.key_fingerprint not in self.fingerprints:
             return None
         age = (now or time.time()) - session.issued_at
         if age > self.max_age or age < -CLOCK_SKEW_SECONDS:  # too old, or from the future
             return None
         if session.session_id in self.revoked:
+            return None
+        if not session.is_user:
+            return session if session.key_fingerprint in self.fingerprints else None
+        user = self.directory.user(session.name)
+        if user is None or user.stamp != session.user_stamp:  # removed, new password or role
             return None
         return session
 

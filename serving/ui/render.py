@@ -111,7 +111,9 @@ class Page:
     def __call__(self, template: str, status: int = 200, **values: Any) -> HTMLResponse:
         state = self.runtime.state
         model = state.model_info if state is not None else None
-        return render(self.request, template, status, csrf=self.user.csrf, model=model, **values)
+        user = self.user
+        return render(self.request, template, status, csrf=user.csrf, user=user, model=model,
+                      **values)  # fmt: skip
 
     def unavailable(self, exc: Exception) -> HTMLResponse:
         return self("error.html", 503, title="Not ready", message=str(exc))

@@ -1,4 +1,5 @@
-"""``/ui/signin`` and ``/ui/signout``: a manager signs in with one of the service's API keys.
+"""``/ui/signin`` and ``/ui/signout``: a person signs in with their name and password (or, as
+an admin, with one of the keys in ``CHURN_API_KEYS``).
 
 Failed sign-ins back off with the API's own throttle (one per app, so a client cannot switch
 surfaces to keep guessing keys); the session cookie and CSRF tokens are ``serving.ui.auth``'s.
@@ -90,7 +91,9 @@ def signin(
     signer: SignerDep,
     backoff: ThrottleDep,
     metrics: MetricsDep,
-    api_key: str = Form(""),
+    name: str = Form("", max_length=200),
+    password: str = Form("", max_length=1000),
+    api_key: str = Form("", max_length=1000),
     csrf: str = Form(""),
     next: str = Form(""),
 ) -> Response:
@@ -108,14 +111,21 @@ def signin(
         return response
     if not same_token(csrf, request.cookies.get(SIGNIN_COOKIE)):
         return signin_page(request, target, "The form expired; please sign in again.", 400)
-    key = signer.check_key(api_key)
-    if key is None:
+    if api_key:
+        key = signer.check_key(api_key)
+        cookie = None if key is None else signer.issue(key)
+        problem = "That key is not one of this service's keys."
+    else:
+        user = signer.directory.authenticate(name, password) if name and password else None
+        cookie = None if user is None else signer.issue_user(user)
+        problem = "Unknown name or wrong password."
+    if cookie is None:
         backoff.failed(client)
         metrics.auth_failures.labels("ui").inc()
-        return signin_page(request, target, "That key is not one of this service's keys.", 401)
+        return signin_page(request, target, problem, 401)
     backoff.succeeded(client)
     response = RedirectResponse(target, status_code=303)
-    response.set_cookie(SESSION_COOKIE, signer.issue(key), max_age=signer.max_age,
+    response.set_cookie(SESSION_COOKIE, cookie, max_age=signer.max_age,
                         httponly=True, samesite="lax", secure=request.url.scheme == "https",
                         path=PREFIX)  # fmt: skip
     response.delete_cookie(SIGNIN_COOKIE, path=PREFIX)

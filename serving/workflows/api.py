@@ -21,7 +21,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from features.contract import EXIT_CATEGORIES
-from serving.api.deps import ApiKeyRequired, ClockDep, WorkflowsDep
+from serving.api.deps import ClockDep, WorkflowsDep, WorkflowsScopes
 from serving.schemas import ErrorBody
 from serving.workflows.ledger import Ledger, request_fingerprint
 
@@ -211,6 +211,7 @@ def _json(body: Any, status: int = 200) -> Response:
 WORKFLOW_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "Body is not JSON, or a request the state forbids."},
     401: {"model": ErrorBody, "description": "Missing or invalid X-API-Key."},
+    403: {"model": ErrorBody, "description": "The key lacks workflows:read (GET) or :write."},
     404: {"model": ErrorBody, "description": "Unknown alert, task, customer or webhook (named)."},
     409: {"model": ErrorBody, "description": "Conflicts with the current state (e.g. closed)."},
     413: {"model": ErrorBody, "description": "Body too large."},
@@ -245,7 +246,7 @@ def once(
 router = APIRouter(
     prefix="/workflows",
     tags=["workflows"],
-    dependencies=[ApiKeyRequired],
+    dependencies=[WorkflowsScopes],
     responses=WORKFLOW_ERRORS,
 )
 

@@ -711,10 +711,12 @@ class Ledger:
         customer_id: str | None = None,
         limit: int = 100,
         offset: int = 0,
+        revenue_first: bool = False,
     ) -> tuple[pd.DataFrame, int]:
         """A page of tasks and the total that match: soonest due first, then highest revenue at
-        risk. ``overdue`` compares the stored ``due_at`` with ``now`` (open tasks only are ever
-        overdue); each row counts the alerts attached to it."""
+        risk (``revenue_first``: highest revenue at risk first, a CSM's worklist). ``overdue``
+        compares the stored ``due_at`` with ``now`` (open tasks only are ever overdue); each row
+        counts the alerts attached to it."""
         where, params = _task_filter(iso(now) or "", status, owner, tier, overdue, customer_id)
         with self.connect() as con:
             total = int(con.execute(f"SELECT COUNT(*) FROM tasks WHERE {where}", params)
@@ -723,11 +725,45 @@ class Ledger:
             f"SELECT tasks.*, (status = 'open' AND due_at < ?) AS overdue, "
             "(SELECT COUNT(*) FROM task_alerts ta WHERE ta.task_id = tasks.task_id) AS alerts "
             f"FROM tasks WHERE {where} "
-            "ORDER BY due_at, revenue_at_risk DESC, task_id LIMIT ? OFFSET ?",
+            + (
+                "ORDER BY revenue_at_risk DESC NULLS LAST, due_at, task_id "
+                if revenue_first
+                else "ORDER BY due_at, revenue_at_risk DESC, task_id "
+            )
+            + "LIMIT ? OFFSET ?",
             [iso(now), *params, limit, offset],
         )
         frame["overdue"] = frame["overdue"].astype(bool)
         return frame, total
+
+    def work_by_person(self) -> pd.DataFrame:
+        """Per person who acted: tasks they completed, interventions they logged, exit
+        interviews they recorded, and when they last did any of it (the closed loop's "who
+        did the work"; the rules' own task resolutions are not a person's work)."""
+        return self.frame(
+            "SELECT person, SUM(kind = 'task') AS tasks_completed, "
+            "SUM(kind = 'intervention') AS interventions, SUM(kind = 'exit') AS exit_interviews, "
+            "MAX(at) AS last_action FROM ("
+            "  SELECT closed_by AS person, 'task' AS kind, closed_at AS at FROM tasks "
+            "    WHERE status = 'closed' AND closed_by IS NOT NULL AND closed_by != ?"
+            "  UNION ALL SELECT owner, 'intervention', recorded_at FROM interventions"
+            "  UNION ALL SELECT recorded_by, 'exit', recorded_at FROM exit_interviews"
+            ") GROUP BY person ORDER BY last_action DESC",
+            [RULES_ACTOR],
+        )
+
+    def recent_work(self, limit: int = 30) -> pd.DataFrame:
+        """The latest completed tasks and logged interventions, newest first, with who."""
+        return self.frame(
+            "SELECT * FROM ("
+            "  SELECT closed_at AS at, closed_by AS person, 'completed task' AS action, "
+            "    customer_id, title || ': ' || COALESCE(outcome, '') AS detail FROM tasks "
+            "    WHERE status = 'closed' AND closed_by != ?"
+            "  UNION ALL SELECT recorded_at, owner, 'logged ' || type, customer_id, "
+            "    outcome || COALESCE(': ' || notes, '') FROM interventions"
+            ") ORDER BY at DESC LIMIT ?",
+            [RULES_ACTOR, limit],
+        )
 
     def reassign_tasks(
         self, task_ids: Sequence[int], owner: str, by: str, now: datetime
@@ -861,9 +897,14 @@ class Ledger:
         customer_id: str | None = None,
         limit: int = 500,
         offset: int = 0,
+        csm_owner: str | None = None,
     ) -> pd.DataFrame:
-        """Alerts, newest first, with their open task, latest verdict and outbox state."""
+        """Alerts, newest first, with their open task, latest verdict and outbox state
+        (``csm_owner``: only the alerts of that CSM's customers)."""
         where, params = ["1 = 1"], []
+        if csm_owner:
+            where.append("a.csm_owner = ?")
+            params.append(csm_owner)
         if status == "open":
             where.append("a.cleared_at IS NULL")
         elif status == "cleared":

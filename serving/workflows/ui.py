@@ -3,9 +3,12 @@ closed loop, in the manager UI's look (its ``base.html``, CSS and session sign-i
 
 Sign-in and CSRF are the UI's (``serving.ui.auth``), as dependencies: a page of a signed-in user
 (``WorkflowPageDep``) redirects to ``/ui/signin`` without a session, and every form is read
-through ``FormDep``, which refuses one without the session's CSRF token. Forms post to these
-pages and redirect back (post/redirect/get), so a reload never records twice. Handlers are plain
-``def`` (FastAPI's thread pool): the ledger is SQLite and the closed loop reads files.
+through ``FormDep``, which refuses one without the session's CSRF token. What a form records is
+recorded as the person signed in (never a typed name); a CSM's task and alert lists are their
+own, a manager's everyone's. Forms post to these pages and redirect back (post/redirect/get),
+to the customer page when they came from it (``next``), so a reload never records twice.
+Handlers are plain ``def`` (FastAPI's thread pool): the ledger is SQLite and the closed loop
+reads files.
 """
 
 from __future__ import annotations
@@ -83,7 +86,12 @@ class WorkflowPage:
 
     def __call__(self, template: str, http_status: int = 200, **values: Any) -> HTMLResponse:
         html = TEMPLATES.get_template(template).render(
-            request=self.request, prefix="/ui", wf=PREFIX, csrf=self.user.csrf, **values
+            request=self.request,
+            prefix="/ui",
+            wf=PREFIX,
+            csrf=self.user.csrf,
+            user=self.user,
+            **values,
         )
         return HTMLResponse(html, status_code=http_status, headers={"Cache-Control": "no-store"})
 
@@ -100,6 +108,17 @@ router = APIRouter(prefix=PREFIX, include_in_schema=False)
 def back(path: str, **params: Any) -> RedirectResponse:
     query = f"?{urlencode(params)}" if params else ""
     return RedirectResponse(f"{PREFIX}{path}{query}", status_code=303)
+
+
+CUSTOMER_PAGES = "/ui/customers/"
+
+
+def done(form: dict[str, str], path: str, saved: str) -> RedirectResponse:
+    """Back to the customer page the form was posted from (its ``next``), else to ``path``."""
+    target = form.get("next", "")
+    if target.startswith(CUSTOMER_PAGES) and "//" not in target and "\\" not in target:
+        return RedirectResponse(f"{target}?{urlencode({'saved': saved})}", status_code=303)
+    return back(path, saved=saved)
 
 
 @router.get("")
@@ -127,8 +146,9 @@ def alerts_page(
     rule_id: str = "",
 ) -> Response:
     chosen = status if status in ("open", "cleared", "all") else "open"
+    mine = None if page.user.sees_everyone else page.user.name  # a CSM: their customers' alerts
     frame = workflows.ledger.alerts(
-        None if chosen == "all" else chosen, rule_id or None, None, 500, 0
+        None if chosen == "all" else chosen, rule_id or None, None, 500, 0, csm_owner=mine
     )
     return page(
         "wf_alerts.html",
@@ -144,30 +164,44 @@ def alerts_page(
 
 @router.post("/alerts/{alert_id}/verdict")
 def post_verdict(
-    alert_id: RowIdPath, form: FormDep, workflows: WorkflowsDep, now: ClockDep
+    alert_id: RowIdPath, user: CurrentUser, form: FormDep, workflows: WorkflowsDep, now: ClockDep
 ) -> Response:
     workflows.ledger.add_verdict(
-        alert_id, form.get("useful") == "1", form.get("comment") or None, form.get("by") or "csm",
-        now,
-    )  # fmt: skip
+        alert_id, form.get("useful") == "1", form.get("comment") or None, user.name, now
+    )
     return back("/alerts", status=form.get("status", "open"), saved=f"verdict on alert {alert_id}")
+
+
+TASKS_SHOWN = 200
 
 
 @router.get("/tasks")
 def tasks_page(
     request: Request, page: WorkflowPageDep, workflows: WorkflowsDep, now: ClockDep,
-    status: str = "open",
+    status: str = "open", owner: str = "", order: str = "revenue",
 ) -> Response:  # fmt: skip
+    """A CSM's own tasks ("My tasks"), highest revenue at risk first; a manager sees every
+    owner's, or one owner's with ``owner``."""
     chosen = status if status in ("open", "closed") else "open"
-    frame = workflows.ledger.table(
-        "tasks", order="due_at, task_id", where="status = ?", params=[chosen]
+    user = page.user
+    shown_owner = owner.strip() or None if user.sees_everyone else user.name
+    frame, total = workflows.ledger.tasks(
+        now, chosen, shown_owner, limit=TASKS_SHOWN, revenue_first=order != "due"
+    )
+    owners = workflows.ledger.frame(
+        "SELECT owner, COUNT(*) AS open FROM tasks WHERE status = 'open' GROUP BY owner "
+        "ORDER BY owner"
     )
     return page(
         "wf_tasks.html",
-        title="Tasks",
+        title="My tasks" if not user.sees_everyone else "Tasks",
         tab="tasks",
         status=chosen,
+        owner=shown_owner or "",
+        order="due" if order == "due" else "revenue",
+        owners=records(owners) if user.sees_everyone else [],
         tasks=records(frame),
+        total=total,
         now=now.isoformat(),
         flash=request.query_params.get("saved"),
     )
@@ -175,12 +209,10 @@ def tasks_page(
 
 @router.post("/tasks/{task_id}/close")
 def post_close(
-    task_id: RowIdPath, form: FormDep, workflows: WorkflowsDep, now: ClockDep
+    task_id: RowIdPath, user: CurrentUser, form: FormDep, workflows: WorkflowsDep, now: ClockDep
 ) -> Response:
-    workflows.ledger.close_task(
-        task_id, form.get("by") or "csm", form.get("outcome") or "done", now
-    )
-    return back("/tasks", saved=f"task {task_id} closed")
+    workflows.ledger.close_task(task_id, user.name, form.get("outcome") or "done", now)
+    return done(form, "/tasks", f"task {task_id} completed")
 
 
 def interventions_view(
@@ -218,6 +250,7 @@ def post_intervention(
     page: WorkflowPageDep, form: FormDep, workflows: WorkflowsDep, now: ClockDep
 ) -> Response:
     fields = {k: (v or None) for k, v in form.items() if k in InterventionIn.model_fields}
+    fields["owner"] = page.user.name  # who is signed in did it, not a typed name
     try:
         body = InterventionIn.model_validate(fields)
         new_id = workflows.record_intervention(body.model_dump(), now)
@@ -225,7 +258,7 @@ def post_intervention(
         return interventions_view(page, workflows, form, _problems(exc), 400)
     except ChurnError as exc:
         return interventions_view(page, workflows, form, str(exc), 400)
-    return back("/interventions", saved=f"intervention {new_id} recorded")
+    return done(form, "/interventions", f"intervention {new_id} recorded")
 
 
 def churned_customers(workflows: Workflows, now: datetime) -> list[dict[str, Any]]:
@@ -284,6 +317,7 @@ def post_exit(
         k: (v or None) for k, v in form.items() if k in ExitInterviewIn.model_fields
     }
     fields["avoidable"] = form.get("avoidable") in ("yes", "true", "1", "on")
+    fields["recorded_by"] = page.user.name
     try:
         body = ExitInterviewIn.model_validate(fields)
         new_id = workflows.record_exit_interview(body.model_dump(), now)
@@ -291,7 +325,7 @@ def post_exit(
         return exit_view(page, workflows, now, form, _problems(exc), 400)
     except ChurnError as exc:
         return exit_view(page, workflows, now, form, str(exc), 422)
-    return back("/exit-interviews", saved=f"exit interview {new_id} recorded")
+    return done(form, "/exit-interviews", f"exit interview {new_id} recorded")
 
 
 @router.get("/closed-loop")
@@ -302,6 +336,8 @@ def closed_loop_page(request: Request, page: WorkflowPageDep, workflows: Workflo
         title="Closed loop",
         tab="loop",
         cl=loop,
+        work=records(workflows.ledger.work_by_person()),
+        recent_work=records(workflows.ledger.recent_work()),
         correlational=CORRELATIONAL,
         flash=request.query_params.get("saved"),
         quarter=str(pd.Timestamp(loop.now).tz_localize(None).to_period("Q")),
@@ -309,7 +345,9 @@ def closed_loop_page(request: Request, page: WorkflowPageDep, workflows: Workflo
 
 
 @router.post("/goal")
-def post_goal(form: FormDep, workflows: WorkflowsDep, now: ClockDep) -> Response:
+def post_goal(user: CurrentUser, form: FormDep, workflows: WorkflowsDep, now: ClockDep) -> Response:
+    if not user.sees_everyone:
+        return PlainTextResponse("Only a manager sets the retention goal.", status_code=403)
     try:
         baseline = float(form["baseline"]) / 100
         target = float(form["target"]) / 100
@@ -325,7 +363,7 @@ def post_goal(form: FormDep, workflows: WorkflowsDep, now: ClockDep) -> Response
             f"{GOAL_FIRST} to {GOAL_LAST} and 1-60 months.",
             status_code=400,
         )
-    workflows.ledger.set_goal(baseline, target, start, months, form.get("by") or "csm", now)
+    workflows.ledger.set_goal(baseline, target, start, months, user.name, now)
     return back("/closed-loop", saved="goal updated")
 
 

@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -15,9 +16,11 @@ import uvicorn
 from playwright.sync_api import Browser, Page
 
 from serving.ui.auth import SESSION_COOKIE, SessionSigner
-from tests.serving.workflows.world import KEY, World, build_world
+from tests.serving.workflows.world import World, build_world
 
 pytestmark = pytest.mark.slow
+
+LEAD = "Team Lead"  # the manager signed in for these tests; every action is recorded as them
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -62,7 +65,11 @@ def page(
 ) -> Iterator[Page]:
     base, world = served
     context = browser.new_context(base_url=base)
-    cookie = SessionSigner(world.settings).issue(KEY.encode())
+    signer = SessionSigner(world.settings)
+    lead = signer.directory.user(LEAD) or signer.directory.add_user(
+        LEAD, "manager", "team lead password", datetime.now(UTC)
+    )
+    cookie = signer.issue_user(lead)
     context.add_cookies([{"name": SESSION_COOKIE, "value": cookie, "url": f"{base}/ui"}])
     tab = context.new_page()
     yield tab
@@ -86,7 +93,6 @@ def test_alerts_list_shows_open_alerts_and_takes_a_verdict(
     alert_id = int(first.get_attribute("data-alert"))
     first.locator("button.wf-judge").click()
     first.locator("input[name=comment]").fill("customer is on holiday")
-    first.locator("input[name=by]").fill("alice")
     first.locator("button[name=useful][value='0']").click()
     page.wait_for_selector("#flash")
     verdicts = world.workflows.ledger.table("verdicts", where="alert_id = ?", params=[alert_id])
@@ -103,7 +109,6 @@ def test_recording_an_intervention_from_an_alert(page: Page, served: tuple[str, 
     form = page.locator("#intervention-form")
     assert form.locator("input[name=customer_id]").input_value() == customer
     form.locator("select[name=type]").select_option("training")
-    form.locator("input[name=owner]").fill("bob")
     form.locator("select[name=outcome]").select_option("improving")
     form.locator("textarea[name=notes]").fill("one-to-one training booked")
     form.locator("button[type=submit]").click()
@@ -113,6 +118,7 @@ def test_recording_an_intervention_from_an_alert(page: Page, served: tuple[str, 
         "interventions", where="notes = ?", params=["one-to-one training booked"]
     )
     assert saved["customer_id"].tolist() == [customer] and saved["alert_id"].notna().all()
+    assert saved["owner"].tolist() == [LEAD]  # the person signed in, not a typed name
 
 
 def test_closing_a_task(page: Page, served: tuple[str, World]) -> None:
@@ -121,11 +127,10 @@ def test_closing_a_task(page: Page, served: tuple[str, World]) -> None:
     row = page.locator("#tasks tbody tr[data-task]").first
     task_id = int(row.get_attribute("data-task"))
     row.locator("input[name=outcome]").fill("called, booked a training")
-    row.locator("input[name=by]").fill("alice")
     row.locator("button[type=submit]").click()
     page.wait_for_selector("#flash")
     task = world.workflows.ledger.table("tasks", where="task_id = ?", params=[task_id]).iloc[0]
-    assert task["status"] == "closed" and task["closed_by"] == "alice"
+    assert task["status"] == "closed" and task["closed_by"] == LEAD
 
 
 def test_exit_interview_form(page: Page, served: tuple[str, World]) -> None:
@@ -144,7 +149,6 @@ def test_exit_interview_form(page: Page, served: tuple[str, World]) -> None:
     form.locator("textarea[name=win_back]").fill("A dedicated CSM")
     form.locator("select[name=category]").select_option("service")
     form.locator("input[name=avoidable][value=yes]").check()
-    form.locator("input[name=recorded_by]").fill("carol")
     form.locator("button[type=submit]").click()
     page.wait_for_selector("#flash")
     saved = world.workflows.ledger.table("exit_interviews").iloc[0]
@@ -165,7 +169,6 @@ def test_closed_loop_page(page: Page) -> None:
     assert page.locator(".wf-disagree").count() >= 1
     form = page.locator("#goal-form")
     form.locator("input[name=target]").fill("2.5")
-    form.locator("input[name=by]").fill("lead")
     form.locator("button[type=submit]").click()
     page.wait_for_selector("#flash")
     assert "2.5 %" in page.locator("#goal").inner_text()
