@@ -205,7 +205,9 @@ class MonitorCache:
 
     A run reads the registry, the export and the history (seconds), so ``GET /v1/monitoring``
     and the UI page (one cache per app, ``app.state.monitoring``) serve the cached report while
-    the snapshot, the score store and the history stay as they were.
+    the champion (the alias's version), the export, the snapshot, the score store and the
+    history stay as they were. A promotion with no new file must not leave the page reporting
+    on the model it replaced.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -214,12 +216,33 @@ class MonitorCache:
         self._report: MonitoringReport | None = None
         self._lock = threading.Lock()
 
+    def _champion_version(self) -> str | None:
+        """The alias's version now (one registry query); None if it cannot be read, which the
+        report then explains."""
+        from mlflow.exceptions import MlflowException
+
+        configure(self.settings.mlflow_tracking_uri, self.settings.mlflow_artifact_root)
+        try:
+            return str(
+                MlflowClient()
+                .get_model_version_by_alias(self.settings.model_name, self.settings.model_alias)
+                .version
+            )
+        except (MlflowException, OSError):
+            return None
+
     def _inputs(self) -> tuple[object, ...]:
         from serving.history import history_stamp
+        from serving.workflows.service import tree_stamp
 
         files = (self.settings.snapshot_path, self.settings.score_store_path)
         stats = tuple(p.stat().st_mtime_ns if p.exists() else None for p in files)
-        return (*stats, history_stamp(self.settings.store_dir))
+        return (
+            self._champion_version(),
+            tree_stamp(self.settings.data_dir),
+            *stats,
+            history_stamp(self.settings.store_dir),
+        )
 
     def report(self) -> MonitoringReport:
         with self._lock:

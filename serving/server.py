@@ -146,7 +146,9 @@ def app_from_env() -> FastAPI:
     from serving.app import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    return create_app(Settings())
+    app = create_app(Settings())
+    app.state.freeze_gc = True  # a long-lived server process (serving.app.freeze_startup_heap)
+    return app
 
 
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:

@@ -203,3 +203,22 @@ def test_monitoring_is_served_as_json_prometheus_gauges_a_ui_page_and_a_review_s
         assert 'id="chart-mon-drift"' in page.text and 'id="chart-mon-auc"' in page.text
     section = monitoring_markdown(monitor(settings))
     assert section.startswith("## Model monitoring") and "mrr_change_90d" in section
+
+
+def test_the_cached_report_follows_a_promotion_that_changed_no_file(champion: Champion) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from serving.monitoring import MonitorCache
+
+    settings = _private(champion, "promoted")
+    settings = serve_export(settings, champion.settings.data_dir)
+    cache = MonitorCache(settings)
+    first = cache.report()
+    assert cache.report() is first, "unchanged inputs serve the cached report"
+    client = MlflowClient()
+    served = client.get_model_version_by_alias(settings.model_name, settings.model_alias)
+    again = client.create_model_version(settings.model_name, served.source, served.run_id)
+    client.set_registered_model_alias(settings.model_name, settings.model_alias, again.version)
+    second = cache.report()
+    assert second is not first
+    assert str(second.model_version) == str(again.version) != str(first.model_version)

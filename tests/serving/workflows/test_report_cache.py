@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from datetime import timedelta
 from pathlib import Path
@@ -81,3 +82,21 @@ def test_memory_stays_flat_across_repeated_report_calls(tmp_path: Path) -> None:
     grown = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
     assert grown < 2_000_000, f"{grown / 1e6:.1f} MB kept by 200 report calls"
+
+
+def test_the_ledger_version_moves_on_a_commit_from_another_connection_only(
+    tmp_path: Path,
+) -> None:
+    world = build_world(tmp_path)
+    ledger = world.workflows.ledger
+    before = ledger.version()
+    assert ledger.version() == before, "reading changes nothing"
+    other = sqlite3.connect(ledger.path, isolation_level=None)  # another process, say score-all
+    try:
+        other.execute("UPDATE tasks SET owner = owner")  # a commit, however small
+    finally:
+        other.close()
+    assert ledger.version() != before
+    moved = ledger.version()
+    record_intervention(world.workflows, "cust-030")  # this process's own write
+    assert ledger.version() != moved
