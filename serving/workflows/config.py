@@ -238,6 +238,44 @@ class Holdout(BaseModel):
     seed: int = 0
 
 
+class ActionCost(BaseModel):
+    """What one action costs, in the export's currency: ``fixed`` (a CSM's hour, a session)
+    plus ``mrr_months`` x the customer's MRR (an offer's discount scales with the bill)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    fixed: float = Field(0.0, ge=0)
+    mrr_months: float = Field(0.0, ge=0)
+
+
+def _default_costs() -> dict[str, ActionCost]:
+    return {
+        "call": ActionCost(fixed=50),
+        "meeting": ActionCost(fixed=100),
+        "email": ActionCost(fixed=5),
+        "training": ActionCost(fixed=250),
+        "offer": ActionCost(mrr_months=1),
+        "escalation": ActionCost(fixed=150),
+        "executive_sponsor": ActionCost(fixed=600),
+        "re_onboarding": ActionCost(fixed=300),
+        "other": ActionCost(fixed=50),
+    }
+
+
+class Contact(BaseModel):
+    """Who to contact: targeting by expected revenue saved from the hold-outs' effects
+    (``serving.workflows.effects``). Below ``min_per_arm`` decided alerts, or
+    ``min_churners_per_arm`` churners, in an action's arm or the hold-out, an action has no
+    effect figure and the list falls back to risk."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    budget_per_csm_week: int = Field(10, ge=0, description="Contacts per CSM per week.")
+    costs: dict[str, ActionCost] = Field(default_factory=_default_costs)
+    min_per_arm: int = Field(100, ge=2)
+    min_churners_per_arm: int = Field(10, ge=1)
+
+
 class Goal(BaseModel):
     """A retention goal: monthly customer churn from ``baseline`` to ``target`` in ``months``."""
 
@@ -262,6 +300,7 @@ class RulesConfig(BaseModel):
         90, ge=1, description="An alert's outcome (retained or churned) is read this long after."
     )
     holdout: Holdout = Field(default_factory=Holdout)
+    contact: Contact = Field(default_factory=Contact)
     goal: Goal | None = None
     email_templates: Path = DEFAULT_TEMPLATES
     exit_reason_groups: dict[str, list[Group]] = Field(default_factory=lambda: dict(EXIT_GROUPS))
