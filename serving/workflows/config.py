@@ -15,7 +15,7 @@ from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
 
 from features.catalog import Group
 from features.tiers import TIER_NAMES, TierName
@@ -248,18 +248,21 @@ class ActionCost(BaseModel):
     mrr_months: float = Field(0.0, ge=0)
 
 
+DEFAULT_COSTS: dict[str, ActionCost] = {
+    "call": ActionCost(fixed=50),
+    "meeting": ActionCost(fixed=100),
+    "email": ActionCost(fixed=5),
+    "training": ActionCost(fixed=250),
+    "offer": ActionCost(mrr_months=1),
+    "escalation": ActionCost(fixed=150),
+    "executive_sponsor": ActionCost(fixed=600),
+    "re_onboarding": ActionCost(fixed=300),
+    "other": ActionCost(fixed=50),
+}
+
+
 def _default_costs() -> dict[str, ActionCost]:
-    return {
-        "call": ActionCost(fixed=50),
-        "meeting": ActionCost(fixed=100),
-        "email": ActionCost(fixed=5),
-        "training": ActionCost(fixed=250),
-        "offer": ActionCost(mrr_months=1),
-        "escalation": ActionCost(fixed=150),
-        "executive_sponsor": ActionCost(fixed=600),
-        "re_onboarding": ActionCost(fixed=300),
-        "other": ActionCost(fixed=50),
-    }
+    return dict(DEFAULT_COSTS)
 
 
 class Contact(BaseModel):
@@ -274,6 +277,20 @@ class Contact(BaseModel):
     costs: dict[str, ActionCost] = Field(default_factory=_default_costs)
     min_per_arm: int = Field(100, ge=2)
     min_churners_per_arm: int = Field(10, ge=1)
+
+    @field_validator("costs", mode="after")
+    @classmethod
+    def _known_actions(cls, costs: dict[str, ActionCost]) -> dict[str, ActionCost]:
+        """Costs given override the defaults one action at a time; an unknown action is a typo
+        that would price a real action at 0."""
+        known = _default_costs()
+        unknown = sorted(set(costs) - set(known))
+        if unknown:
+            raise ValueError(
+                f"contact.costs: {', '.join(unknown)} is not an intervention type; use "
+                f"{', '.join(known)}"
+            )
+        return {**known, **costs}
 
 
 class Goal(BaseModel):

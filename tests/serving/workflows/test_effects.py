@@ -150,4 +150,27 @@ def test_the_contact_page_falls_back_to_risk_and_says_so(tmp_path: Path) -> None
     assert page.status_code == 200
     assert "Ranked by risk" in page.text and "cust-000" in page.text
     report = client.get("/workflows/report", headers={"X-API-Key": KEY}).json()
-    assert report["contact_note"] == RISK_FALLBACK and len(report["contact"]) == len(active)
+    assert report["contact_note"] == RISK_FALLBACK and "contact" not in report
+    plan = client.get("/workflows/contact", headers={"X-API-Key": KEY}).json()
+    assert plan["note"] == RISK_FALLBACK and plan["count"] == len(active)
+    assert [r["customer_id"] for r in plan["items"]] == active
+    bob = client.get("/workflows/contact?owner=bob", headers={"X-API-Key": KEY}).json()
+    assert bob["count"] > 0 and {r["csm_owner"] for r in bob["items"]} == {"bob"}
+
+
+def test_costs_given_override_the_defaults_and_an_unknown_action_is_refused() -> None:
+    from serving.workflows.config import DEFAULT_COSTS, parse_rules
+    from serving.workflows.errors import RulesError
+
+    text = (REPO / "rules.yaml").read_text()
+    start = text.index("  costs:\n")
+    end = text.index("\n\n", start)
+    partial = parse_rules(text[:start] + "  costs:\n    call: {fixed: 80}" + text[end:])
+    assert partial.contact.costs["call"].fixed == 80
+    assert partial.contact.costs["training"] == DEFAULT_COSTS["training"]
+    try:
+        parse_rules(text[:start] + "  costs:\n    cal: {fixed: 80}" + text[end:])
+    except RulesError as exc:
+        assert "cal is not an intervention type" in str(exc) and "line" in str(exc)
+    else:
+        raise AssertionError("a misspelt action was accepted")
