@@ -198,8 +198,9 @@ def run(prepared: Prepared, replications: int, seed: int = 7) -> list[str]:
         "",
         "Average effects (AIPW, fit half) beside the truth (mean true effect, same customers):",
         "",
-        "| Action | Status | AIPW effect | 95 % interval | True effect | BLP slope [95 %] |",
-        "|---|---|---:|---|---:|---|",
+        "| Action | Status | AIPW effect | 95 % interval | True effect | Effect model "
+        "| BLP slope [95 %] |",
+        "|---|---|---:|---|---:|---|---|",
     ]
     fit_truth = effects[effects["customer_id"].isin(fit_rows["customer_id"])]
     for a in model.actions:
@@ -209,7 +210,7 @@ def run(prepared: Prepared, replications: int, seed: int = 7) -> list[str]:
         true_a = fit_truth.loc[fit_truth["action"] == a, "true_effect"].mean()
         lines.append(
             f"| {a} | {row['status']} | {row['effect']:.4f} | [{row['ci_low']:.4f}, "
-            f"{row['ci_high']:.4f}] | {true_a:.4f} | {slope} |"
+            f"{row['ci_high']:.4f}] | {true_a:.4f} | {model.learners.get(a, '-')} | {slope} |"
         )
     lines += [
         "",
