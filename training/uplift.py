@@ -47,9 +47,9 @@ from scipy import stats
 
 from features.catalog import Feature, feature_info
 from features.errors import ChurnError
+from features.interventions import CONTROL
 from training.model import encode_frame
 
-CONTROL = "holdout"  # the hold-out arm's ``action`` (features.interventions.CONTROL)
 Z95 = float(stats.norm.ppf(0.975))
 
 Status = str
@@ -234,7 +234,8 @@ def _prepare(
     arm = pd.Index(arms).get_indexer(pd.Index(campaign["action"].astype(str)))
     X = encode_frame(campaign, features, categories)
     y = campaign["churned"].astype(bool).to_numpy(np.float64)
-    return X, arm.astype(np.int64), y, arms, [features.index(c) for c in categories]
+    categorical = [features.index(c) for c in categories if c in features]
+    return X, arm.astype(np.int64), y, arms, categorical
 
 
 def _arm_status(nuis: Nuisances, j: int, config: UpliftConfig) -> tuple[Status, str, dict]:
