@@ -122,7 +122,7 @@ def run(prepared: Prepared, replications: int, seed: int = 7) -> list[str]:
     wide = predicted.pivot(index="customer_id", columns="action", values="effect")
     rng = np.random.default_rng(seed + 1)
     qini_rows, totals = [], {"uplift": 0.0, "risk": 0.0, "random": 0.0}
-    for action in model.boosters:  # actions with an effect model (status ok)
+    for action in model.calibration:  # actions with an effect model (status ok)
         arm = test[test["action"].isin([action, CONTROL])]
         treated = (arm["action"] == action).to_numpy()
         y = arm["churned"].to_numpy(bool)
@@ -151,8 +151,12 @@ def run(prepared: Prepared, replications: int, seed: int = 7) -> list[str]:
     chosen = plan[plan["selected"]]
     uplift_saved = revenue_saved(chosen[["customer_id", "action", "revenue_12m"]], truth)
     averages = model.averages.set_index("action")
-    value = {a: float(averages.loc[a, "effect"]) * test["revenue_12m"].mean()
-             - truth.loc[truth["action"] == a, "cost"].mean() for a in model.boosters}  # fmt: skip
+    mean_revenue = test["revenue_12m"].mean()
+    value = {
+        a: float(averages.loc[a, "effect"]) * mean_revenue
+        - truth.loc[truth["action"] == a, "cost"].mean()
+        for a in model.calibration
+    }
     best_average = max(value, key=lambda a: value[a])
     riskiest = test.nlargest(budget, "risk")[["customer_id", "revenue_12m"]].assign(
         action=best_average
@@ -198,8 +202,9 @@ def run(prepared: Prepared, replications: int, seed: int = 7) -> list[str]:
         "",
         "Average effects (AIPW, fit half) beside the truth (mean true effect, same customers):",
         "",
-        "| Action | Status | AIPW effect | 95 % interval | True effect | BLP slope [95 %] |",
-        "|---|---|---:|---|---:|---|",
+        "| Action | Status | AIPW effect | 95 % interval | True effect | Effect model "
+        "| BLP slope [95 %] |",
+        "|---|---|---:|---|---:|---|---|",
     ]
     fit_truth = effects[effects["customer_id"].isin(fit_rows["customer_id"])]
     for a in model.actions:
@@ -209,7 +214,7 @@ def run(prepared: Prepared, replications: int, seed: int = 7) -> list[str]:
         true_a = fit_truth.loc[fit_truth["action"] == a, "true_effect"].mean()
         lines.append(
             f"| {a} | {row['status']} | {row['effect']:.4f} | [{row['ci_low']:.4f}, "
-            f"{row['ci_high']:.4f}] | {true_a:.4f} | {slope} |"
+            f"{row['ci_high']:.4f}] | {true_a:.4f} | {model.learners.get(a, '-')} | {slope} |"
         )
     lines += [
         "",

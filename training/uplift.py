@@ -10,9 +10,11 @@ model reads (point-in-time at the flagging date).
 
 - :func:`average_effects` -> per action: a doubly robust (AIPW) average effect with its 95 %
   interval and an overlap check, or a status saying why there is no figure.
-- :func:`fit_uplift` -> :class:`UpliftModel`: per action a cross-fitted DR-learner (LightGBM on
-  the AIPW pseudo-outcomes), calibrated by the best linear predictor (BLP) and with group
-  average effects (GATES) by quintile of the predicted effect. ``UpliftModel.predict(frame)``
+- :func:`fit_uplift` -> :class:`UpliftModel`: per action a cross-fitted effect model, the
+  DR-learner (LightGBM on the AIPW pseudo-outcomes), the plug-in (the outcome models'
+  difference) or the calibrated risk score, whichever has the lowest DR loss, calibrated by the
+  best linear predictor (BLP) and with group average effects (GATES) by quintile of the
+  predicted effect. ``UpliftModel.predict(frame)``
   -> one row per customer and action: ``effect`` (calibrated), ``effect_low``/``effect_high``
   (the 95 % interval of the customer's GATES group: a customer-level figure is a ranking, its
   interval is that of customers ranked like it), ``status``. ``UpliftModel.explain(frame,
@@ -45,16 +47,16 @@ from scipy import stats
 
 from features.catalog import Feature, feature_info
 from features.errors import ChurnError
+from features.interventions import CONTROL
 from training.model import encode_frame
 
-CONTROL = "holdout"  # the hold-out arm's ``action`` (features.interventions.CONTROL)
 Z95 = float(stats.norm.ppf(0.975))
 
 Status = str
 OK: Status = "ok"
 NOT_ENOUGH: Status = "not_enough_holdout_data"
 POOR_OVERLAP: Status = "poor_overlap"
-NOT_OBSERVED: Status = "action_not_in_campaign"
+RISK_LEARNER = "risk"  # the effect as a calibrated linear function of the risk score
 
 
 RISK_INPUT = Feature(
@@ -232,7 +234,8 @@ def _prepare(
     arm = pd.Index(arms).get_indexer(pd.Index(campaign["action"].astype(str)))
     X = encode_frame(campaign, features, categories)
     y = campaign["churned"].astype(bool).to_numpy(np.float64)
-    return X, arm.astype(np.int64), y, arms, [features.index(c) for c in categories]
+    categorical = [features.index(c) for c in categories if c in features]
+    return X, arm.astype(np.int64), y, arms, categorical
 
 
 def _arm_status(nuis: Nuisances, j: int, config: UpliftConfig) -> tuple[Status, str, dict]:
@@ -383,8 +386,9 @@ class UpliftModel:
     features: list[str]
     categories: dict[str, list[str]]
     averages: pd.DataFrame  # average_effects' table
-    boosters: dict[str, lgb.Booster]
+    boosters: dict[str, lgb.Booster]  # per action with a tree effect model (not "risk")
     calibration: dict[str, Calibration]
+    learners: dict[str, str]  # per action: dr_learner, plug_in or risk, chosen by the DR loss
     catalog: dict[str, Feature] = field(default_factory=dict)
 
     @property
@@ -395,7 +399,10 @@ class UpliftModel:
         return str(self.averages.set_index("action").loc[action, "status"])
 
     def raw(self, frame: pd.DataFrame, action: str) -> np.ndarray:
+        """The effect model's prediction before calibration (the risk score for "risk")."""
         X = encode_frame(frame, self.features, self.categories)
+        if self.learners[action] == RISK_LEARNER:
+            return X[:, self.features.index(RISK_INPUT.name)]
         return np.asarray(self.boosters[action].predict(X, num_threads=1))
 
     def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
@@ -409,7 +416,7 @@ class UpliftModel:
             n = len(frame)
             effect, low, high = np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
             group = np.zeros(n, dtype=np.int64)
-            if action in self.boosters:
+            if action in self.calibration:
                 cal = self.calibration[action]
                 raw = self.raw(frame, action)
                 effect = cal.rescale(raw)
@@ -426,10 +433,15 @@ class UpliftModel:
     def contributions(self, frame: pd.DataFrame, action: str) -> np.ndarray:
         """TreeSHAP of the calibrated effect: (n, features + 1), last column the base value;
         each row sums to ``predict``'s effect."""
-        if action not in self.boosters:
+        if action not in self.calibration:
             raise ChurnError(f"No effect model for {action!r}: {self.status(action)}")
         X = encode_frame(frame, self.features, self.categories)
-        raw = np.asarray(self.boosters[action].predict(X, pred_contrib=True, num_threads=1))
+        if self.learners[action] == RISK_LEARNER:  # all of it is the risk score's
+            raw = np.zeros((len(X), len(self.features) + 1))
+            j = self.features.index(RISK_INPUT.name)
+            raw[:, j] = X[:, j]
+        else:
+            raw = np.asarray(self.boosters[action].predict(X, pred_contrib=True, num_threads=1))
         cal = self.calibration[action]
         slope = max(cal.slope, 0.0)
         out = raw * slope
@@ -459,6 +471,24 @@ class UpliftModel:
         return pd.DataFrame(rows)
 
 
+def _crossfit(
+    X: np.ndarray,
+    target: np.ndarray,
+    fold: np.ndarray,
+    features: list[str],
+    categorical: list[int],
+    config: UpliftConfig,
+    j: int,
+) -> np.ndarray:
+    out = np.empty(len(target))
+    for f in range(config.folds):
+        test = fold == f
+        params = _params(config.effect_params, config, config.seed + 7 * f + j)
+        model = _fit(X[~test], target[~test], params, config.effect_trees, features, categorical)
+        out[test] = model.predict(X[test], num_threads=config.num_threads)
+    return out
+
+
 def fit_uplift(
     campaign: pd.DataFrame,
     features: list[str],
@@ -466,11 +496,15 @@ def fit_uplift(
     config: UpliftConfig = UpliftConfig(),
     catalog: dict[str, Feature] | None = None,
 ) -> UpliftModel:
-    """Average effects, and per action with status ok a calibrated DR-learner.
+    """Average effects, and per action with status ok a calibrated effect model.
 
-    The DR-learner regresses each customer's AIPW pseudo-outcome on the features. Its
-    predictions for calibration are cross-fitted (a model per fold, blind to the fold); the
-    booster kept for new customers is fitted on all rows with the same recipe.
+    Candidates, each judged on predictions blind to the row: the DR-learner, a LightGBM
+    regression of each customer's AIPW pseudo-outcome on the features (unbiased, very noisy: a
+    hold-out share of 20 % multiplies each residual by 5); the plug-in, the cross-fitted outcome
+    models' difference ``mu0 - mu_a`` (smooth, shrunk towards no difference), distilled into a
+    LightGBM regression for new customers and explanations; and, when ``churn_probability`` is
+    an input (:func:`with_risk`), the risk score itself. Each is calibrated by BLP; the one with
+    the lowest DR loss is kept: the risk ranking wins unless a learner beats it on the data.
     """
     _check_campaign(campaign, features)
     X, arm, y, arms, categorical = _prepare(campaign, features, categories)
@@ -483,21 +517,38 @@ def fit_uplift(
     averages = _average_table(nuis, config)
     boosters: dict[str, lgb.Booster] = {}
     calibration: dict[str, Calibration] = {}
+    learners: dict[str, str] = {}
     for j, action in enumerate(arms[1:], start=1):
         if averages.loc[j - 1, "status"] != OK:
             continue
         pseudo = nuis.pseudo_outcome(j)
-        crossfit = np.empty(len(y))
-        for f in range(config.folds):
-            test = nuis.fold == f
-            params = _params(config.effect_params, config, config.seed + 7 * f + j)
-            model = _fit(X[~test], pseudo[~test], params, config.effect_trees, features,
-                         categorical)  # fmt: skip
-            crossfit[test] = model.predict(X[test], num_threads=config.num_threads)
-        calibration[action] = _blp(pseudo, crossfit, config.groups)
-        params = _params(config.effect_params, config, config.seed + j)
-        boosters[action] = _fit(X, pseudo, params, config.effect_trees, features, categorical)
-    return UpliftModel(features, categories, averages, boosters, calibration, dict(catalog or {}))
+        targets = {"dr_learner": pseudo, "plug_in": nuis.outcome[:, 0] - nuis.outcome[:, j]}
+        crossfit = {
+            # the DR-learner's final stage is fitted fold by fold; the plug-in's cross-fitted
+            # prediction is the nuisance difference itself (a second fit on other folds' targets
+            # would read this fold's outcomes through their nuisance models)
+            "dr_learner": _crossfit(X, pseudo, nuis.fold, features, categorical, config, j),
+            "plug_in": targets["plug_in"],
+        }
+        if RISK_INPUT.name in features:  # the risk ranking, calibrated: the rival to beat
+            crossfit[RISK_LEARNER] = X[:, features.index(RISK_INPUT.name)]
+        fits = {name: _blp(pseudo, pred, config.groups) for name, pred in crossfit.items()}
+        # DR loss (Kennedy 2023; Mahajan et al. 2023): the mean squared distance of calibrated
+        # cross-fitted predictions to the pseudo-outcomes ranks effect models without the truth
+        loss = {
+            name: float(np.mean((pseudo - fits[name].rescale(pred)) ** 2))
+            for name, pred in crossfit.items()
+        }
+        learners[action] = min(loss, key=lambda name: (loss[name], name))
+        calibration[action] = fits[learners[action]]
+        if learners[action] != RISK_LEARNER:
+            params = _params(config.effect_params, config, config.seed + j)
+            boosters[action] = _fit(
+                X, targets[learners[action]], params, config.effect_trees, features, categorical
+            )
+    return UpliftModel(
+        features, categories, averages, boosters, calibration, learners, dict(catalog or {})
+    )
 
 
 TARGET_COLUMNS = [

@@ -16,10 +16,13 @@ from training.uplift import (
     NOT_ENOUGH,
     OK,
     POOR_OVERLAP,
+    Calibration,
     UpliftConfig,
+    UpliftModel,
     average_effects,
     fit_uplift,
     target,
+    with_risk,
 )
 from training.uplift_eval import auuc, qini_coefficient, qini_curve, revenue_saved
 
@@ -213,3 +216,44 @@ def test_a_campaign_without_outcomes_is_refused_naming_the_row() -> None:
     frame.loc[7, "churned"] = None
     with pytest.raises(ChurnError, match="churned is missing in row 7"):
         average_effects(frame, FEATURES, {}, FAST)
+
+
+def test_an_effect_proportional_to_risk_is_found_with_the_risk_score_as_input() -> None:
+    rng = np.random.default_rng(9)
+    n = 8000
+    p0 = rng.uniform(0.02, 0.5, n)
+    treated = rng.random(n) >= 0.5
+    frame = pd.DataFrame(
+        {
+            "customer_id": [f"C{i:05d}" for i in range(n)],
+            "action": np.where(treated, "call", CONTROL),
+            "churned": rng.random(n) < np.where(treated, 0.6 * p0, p0),
+            "logins_30d": rng.poisson(20, n).astype(float),
+            "churn_probability": p0,
+        }
+    )
+    features, catalog = with_risk(["logins_30d"])
+    model = fit_uplift(frame, features, {}, FAST, catalog)
+    effect = model.predict(frame)["effect"].to_numpy()
+    assert np.corrcoef(effect, 0.4 * p0)[0, 1] > 0.8
+    contributions = model.contributions(frame.head(20), "call")
+    np.testing.assert_allclose(contributions.sum(axis=1), effect[:20], atol=1e-9)
+
+
+def test_the_risk_learner_puts_the_whole_effect_on_the_risk_score() -> None:
+    features, catalog = with_risk([])
+    calibration = Calibration(0.05, 0.5, 0.2, 0.8, 0.1, (0.1,), pd.DataFrame(
+        {"group": [1, 2], "effect": [0.02, 0.08], "ci_low": [0.0, 0.05],
+         "ci_high": [0.04, 0.11], "n": [10, 10]}
+    ))  # fmt: skip
+    averages = pd.DataFrame({"action": ["call"], "status": [OK]})
+    model = UpliftModel(
+        features, {}, averages, {}, {"call": calibration}, {"call": "risk"}, catalog
+    )
+    frame = pd.DataFrame({"customer_id": ["a", "b"], "churn_probability": [0.3, 0.05]})
+    predicted = model.predict(frame)
+    np.testing.assert_allclose(predicted["effect"], [0.05 + 0.5 * 0.2, 0.05 - 0.5 * 0.05])
+    assert predicted["effect_low"].tolist() == [0.05, 0.0]  # the customer's GATES group
+    why = model.explain(frame, "call", k=1)
+    assert why["sentence"].tolist() == ["Churn risk 30 % in the horizon",
+                                        "Churn risk 5 % in the horizon"]  # fmt: skip
