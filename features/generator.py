@@ -571,13 +571,17 @@ def generate_world(
     progress: ProgressCallback | None = None,
     process: ChurnProcess = DEFAULT_PROCESS,
     change: WorldChange | None = None,
+    fork: tuple[int, int] | None = None,
 ) -> World:
     """Simulate ``customers`` accounts over ``months`` months from ``start`` (a first of month).
 
     Half the customers are already active at ``start`` (signed up in the prior 36 months, so
     features have history from month 1); the rest sign up uniformly over the period. The same
     ``seed`` gives identical tables. ``progress(done, total)`` is called after each month.
-    ``change``: a drift scenario from one month on (:class:`WorldChange`).
+    ``change``: a drift scenario from one month on (:class:`WorldChange`). ``fork``:
+    ``(month, path)``: from simulated month ``month`` (0-based) on, every draw comes from a new
+    stream of ``(seed, path)``: the same world up to that month, another future after it
+    (:func:`point_in_time_survival`).
     """
     if customers < 1 or months < 1:
         raise ChurnError(
@@ -688,6 +692,8 @@ def generate_world(
     noticed: dict[str, Array] | None = None  # the driver states a month before the latest
 
     for t in range(months):
+        if fork is not None and t == fork[0]:
+            rng = np.random.default_rng([seed, 7919, fork[1]])
         ms, me = int(month_start[t]), int(month_start[t + 1])
         dim = me - ms
         days = np.arange(ms, me)
@@ -744,6 +750,7 @@ def generate_world(
             at_risk=risk,
             churned=churns,
             unavoidable=churn_unavoidable,
+            health_mean=health_mean[r],
             **x,
         )
         c = r[churns]
@@ -1418,6 +1425,7 @@ def _truth_table(truth: _Chunks, customer_ids: Array) -> pd.DataFrame:
             "at_risk": truth.get("at_risk", bool),
             "churned": truth.get("churned", bool),
             "unavoidable": truth.get("unavoidable", bool),
+            "health_mean": truth.get("health_mean", np.float64),
         }
     )
     return frame.astype({"core_breadth": np.int64})
@@ -1565,14 +1573,63 @@ def oracle_survival(
     np.add.at(
         log_keep, (row[known], col), np.log1p(-truth_hazard["hazard"].to_numpy(np.float64)[known])
     )
+    return np.asarray(np.exp(log_keep @ _month_fractions(calendar, window_start, spans).T))
+
+
+def _month_fractions(
+    calendar: npt.NDArray[np.datetime64], window_start: np.datetime64, spans: Array
+) -> Array:
+    """(days x months): the share of each month (its first day in ``calendar``) that
+    ``[window_start, window_start + span)`` covers, a month's hazard spread over its days."""
     month_end = (calendar.astype("datetime64[M]") + 1).astype("datetime64[D]")
     start_day = (calendar - window_start).astype(np.int64).astype(np.float64)
     end_day = (month_end - window_start).astype(np.int64).astype(np.float64)
     overlap = np.clip(
         np.minimum(end_day[None, :], spans[:, None]) - np.maximum(start_day, 0.0), 0, None
     )
-    fraction = overlap / (end_day - start_day)[None, :]  # days x months
-    return np.asarray(np.exp(log_keep @ fraction.T))
+    return np.asarray(overlap / (end_day - start_day)[None, :])
+
+
+def futures(
+    customers: int,
+    months: int,
+    seed: int,
+    as_of: date,
+    paths: int = 20,
+    start: date = date(2024, 1, 1),
+) -> list[pd.DataFrame]:
+    """``paths`` true hazard tables of the world ``(customers, months, seed, start)``, identical
+    up to ``as_of`` (a first of month inside the simulated period) and with fresh draws from
+    it on (``generate_world(fork=...)``): the futures :func:`point_in_time_survival` averages."""
+    month = (as_of.year - start.year) * 12 + as_of.month - start.month
+    if as_of.day != 1 or not 0 <= month < months:
+        raise ChurnError(
+            f"futures: as_of {as_of} must be a first of month inside the simulated period "
+            f"({start} + {months} months)"
+        )
+    return [
+        generate_world(customers, months, seed, start=start, fork=(month, path)).truth_hazard
+        for path in range(paths)
+    ]
+
+
+def point_in_time_survival(
+    futures: Sequence[pd.DataFrame],
+    as_of: date,
+    days: Sequence[float] | npt.NDArray[np.float64],
+    customer_ids: Sequence[str],
+) -> npt.NDArray[np.float64]:
+    """The fair oracle: ``E[S(as_of + d) | the world up to as_of]`` (customers x days), the
+    mean of :func:`oracle_survival` over :func:`futures` forked at ``as_of``.
+
+    :func:`oracle_survival` on the world itself multiplies the hazards that were drawn, so it
+    also knows the future: each month's noise, a year of latent health, declines, tickets and
+    champions. No forecaster can. This one knows everything up to ``as_of`` and nothing after.
+    """
+    if not futures:
+        raise ChurnError("point_in_time_survival needs at least one future (futures(...))")
+    curves = [oracle_survival(truth, as_of, days, customer_ids) for truth in futures]
+    return np.asarray(np.mean(curves, axis=0))
 
 
 def survival_table(truth_hazard: pd.DataFrame) -> pd.DataFrame:

@@ -21,7 +21,7 @@ evenly over each period's days (constant within a period, a geometric decay):
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -432,9 +432,12 @@ def train_survival(
     config: SurvivalConfig | None = None,
     truth: TrueSurvival | None = None,
     refit: bool = True,
+    references: Mapping[str, TrueSurvival] | None = None,
 ) -> SurvivalResult:
     """Out-of-time: train on as-of dates before the test date with follow-up cut there, test on
     the test date's rows; Kaplan–Meier per segment and Cox on the same rows as baselines.
+    ``truth``: the oracle the model is measured against (``c_index_vs_oracle``, revenue);
+    ``references``: more known curves, each reported under its name (benchmarks).
 
     ``labeled``: a labeled set with time-to-churn columns (``churn features``); every row counts,
     complete label or not, since censoring is handled exactly.
@@ -504,6 +507,9 @@ def train_survival(
         metrics["survival_model"]["revenue_12m_vs_truth"] = (
             float(test["expected_revenue_12m"].sum()) / total_true if total_true else np.nan
         )
+    for name, other in (references or {}).items():
+        curves, at_tau = other(test_rows, times), other(test_rows, np.array([tau]))[:, 0]
+        metrics[name] = survival_metrics(y_test, curves, times, 1 - at_tau, tau)
     metrics["survival_model"].update(
         {
             "test_rows": float(len(test_rows)),

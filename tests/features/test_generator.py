@@ -28,9 +28,11 @@ from features.generator import (
     LAUNCHED_FEATURES,
     PLANS,
     World,
+    futures,
     generate_world,
     oracle_scores,
     oracle_survival,
+    point_in_time_survival,
     survival_table,
     write_world,
 )
@@ -349,3 +351,32 @@ def test_a_failed_write_leaves_the_previous_output_untouched(world: World, tmp_p
 def test_start_must_be_the_first_of_a_month() -> None:
     with pytest.raises(ChurnError, match="first day of a month"):
         generate_world(10, 2, seed=0, start=date(2024, 1, 15))
+
+
+def test_a_fork_is_the_same_world_before_its_month_and_another_future_after() -> None:
+    base = generate_world(300, 10, seed=4)
+    fork = generate_world(300, 10, seed=4, fork=(5, 0))
+    cut = pd.Timestamp(START + timedelta(days=151))  # 2024-06-01, simulated month 5
+    before = [w.truth_hazard[pd.to_datetime(w.truth_hazard["month"]) < cut].reset_index(drop=True)
+              for w in (base, fork)]  # fmt: skip
+    pd.testing.assert_frame_equal(*before)
+    after = [w.truth_hazard.loc[pd.to_datetime(w.truth_hazard["month"]) >= cut, "hazard"]
+             for w in (base, fork)]  # fmt: skip
+    assert not np.allclose(after[0].to_numpy()[:100], after[1].to_numpy()[:100])
+
+
+def test_the_point_in_time_oracle_knows_the_past_not_the_future() -> None:
+    """Its curves average the futures: on average they match what the world drew, but per
+    customer they are less extreme than the realised hazards (which know the future)."""
+    as_of = date(2024, 6, 1)
+    world = generate_world(600, 12, seed=9)
+    truth = world.truth_hazard
+    months = pd.to_datetime(truth["month"])
+    ids = truth.loc[(months == pd.Timestamp(as_of)) & truth["at_risk"], "customer_id"].tolist()
+    days = [90.0, 180.0]
+    fair = point_in_time_survival(futures(600, 12, 9, as_of, paths=8), as_of, days, ids)
+    drawn = oracle_survival(truth, as_of, days, ids)
+    assert np.abs(fair.mean(axis=0) - drawn.mean(axis=0)).max() < 0.02
+    assert fair[:, 1].std() < drawn[:, 1].std()
+    with pytest.raises(ChurnError, match="first of month"):
+        futures(600, 12, 9, date(2024, 6, 2))
