@@ -111,6 +111,17 @@ def false_alarms(
     return table
 
 
+def top_finding(drift: pd.DataFrame) -> str:
+    """The most significant drifting feature of the report, paging or not: a change in a
+    feature the model does not use (share 0) is detected and reported without paging."""
+    found = drift[drift["significant"]].sort_values("p_value", kind="stable")
+    if found.empty:
+        return "-"
+    row = found.iloc[0]
+    levels = f", new level {', '.join(row['new_levels'])}" if len(row["new_levels"]) else ""
+    return f"{row['feature']} ({row['kind']}{levels}; share {row['share']:.3f})"
+
+
 def month_start(index: int) -> date:
     return (pd.Timestamp("2024-01-01") + pd.DateOffset(months=index)).date()
 
@@ -193,7 +204,8 @@ def main() -> None:
         title=f"Drift scenarios (change at {month_start(CUT_MONTH)}, snapshot "
         f"{first_after}): how far the estimate is still trustworthy"
     )
-    for column in ("scenario", "top alarm", "estimated", "realised", "difference", "trust"):
+    for column in ("scenario", "top alarm", "top finding (reported, may not page)", "estimated",
+                   "realised", "difference", "trust"):  # fmt: skip
         scenarios.add_column(column)
     lag = (pd.Timestamp(first_after) - pd.to_datetime(reference["as_of"]).max()).days
     tolerance = natural_tolerance(window, model.features, lag)
@@ -227,6 +239,7 @@ def main() -> None:
         scenarios.add_row(
             name,
             top,
+            top_finding(report.features),
             f"{realised.estimated:.3f}",
             f"{realised.realised:.3f}",
             f"{realised.estimated - realised.realised:+.3f}",

@@ -23,6 +23,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 from features.contract import EXIT_CATEGORIES
 from serving.api.deps import ClockDep, WorkflowsDep, WorkflowsScopes
 from serving.schemas import ErrorBody
+from serving.workflows.config import DEFAULT_COSTS
 from serving.workflows.ledger import Ledger, request_fingerprint
 
 JSON = "application/json"
@@ -73,6 +74,7 @@ InterventionType = Literal[
 ]
 Outcome = Literal["saved", "improving", "no_change", "no_response", "churned", "pending"]
 INTERVENTION_TYPES: tuple[str, ...] = get_args(InterventionType)
+assert set(INTERVENTION_TYPES) == set(DEFAULT_COSTS), "every intervention type has a cost"
 OUTCOMES: tuple[str, ...] = get_args(Outcome)
 ExitCategory = Literal["product", "price", "service", "competitor", "unavoidable"]
 assert get_args(ExitCategory) == EXIT_CATEGORIES, "keep in step with features.contract"
@@ -436,10 +438,29 @@ def report(request: Request, workflows: WorkflowsDep) -> Response:
     return Response(cached[1], media_type=JSON)
 
 
+@router.get("/contact", summary="Who to contact: uplift ranking beside risk, with the reason")
+def contact(
+    workflows: WorkflowsDep,
+    owner: Annotated[str | None, Query(description="Only this CSM's customers.")] = None,
+    limit: Annotated[int, Query(ge=1, le=100_000)] = 500,
+) -> Response:
+    """The closed loop's contact plan (docs/workflows.md, "Who to contact"), best first."""
+    loop, _ = workflows.closed_loop()
+    plan = loop.contact
+    if owner is not None and not plan.empty:
+        plan = plan[plan["csm_owner"] == owner]
+    return _json(
+        {"note": loop.contact_note, "count": len(plan), "items": records(plan.head(limit))}
+    )
+
+
 def loop_json(loop: Any) -> dict[str, Any]:
-    """The closed loop as JSON (DataFrames as lists of rows, NaN as null)."""
+    """The closed loop as JSON (DataFrames as lists of rows, NaN as null); the contact plan,
+    one row per customer, is ``GET /workflows/contact``."""
     out: dict[str, Any] = {}
     for name, value in vars(loop).items():
+        if name == "contact":
+            continue
         if isinstance(value, pd.DataFrame):
             out[name] = records(value.drop(columns=[c for c in ("opened",) if c in value.columns]))
         elif isinstance(value, float) and math.isnan(value):

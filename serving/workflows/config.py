@@ -15,7 +15,7 @@ from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
 
 from features.catalog import Group
 from features.tiers import TIER_NAMES, TierName
@@ -238,6 +238,61 @@ class Holdout(BaseModel):
     seed: int = 0
 
 
+class ActionCost(BaseModel):
+    """What one action costs, in the export's currency: ``fixed`` (a CSM's hour, a session)
+    plus ``mrr_months`` x the customer's MRR (an offer's discount scales with the bill)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    fixed: float = Field(0.0, ge=0)
+    mrr_months: float = Field(0.0, ge=0)
+
+
+DEFAULT_COSTS: dict[str, ActionCost] = {
+    "call": ActionCost(fixed=50),
+    "meeting": ActionCost(fixed=100),
+    "email": ActionCost(fixed=5),
+    "training": ActionCost(fixed=250),
+    "offer": ActionCost(mrr_months=1),
+    "escalation": ActionCost(fixed=150),
+    "executive_sponsor": ActionCost(fixed=600),
+    "re_onboarding": ActionCost(fixed=300),
+    "other": ActionCost(fixed=50),
+}
+
+
+def _default_costs() -> dict[str, ActionCost]:
+    return dict(DEFAULT_COSTS)
+
+
+class Contact(BaseModel):
+    """Who to contact: targeting by expected revenue saved from the hold-outs' effects
+    (``serving.workflows.effects``). Below ``min_per_arm`` decided alerts, or
+    ``min_churners_per_arm`` churners, in an action's arm or the hold-out, an action has no
+    effect figure and the list falls back to risk."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    budget_per_csm_week: int = Field(10, ge=0, description="Contacts per CSM per week.")
+    costs: dict[str, ActionCost] = Field(default_factory=_default_costs)
+    min_per_arm: int = Field(100, ge=2)
+    min_churners_per_arm: int = Field(10, ge=1)
+
+    @field_validator("costs", mode="after")
+    @classmethod
+    def _known_actions(cls, costs: dict[str, ActionCost]) -> dict[str, ActionCost]:
+        """Costs given override the defaults one action at a time; an unknown action is a typo
+        that would price a real action at 0."""
+        known = _default_costs()
+        unknown = sorted(set(costs) - set(known))
+        if unknown:
+            raise ValueError(
+                f"contact.costs: {', '.join(unknown)} is not an intervention type; use "
+                f"{', '.join(known)}"
+            )
+        return {**known, **costs}
+
+
 class Goal(BaseModel):
     """A retention goal: monthly customer churn from ``baseline`` to ``target`` in ``months``."""
 
@@ -262,6 +317,7 @@ class RulesConfig(BaseModel):
         90, ge=1, description="An alert's outcome (retained or churned) is read this long after."
     )
     holdout: Holdout = Field(default_factory=Holdout)
+    contact: Contact = Field(default_factory=Contact)
     goal: Goal | None = None
     email_templates: Path = DEFAULT_TEMPLATES
     exit_reason_groups: dict[str, list[Group]] = Field(default_factory=lambda: dict(EXIT_GROUPS))

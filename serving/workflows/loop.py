@@ -32,6 +32,13 @@ import pandas as pd
 from features.catalog import BY_NAME
 from features.facts import SEGMENT_COLUMNS, day_of, utc
 from serving.workflows.config import RulesConfig
+from serving.workflows.effects import (
+    campaign_rows,
+    contact_plan,
+    fit_contact_model,
+    play_effects,
+    targeting_comparison,
+)
 from serving.workflows.inputs import latest_scores
 
 Z95 = 1.959963984540054
@@ -56,6 +63,11 @@ class LoopInputs:
     daily: pd.DataFrame
     goal: dict[str, Any] | None = None
     monthly_churn: pd.DataFrame | None = None
+    # who to contact (``serving.workflows.effects``): the point-in-time features of the
+    # randomised alerts' scorings (None while no action has enough hold-out data), and the
+    # current customers (features, probability, MRR, CSM, 12-month revenue) to plan for
+    campaign_features: pd.DataFrame | None = None
+    current: pd.DataFrame | None = None
 
 
 @dataclass
@@ -77,6 +89,10 @@ class ClosedLoop:
     mrr_saved: dict[str, Any]
     at_risk_mrr_open: float
     open_actions: list[str] = field(default_factory=list)
+    play_effects: pd.DataFrame = field(default_factory=pd.DataFrame)
+    contact: pd.DataFrame = field(default_factory=pd.DataFrame)
+    contact_note: str = ""
+    targeting: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
@@ -528,6 +544,16 @@ def closed_loop(inputs: LoopInputs) -> ClosedLoop:
         if not inputs.facts.empty
         else float(open_risk["mrr"].sum())
     )
+    rows = campaign_rows(outcomes, inputs.daily)
+    effects = play_effects(rows, inputs.campaign_features, inputs.config)
+    plan, note = pd.DataFrame(), ""
+    comparison_table = pd.DataFrame()
+    if inputs.current is not None:
+        model = fit_contact_model(rows, inputs.campaign_features, inputs.config)
+        plan, note = contact_plan(model, inputs.current, inputs.config)
+        owners = max(int(inputs.current["csm_owner"].nunique()), 1)
+        budget = inputs.config.contact.budget_per_csm_week * owners
+        comparison_table = targeting_comparison(plan, budget)
     return ClosedLoop(
         now=str(utc(inputs.now).isoformat()),
         outcomes=outcomes,
@@ -544,6 +570,10 @@ def closed_loop(inputs: LoopInputs) -> ClosedLoop:
         mrr_saved=saved,
         at_risk_mrr_open=at_risk,
         open_actions=open_actions(inputs, precision),
+        play_effects=effects,
+        contact=plan,
+        contact_note=note,
+        targeting=comparison_table,
     )
 
 
@@ -664,6 +694,9 @@ def quarterly_review(loop: ClosedLoop, inputs: LoopInputs, quarter: str) -> dict
         else None,
         "strategies": strategies,
         "holdout": loop.holdout,
+        "play_effects": loop.play_effects,
+        "targeting": loop.targeting,
+        "contact_note": loop.contact_note,
         "rule_precision": loop.rule_precision,
         "disagreements": loop.disagreements,
         "open_actions": loop.open_actions,

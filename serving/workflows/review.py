@@ -47,8 +47,12 @@ PCT_COLUMNS = {
     "churn_rate",
     "planned",
 }
-SIGNED = {"difference", "ci_low", "ci_high"}
-MONEY = {"mrr", "mrr_at_alert"}
+SIGNED = {"difference", "ci_low", "ci_high", "effect", "effect_low", "effect_high"}
+MONEY = {"mrr", "mrr_at_alert", "revenue_12m", "revenue_saved", "expected_revenue_saved"}
+EFFECT_TABLE = ["play", "action", "status", "effect", "ci_low", "ci_high", "n_treated",
+                "n_control"]  # fmt: skip
+CONTACT_TABLE = ["customer_id", "csm_owner", "risk_rank", "uplift_rank", "action", "effect",
+                 "effect_low", "effect_high", "revenue_12m", "revenue_saved", "reason"]  # fmt: skip
 
 
 def cell(column: str, value: Any) -> str:
@@ -106,6 +110,7 @@ def loop_markdown(loop: ClosedLoop) -> str:
         *[f"- {d}" for d in loop.disagreements],
         "\n## Rule precision\n",
         markdown_table(loop.rule_precision),
+        *contact_markdown(loop.play_effects, loop.contact_note, loop.targeting, loop.contact),
     ]
     if loop.goal:
         parts += [
@@ -118,6 +123,40 @@ def loop_markdown(loop: ClosedLoop) -> str:
         *([f"- {a}" for a in loop.open_actions] or ["_none_"]),
     ]
     return "\n".join(parts) + "\n"
+
+
+def effect_notes(effects: pd.DataFrame) -> list[str]:
+    """The plain reasons an action has no effect figure, once each."""
+    if effects.empty:
+        return []
+    missing = effects[effects["status"] != "ok"]
+    return sorted({f"{r.play} / {r.action}: {r.message}" for r in missing.itertuples()})
+
+
+def contact_markdown(
+    effects: pd.DataFrame,
+    note: str,
+    targeting: pd.DataFrame,
+    plan: pd.DataFrame | None = None,
+    top: int = 20,
+) -> list[str]:
+    """Who to contact: effects by play and action (AIPW on the randomised hold-outs, effect =
+    reduction of churn probability), the ranking comparison, or why there is none."""
+    parts = [
+        "## Who to contact: effect of each play and action (randomised hold-outs)\n",
+        "Effect = reduction of the churn probability over the outcome window (doubly robust "
+        "AIPW, 95 % interval); positive = the action helps, negative = contact hurts.\n",
+        markdown_table(effects[EFFECT_TABLE]) if not effects.empty else "_no decided alerts yet_\n",
+        *[f"- {n}" for n in effect_notes(effects)],
+    ]
+    if note:
+        parts += ["\n### Targeting\n", f"{note}\n"]
+    if not targeting.empty:
+        parts += [markdown_table(targeting)]
+    if plan is not None and not plan.empty and plan["contact"].any():
+        chosen = plan[plan["contact"]].head(top)
+        parts += [f"Top {len(chosen)} to contact:\n", markdown_table(chosen[CONTACT_TABLE])]
+    return parts
 
 
 def monitoring_markdown(report: Any) -> str:
@@ -185,6 +224,7 @@ def review_markdown(review: dict[str, Any], monitoring: Any = None) -> str:
         "\n## Strategy success rates\n",
         markdown_table(review["strategies"]),
         f"\nHold-out: {h['verdict']}\n",
+        *contact_markdown(review["play_effects"], review["contact_note"], review["targeting"]),
         "## Rule precision\n",
         markdown_table(review["rule_precision"]),
     ]

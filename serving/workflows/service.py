@@ -145,12 +145,15 @@ class Workflows:
         return frame
 
     def input_version(self, moment: datetime) -> tuple[Any, ...]:
-        """Everything the closed loop reads: history files, ledger rows, export folder, and the
-        moment; equal versions give equal reports."""
+        """Everything the closed loop reads: history files, ledger rows, export folder, score
+        store and snapshot (who to contact), and the moment; equal versions give equal
+        reports."""
         return (
             tree_stamp(self.history_path),
             self.ledger.version(),
             tree_stamp(self.settings.data_dir),
+            tree_stamp(self.settings.score_store_path),
+            tree_stamp(self.settings.snapshot_path),
             moment,
         )
 
@@ -248,7 +251,7 @@ class Workflows:
         history = self.history()
         moment = self.resolve_now(now, history)
         ledger = self.ledger
-        return LoopInputs(
+        inputs = LoopInputs(
             config=self.config,
             now=moment,
             alerts=ledger.table("alerts", order="alert_id"),
@@ -263,6 +266,46 @@ class Workflows:
             goal=self.goal(),
             monthly_churn=self.monthly_churn(),
         )
+        return self.with_contact_inputs(inputs)
+
+    def with_contact_inputs(self, inputs: LoopInputs) -> LoopInputs:
+        """Add who-to-contact's inputs: the current customers (the score store, with the
+        snapshot's features once an action has enough hold-out data) and the point-in-time
+        features of the randomised alerts' scorings (built only then: a young ledger costs a
+        count). Missing store files leave the plan out, they never fail the report."""
+        from features.engine import build_features
+        from serving.workflows.effects import (
+            ALL_PLAYS,
+            arm_counts,
+            campaign_rows,
+            current_customers,
+            ready_actions,
+        )
+        from serving.workflows.loop import alert_outcomes
+
+        store_path = self.settings.score_store_path
+        if not store_path.exists() or inputs.facts.empty:
+            return inputs
+        rows = campaign_rows(alert_outcomes(inputs), inputs.daily)
+        ready = ready_actions(arm_counts(rows), ALL_PLAYS, self.config.contact)
+        store = pd.read_parquet(store_path)
+        snapshot_path = self.settings.snapshot_path
+        tables = self.tables()
+        if ready and tables is not None and snapshot_path.exists():
+            days = sorted({d.date() for d in pd.to_datetime(rows["as_of"])})
+            built = build_features(tables, days)
+            keys = rows[["customer_id", "as_of"]].assign(
+                as_of=pd.to_datetime(rows["as_of"]).astype("datetime64[ns]")
+            )
+            built = built.assign(as_of=pd.to_datetime(built["as_of"]).astype("datetime64[ns]"))
+            inputs.campaign_features = built.merge(
+                keys.drop_duplicates(), on=["customer_id", "as_of"]
+            )
+            snapshot = pd.read_parquet(snapshot_path)
+        else:
+            snapshot = store[["customer_id"]]
+        inputs.current = current_customers(snapshot, store, inputs.facts)
+        return inputs
 
     def closed_loop(
         self, now: datetime | None = None, wait_seconds: float = REPORT_WAIT_SECONDS

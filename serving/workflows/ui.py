@@ -344,6 +344,21 @@ def closed_loop_page(request: Request, page: WorkflowPageDep, workflows: Workflo
     )
 
 
+@router.get("/contact")
+def contact_page(
+    page: WorkflowPageDep, workflows: WorkflowsDep, owner: str = "", limit: int = 200
+) -> Response:
+    """Who to contact this week: the plan of the closed loop (``serving.workflows.effects``);
+    a CSM sees their own book, a manager everyone or one CSM's with ``owner``."""
+    loop, _ = workflows.closed_loop()
+    rows = loop.contact
+    owner = owner.strip() if page.user.sees_everyone else page.user.name
+    if owner and not rows.empty:
+        rows = rows[rows["csm_owner"].astype("string").str.casefold() == owner.casefold()]
+    return page("wf_contact.html", title="Who to contact", tab="contact", cl=loop,
+                rows=rows.head(max(1, min(limit, 5000))), owner=owner)  # fmt: skip
+
+
 @router.post("/goal")
 def post_goal(user: CurrentUser, form: FormDep, workflows: WorkflowsDep, now: ClockDep) -> Response:
     if not user.sees_everyone:

@@ -139,7 +139,8 @@ def test_pages_need_a_session(world: World) -> None:
 
 def test_pages_render_and_forms_need_the_csrf_token(world: World) -> None:
     client, _ = signed_in(world)
-    for path in ("alerts", "tasks", "interventions", "exit-interviews", "closed-loop", "review"):
+    for path in ("alerts", "tasks", "interventions", "exit-interviews", "closed-loop", "review",
+                 "contact"):  # fmt: skip
         page = client.get(f"/ui/workflows/{path}")
         assert page.status_code == 200, path
         assert 'href="/ui/static/ui.css"' in page.text
