@@ -56,7 +56,7 @@ from training.pipeline import TrainConfig, train
 SIZES = (100, 1_000, 10_000)
 POOL_CUSTOMERS, POOL_MONTHS, POOL_SEED = 40_000, 24, 11
 WORLD_CUSTOMERS, WORLD_MONTHS, WORLD_SEED, CUT_MONTH = 4_000, 33, 5, 24
-console = Console()
+console = Console(width=160)
 
 
 def population(cache: Path | None) -> pd.DataFrame:
@@ -118,7 +118,7 @@ def top_finding(drift: pd.DataFrame) -> str:
     if found.empty:
         return "-"
     row = found.iloc[0]
-    levels = f", new level {', '.join(row['new_levels'])}" if len(row["new_levels"]) else ""
+    levels = f", new level {row['new_levels']}" if row["new_levels"] else ""
     return f"{row['feature']} ({row['kind']}{levels}; share {row['share']:.3f})"
 
 
