@@ -79,3 +79,18 @@ def sign_in(tab: Any, key: str = KEY) -> None:
     tab.goto("/ui/")
     tab.fill("#api_key", key)
     tab.click("button[type=submit]")
+
+
+ATTACKER = "http://127.0.0.1:9/attack"  # same site (cookies go along), another origin (port)
+
+
+def post_from_attacker(page: Any, action: str, fields: dict[str, str]) -> Any:
+    """Submit a form to ``action`` from a page on :data:`ATTACKER` (the browser sends the
+    signed-in user's cookie along) and return the response Playwright saw."""
+    inputs = "".join(f'<input name="{k}" value="{v}">' for k, v in fields.items())
+    html = (f'<form method="post" action="{action}">{inputs}</form>'
+            "<script>document.forms[0].submit()</script>")  # fmt: skip
+    page.route(ATTACKER, lambda route: route.fulfill(body=html, content_type="text/html"))
+    with page.expect_response(action) as answer:
+        page.goto(ATTACKER)
+    return answer.value

@@ -7,26 +7,16 @@ from typing import Any
 
 import pytest
 
-from tests.serving.ui.conftest import sign_in
+from tests.serving.ui.conftest import post_from_attacker, sign_in
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ui")]
-
-ATTACKER = "http://127.0.0.1:9/attack"  # same site (cookies go along), another origin (port)
 
 
 def test_a_cross_origin_post_with_a_valid_session_is_refused(page: Any, ui_server: str) -> None:
     sign_in(page)
     page.wait_for_url("**/ui/")
     token = page.locator("form.signout input[name=csrf]").input_value()
-    html = (
-        f'<form method="post" action="{ui_server}/ui/signout">'
-        f'<input name="csrf" value="{token}"></form>'
-        "<script>document.forms[0].submit()</script>"
-    )
-    page.route(ATTACKER, lambda route: route.fulfill(body=html, content_type="text/html"))
-    with page.expect_response(f"{ui_server}/ui/signout") as answer:
-        page.goto(ATTACKER)
-    refused = answer.value
+    refused = post_from_attacker(page, f"{ui_server}/ui/signout", {"csrf": token})
     assert refused.status == 403
     assert refused.request.headers.get("origin") == "http://127.0.0.1:9"
     assert "cross-origin" in refused.text()

@@ -16,13 +16,12 @@ from churn.demo import UiServer, build_scored_world
 from serving.users import Directory
 from serving.workflows.ledger import Ledger
 from serving.workflows.service import Workflows
-from tests.serving.ui.conftest import require_chromium
+from tests.serving.ui.conftest import post_from_attacker, require_chromium
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ui")]
 
 PASSWORD = "renewal season 2025"
 MANAGER = "Morgan Lee"
-ATTACKER = "http://127.0.0.1:9/attack"  # same site (cookies go along), another origin (port)
 
 
 @pytest.fixture(scope="module")
@@ -139,15 +138,10 @@ def test_a_cross_origin_form_post_with_the_csms_cookie_is_refused(
     row = tab.locator("#tasks tbody tr[data-task]").first
     task_id = row.get_attribute("data-task")
     token = row.locator("input[name=csrf]").input_value()  # the attacker even knows the token
-    html = (
-        f'<form method="post" action="{base}/ui/workflows/tasks/{task_id}/close">'
-        f'<input name="csrf" value="{token}"><input name="outcome" value="closed by attacker">'
-        "</form><script>document.forms[0].submit()</script>"
-    )
-    tab.route(ATTACKER, lambda route: route.fulfill(body=html, content_type="text/html"))
-    with tab.expect_response(f"{base}/ui/workflows/tasks/{task_id}/close") as answer:
-        tab.goto(ATTACKER)
-    refused = answer.value
+    refused = post_from_attacker(
+        tab, f"{base}/ui/workflows/tasks/{task_id}/close",
+        {"csrf": token, "outcome": "closed by attacker"},
+    )  # fmt: skip
     assert refused.status == 403 and "cross-origin" in refused.text()
     assert "churn_ui_session=" in refused.request.all_headers().get("cookie", "")
     still = ledger.table("tasks", where="task_id = ?", params=[int(task_id or 0)])
