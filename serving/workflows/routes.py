@@ -1,10 +1,12 @@
 """``mount_workflows(app)`` adds the workflows (one line in ``serving.app.create_app``):
-``/workflows`` (API, X-API-Key) and ``/ui/workflows`` (pages, UI session)."""
+``/v1/workflows`` (API, X-API-Key; ``/workflows`` is an alias) and ``/ui/workflows`` (pages,
+UI session)."""
 
 from __future__ import annotations
 
 from fastapi import FastAPI
 
+from serving.api import include_versioned
 from serving.api.handlers import add_page_handlers
 from serving.ui.auth import SessionSigner
 from serving.workflows import api, ui
@@ -21,6 +23,6 @@ def mount_workflows(app: FastAPI, workflows: Workflows | None = None) -> Workflo
         state.signer = SessionSigner(state.settings)
     add_page_handlers(app)
 
-    app.include_router(api.router)
+    include_versioned(app, api.router)  # /v1/workflows, and /workflows as an alias
     app.include_router(ui.router)
     return state.workflows
