@@ -339,11 +339,12 @@ def close_task(
     task_id: RowIdPath,
     body: TaskClose,
     ledger: LedgerDep,
+    workflows: WorkflowsDep,
     now: ClockDep,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     def act() -> tuple[int, dict[str, Any]]:
-        ledger.close_task(task_id, body.by, body.outcome, now)
+        workflows.close_task(task_id, body.by, body.outcome, now)
         return 200, {"task_id": task_id, "status": "closed"}
 
     return once(ledger, idempotency_key, f"/tasks/{task_id}/close", body, act, now)

@@ -27,6 +27,7 @@ from features.facts import customer_facts, day_of, facts_frame
 from serving.errors import NotReadyError
 from serving.playbook import Playbook, load_playbook
 from serving.workflows.config import RulesConfig, load_rules
+from serving.workflows.events import task_completed
 from serving.workflows.inputs import daily_scores, read_score_history
 from serving.workflows.ledger import Ledger
 from serving.workflows.loop import ClosedLoop, LoopInputs, closed_loop
@@ -181,6 +182,7 @@ class Workflows:
             self.playbook,
             moment,
             capacity=self.task_capacity,
+            currency=self.settings.currency_code(),
         )
 
     def known_customers(self, now: datetime) -> tuple[pd.DataFrame, frozenset[str]]:
@@ -210,6 +212,12 @@ class Workflows:
             task[0] if task else None,
         )
         return self.ledger.add_intervention(values, now)
+
+    def close_task(self, task_id: int, by: str, outcome: str, now: datetime) -> None:
+        """Close a task; subscribed endpoints of its alert's rule get ``task.completed``."""
+
+        config = self.config
+        self.ledger.close_task(task_id, by, outcome, now, lambda t: task_completed(config, t))
 
     def record_exit_interview(self, values: dict[str, Any], now: datetime) -> int:
         """Check an exit interview (a churned, known customer; a plausible day), record it."""

@@ -177,9 +177,7 @@ def tasks_page(
 def post_close(
     task_id: RowIdPath, form: FormDep, workflows: WorkflowsDep, now: ClockDep
 ) -> Response:
-    workflows.ledger.close_task(
-        task_id, form.get("by") or "csm", form.get("outcome") or "done", now
-    )
+    workflows.close_task(task_id, form.get("by") or "csm", form.get("outcome") or "done", now)
     return back("/tasks", saved=f"task {task_id} closed")
 
 
