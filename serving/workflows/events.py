@@ -19,7 +19,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import date
 from typing import Any, Literal
+
+from pydantic import BaseModel, Field
 
 from serving.workflows.config import RulesConfig, WebhookAction
 from serving.workflows.ledger import QueuedEvent
@@ -85,3 +88,106 @@ def task_completed(config: RulesConfig, task: dict[str, Any]) -> list[QueuedEven
             "task": {k: task.get(k) for k in TASK_FIELDS}}  # fmt: skip
     return queued(config, "task.completed", f"task-{task['task_id']}", str(task["closed_at"]),
                   body, str(rule_id), task["alert_id"])  # fmt: skip
+
+
+# ----- the bodies, as the OpenAPI schema documents them (``app.webhooks``) -----------------
+
+
+class EventBase(BaseModel):
+    event: str
+    endpoint: str = Field(description="The rules.yaml endpoint name this was sent to.")
+    occurred_at: str = Field(description="ISO 8601 UTC: the rule run or the closing.")
+    customer_id: str
+
+
+class EventTask(BaseModel):
+    task_id: int | None
+    status: str = Field(description="created / attached / waiting (alert.opened); open; closed")
+    owner: str
+    title: str
+    due_at: str | None = Field(description="ISO UTC, fixed when the task was created.")
+
+
+class ClosedTask(BaseModel):
+    task_id: int
+    owner: str
+    title: str
+    due_at: str | None
+    created_at: str
+    closed_at: str
+    closed_by: str
+    outcome: str
+    status: Literal["closed"]
+    play: str | None
+
+
+class AlertOpened(EventBase):
+    """A rule's episode began for a customer (once per episode and endpoint)."""
+
+    event: Literal["alert.opened"]
+    alert_id: int
+    rule_id: str
+    rule: str = Field(description="The rule's description.")
+    customer_name: str | None
+    csm_owner: str | None
+    opened_at: str
+    since: str | None = Field(description="When the condition began to hold.")
+    detail: str
+    tier: str | None
+    health_score: float | None
+    churn_probability: float | None
+    mrr: float | None = Field(description="Monthly recurring revenue, in `currency`.")
+    currency: str = Field(description="ISO 4217 code of `mrr` (CHURN_CURRENCY).")
+    model_version: str | None
+    top_drivers: list[dict[str, Any]]
+    recommended_action: dict[str, Any] | None
+    task: EventTask | None
+    tags: list[str]
+
+
+class AlertCleared(EventBase):
+    """The episode ended: the condition no longer holds (or its rule was removed)."""
+
+    event: Literal["alert.cleared"]
+    alert_id: int
+    rule_id: str
+    cleared_at: str
+
+
+class TaskCreated(EventBase):
+    """A retention task was created for an alert."""
+
+    event: Literal["task.created"]
+    alert_id: int
+    rule_id: str
+    task: EventTask
+
+
+class TaskCompleted(EventBase):
+    """A person closed a task, with its outcome."""
+
+    event: Literal["task.completed"]
+    alert_id: int
+    rule_id: str
+    task: ClosedTask
+
+
+class TierChanged(EventBase):
+    """A customer's risk tier differs from their previous scoring's."""
+
+    event: Literal["score.tier_changed"]
+    as_of: date
+    tier: str
+    previous_tier: str
+    previous_as_of: date
+    health_score: float | None
+    churn_probability: float | None
+
+
+BODIES: dict[str, type[EventBase]] = {
+    "alert.opened": AlertOpened,
+    "alert.cleared": AlertCleared,
+    "task.created": TaskCreated,
+    "task.completed": TaskCompleted,
+    "score.tier_changed": TierChanged,
+}

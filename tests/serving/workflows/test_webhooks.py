@@ -226,7 +226,7 @@ def test_alert_task_and_tier_events_are_delivered_signed_once_each(
     """Day 0: two customers drop below 60 (alert.opened, task.created, score.tier_changed from
     their healthy day before). A CSM closes one task (task.completed); day 1 the other customer
     recovers (alert.cleared, score.tier_changed back). A re-run queues nothing twice."""
-    from serving.workflows.events import task_completed
+    from serving.workflows.events import BODIES, task_completed
 
     with Receiver(SECRET) as crm:
         config = event_rules(crm.url)
@@ -260,6 +260,8 @@ def test_alert_task_and_tier_events_are_delivered_signed_once_each(
     assert (worse["previous_tier"], worse["tier"]) == (back["tier"], back["previous_tier"])
     assert worse["tier"] != worse["previous_tier"]
     assert all(b["occurred_at"] and b["endpoint"] == "crm" for b in crm.processed.values())
+    for b in crm.processed.values():  # every body is what the OpenAPI webhooks document
+        BODIES[b["event"]].model_validate(b)
 
 
 def test_the_verification_example_in_the_crm_docs_accepts_a_real_delivery(
