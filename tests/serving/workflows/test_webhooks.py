@@ -284,3 +284,33 @@ def test_the_verification_example_in_the_crm_docs_accepts_a_real_delivery(
     tampered = delivery["body"].replace(b'"c0"', b'"c9"')
     assert tampered != delivery["body"]
     assert not verify(SECRET, delivery["headers"], tampered)  # type: ignore[operator]
+
+
+def test_an_outbox_of_an_older_ledger_is_upgraded_keeping_its_rows(tmp_path: Path) -> None:
+    """Ledgers from before score events required an alert on every outbox row; opening one
+    rebuilds the table with a nullable alert_id and the event column, rows intact."""
+    import sqlite3
+
+    from serving.workflows.ledger import QueuedEvent, enqueue
+
+    path = tmp_path / "workflows.db"
+    Ledger(path)  # today's schema, then the outbox put back as it was
+    con = sqlite3.connect(path)
+    con.executescript(
+        "DROP TABLE deliveries; DROP TABLE outbox;"
+        "CREATE TABLE outbox (outbox_id INTEGER PRIMARY KEY, alert_id INTEGER NOT NULL "
+        "REFERENCES alerts, endpoint TEXT NOT NULL, idempotency_key TEXT NOT NULL UNIQUE, "
+        "payload TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT "
+        "NULL DEFAULT 0, next_attempt_at REAL NOT NULL, claimed_at REAL, claimed_by TEXT, "
+        "delivered_at TEXT, last_error TEXT, created_at TEXT NOT NULL);"
+        "INSERT INTO outbox (alert_id, endpoint, idempotency_key, payload, next_attempt_at, "
+        "created_at) VALUES (7, 'crm', 'churn-old', '{}', 0, '2025-03-01T06:00:00Z');"
+    )
+    con.close()
+    ledger = Ledger(path)
+    with ledger.connect() as db:
+        enqueue(db, QueuedEvent(None, "crm", "score.tier_changed", "churn-new", "{}"), "t", 0.0)
+    rows = ledger.table("outbox").sort_values("outbox_id")
+    assert rows["idempotency_key"].tolist() == ["churn-old", "churn-new"]
+    assert rows["event"].tolist() == ["alert.opened", "score.tier_changed"]
+    assert ledger.claim_next("s", 1.0, 60, ["crm"]) is not None
