@@ -20,7 +20,7 @@ from features.errors import ChurnError
 from serving.api.deps import AnalyticsDep, CurrentUser, UiDataDep
 from serving.ui.customer import customer_view
 from serving.ui.portfolio import SORTS, ListQuery, iter_csv
-from serving.ui.render import PREFIX, PageDep, plotly_js_path
+from serving.ui.render import PREFIX, PageDep, currency_of, plotly_js_path
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 PLOTLY_JS = plotly_js_path()
@@ -62,6 +62,7 @@ def at_risk_list(request: Request, page: PageDep, data: UiDataDep) -> Response:
 def export_csv(request: Request, _: CurrentUser, data: UiDataDep) -> Response:
     ctx = data.current()
     frame = ctx.portfolio.export(ListQuery.from_params(request.query_params))
+    frame = frame.assign(currency=currency_of(request))  # the unit of every amount column
     name = f"at-risk-customers-{ctx.as_of.isoformat()}.csv"
     return StreamingResponse(
         iter_csv(frame),

@@ -363,7 +363,7 @@ def run_rules(
     for episode in ended.itertuples(index=False):
         if bool(episode.held_out):  # a held-out alert told nobody it opened
             continue
-        alert_id, rule_id = int(str(episode.alert_id)), str(episode.rule_id)
+        alert_id, rule_id = int(float(str(episode.alert_id))), str(episode.rule_id)
         body = {"alert_id": alert_id, "rule_id": rule_id, "cleared_at": opened_at,
                 "customer_id": str(episode.customer_id)}  # fmt: skip
         events += queued(config, "alert.cleared", f"alert-{alert_id}", opened_at, body,
