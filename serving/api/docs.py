@@ -1,7 +1,8 @@
-"""``/docs`` (Swagger UI) and ``/redoc`` (ReDoc) from local files, never from a CDN: the
-``swagger-ui-bundle`` package's files, and ReDoc's standalone bundle vendored under
-``serving/api/static/redoc`` (redoc 2.5.4 from npm, MIT, licence files beside it). Both pages
-render with no network (tests/serving/ui/test_docs_offline.py)."""
+"""``/docs`` (Swagger UI) and ``/redoc`` (ReDoc) from local files, never from a CDN: both
+bundles are vendored under ``serving/api/static`` with their licence files (swagger-ui-dist
+5.35.0, Apache-2.0; redoc 2.5.4, MIT; both from npm). Swagger UI 5 is needed: FastAPI's schema
+is OpenAPI 3.1, which the 3.x bundle of the ``swagger-ui-bundle`` package cannot render. Both
+pages render with the network blocked (tests/serving/ui/test_docs_offline.py)."""
 
 from __future__ import annotations
 
@@ -14,16 +15,15 @@ from fastapi.staticfiles import StaticFiles
 
 STATIC_PREFIX = "/docs-static"
 REDOC_PREFIX = "/docs-static-redoc"
+SWAGGER_DIR = Path(__file__).parent / "static" / "swagger-ui"
 REDOC_DIR = Path(__file__).parent / "static" / "redoc"
 
 router = APIRouter(include_in_schema=False)
 
 
 def static_files() -> StaticFiles:
-    """The Swagger UI bundle's files, mounted at :data:`STATIC_PREFIX` next to the router."""
-    from swagger_ui_bundle import swagger_ui_path
-
-    return StaticFiles(directory=swagger_ui_path)
+    """Swagger UI's vendored bundle, mounted at :data:`STATIC_PREFIX` next to the router."""
+    return StaticFiles(directory=SWAGGER_DIR)
 
 
 def redoc_files() -> StaticFiles:

@@ -44,12 +44,12 @@ def figure_json(figure: dict[str, Any]) -> Markup:
 
 def currency_of(request: Request | None) -> str:
     """The ISO code of the served amounts (``Settings.currency_code``, read at load)."""
-    if request is None:
-        return "USD"
-    state = request.app.state.runtime.state
-    if state is not None:
-        return str(state.currency)
-    return str(request.app.state.settings.currency_code())
+    app_state = None if request is None else request.app.state
+    runtime = getattr(app_state, "runtime", None)
+    if runtime is not None and runtime.state is not None:
+        return str(runtime.state.currency)
+    settings = getattr(app_state, "settings", None)
+    return "USD" if settings is None else str(settings.currency_code())
 
 
 @pass_context

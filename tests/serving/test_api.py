@@ -483,3 +483,13 @@ def test_updated_since_lists_only_customers_scored_after_that_date(
     assert before["total"] == len(deployment.snapshot) and before["updated_since"]
     after = client.get(f"/v1/customers?updated_since={as_of}", headers=HEADERS).json()
     assert after["total"] == 0 and after["items"] == []
+
+
+def test_the_currency_setting_labels_every_amount(deployment: Deployment) -> None:
+    with TestClient(create_app(deployment.with_settings(currency="eur"))) as eur:
+        model = eur.get("/v1/model", headers=HEADERS).json()
+        assert model["currency"] == "EUR"
+        mrr = next((f for f in model["features"] if f["name"] == "mrr"), None)
+        assert mrr is None or mrr["unit"] == "EUR / month"
+        page = eur.get("/v1/customers?limit=5", headers=HEADERS).json()["items"]
+        assert all(i["survival"] is None or i["survival"]["currency"] == "EUR" for i in page)
