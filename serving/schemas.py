@@ -16,8 +16,8 @@ from features.tiers import TierName, tier_rule
 EXAMPLE_FEATURES: dict[str, Any] = {
     "events_30d": 116, "active_days_30d": 19, "logins_change_30d": -0.42, "open_tickets": 3,
     "nps_last": None, "mrr": 540.0, "industry": "logistics", "plan": "growth",
-    "...": "every other feature of the model, a value or null (GET /openapi.json lists none: "
-           "the served model's list is in docs/features.md and the 422 names any missing one)",
+    "...": "every other feature of the model, a value or null: GET /v1/model lists each "
+           "with its type, unit and levels",
 }  # fmt: skip
 
 EXAMPLE_DRIVER: dict[str, Any] = {

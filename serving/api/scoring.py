@@ -1,4 +1,5 @@
-"""``POST /score`` and ``POST /score/batch``: a customer by id (stored) or by features (live).
+"""``POST /v1/score`` and ``POST /v1/score/batch``: a customer by id (stored) or by features
+(live); in a batch, an item that cannot be scored gets an error object and the rest are scored.
 
 A stored score is a dict lookup and a byte concatenation around the deadline
 (:class:`serving.state.ServingState`); live features are checked against the served model
@@ -67,6 +68,7 @@ def item_errors(state: ServingState, items: list[ScoreRequest]) -> dict[int, byt
     """The error object of each item that cannot be scored (bad features, unknown id), by
     position: those items fail alone, the others are scored."""
     errors: dict[int, bytes] = {}
+    as_of: str | None = None  # the snapshot's dates, read once (a scan of every customer)
     for i, item in enumerate(items):
         if item.features is not None:
             problems = feature_problems(state.model, item.features, f"items.{i}.features")
@@ -76,8 +78,9 @@ def item_errors(state: ServingState, items: list[ScoreRequest]) -> dict[int, byt
                                        message, problems[:MAX_PROBLEMS])  # fmt: skip
         elif item.customer_id not in state.row_of:
             field = f"items.{i}.customer_id"
+            as_of = state.as_of_label() if as_of is None else as_of
             message = (f"{field}: no customer {item.customer_id!r} in the snapshot as of "
-                       f"{state.as_of_label()}; list known ids with GET /v1/customers")  # fmt: skip
+                       f"{as_of}; list known ids with GET /v1/customers")  # fmt: skip
             problem = FieldProblem(field, "unknown customer id")
             errors[i] = item_error(i, item.customer_id, UnknownCustomerError.code, message,
                                    [problem])  # fmt: skip
