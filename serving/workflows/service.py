@@ -170,6 +170,11 @@ class Workflows:
     def resolve_now(self, now: datetime | None, history: pd.DataFrame) -> datetime:
         return now or default_now(history, self.config.max_score_age_days)
 
+    @property
+    def currency(self) -> str:
+        """ISO code of the amounts the workflows report (MRR, revenue at risk)."""
+        return self.settings.currency_code()
+
     def run(self, now: datetime | None = None) -> RunSummary:
         """``churn rules run``: evaluate the rules and record the run (webhooks queued)."""
         history = self.history()
@@ -182,7 +187,7 @@ class Workflows:
             self.playbook,
             moment,
             capacity=self.task_capacity,
-            currency=self.settings.currency_code(),
+            currency=self.currency,
         )
 
     def known_customers(self, now: datetime) -> tuple[pd.DataFrame, frozenset[str]]:
