@@ -492,4 +492,4 @@ def test_the_currency_setting_labels_every_amount(deployment: Deployment) -> Non
         mrr = next((f for f in model["features"] if f["name"] == "mrr"), None)
         assert mrr is None or mrr["unit"] == "EUR / month"
         page = eur.get("/v1/customers?limit=5", headers=HEADERS).json()["items"]
-        assert all(i["survival"] is None or i["survival"]["currency"] == "EUR" for i in page)
+        assert all(i.get("survival") is None or i["survival"]["currency"] == "EUR" for i in page)
