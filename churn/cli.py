@@ -695,7 +695,7 @@ def serve(
         f"key: {key})"
     )
     console.print(
-        f"try: curl -s -X POST http://{where}:{port}/score -H 'X-API-Key: {key}' "
+        f"try: curl -s -X POST http://{where}:{port}/v1/score -H 'X-API-Key: {key}' "
         f"-H 'Content-Type: application/json' -d '{{\"customer_id\": \"{cid}\"}}'"
     )
     run_server(settings, host, port, workers)

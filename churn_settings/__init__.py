@@ -14,6 +14,7 @@ Every field can be overridden by an environment variable ``CHURN_<FIELD>`` (e.g.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Annotated, Any
@@ -247,6 +248,13 @@ class Settings(BaseSettings):
     annual_discount_rate: float = Field(
         0.10, gt=-1, description="Yearly discount rate of the expected LTV's future months."
     )
+    currency: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z]{3}$",
+        description="ISO 4217 code of every amount (MRR, revenue at risk, LTV) in the API, the "
+        "UI and CSV exports (CHURN_CURRENCY); unset: the imported export's currency "
+        "(import.json), else USD. Amounts are never converted, only labelled.",
+    )
     batch_limit: int = Field(10_000, gt=0, description="Most items in one POST /score/batch.")
     max_body_bytes: int = Field(
         32_000_000, gt=0, description="Larger request bodies get 413 before they are parsed."
@@ -291,6 +299,18 @@ class Settings(BaseSettings):
 
     def api_key_list(self) -> list[str]:
         return [k.strip() for k in self.api_keys.split(",") if k.strip()]
+
+    def currency_code(self) -> str:
+        """The currency amounts are labelled with: ``currency``, else the one the data folder's
+        import manifest states, else USD."""
+        if self.currency:
+            return self.currency.upper()
+        manifest = self.data_dir / "import.json"
+        try:
+            stated = json.loads(manifest.read_text(encoding="utf-8")).get("currency")
+        except (OSError, ValueError, AttributeError):
+            stated = None
+        return str(stated).upper() if isinstance(stated, str) and stated else "USD"
 
     @property
     def snapshot_path(self) -> Path:

@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from churn_settings import Settings
-from serving.api import customers, docs, model, monitoring, operations, scoring
+from serving.api import customers, docs, include_versioned, model, monitoring, operations, scoring
 from serving.api.deps import ApiKeys, ScoreRead
 from serving.api.handlers import add_error_handlers, churn_error_response
 from serving.api.middleware import BodyLimitMiddleware
@@ -122,6 +122,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         summary="Calibrated churn probability, health score, tier, top drivers in plain language "
         "and the playbook's next step, for CRMs.",
         description=(
+            "Every operation is under `/v1` (the unversioned paths of before still answer, as "
+            "undocumented aliases). "
             "Authenticate with the `X-API-Key` header (all routes but `/healthz` and `/readyz`). "
             "Errors are `{error, message, fields}`. Walk-through with curl and Python: "
             "`docs/crm-integration.md`; how the numbers are made: `docs/scoring.md`."
@@ -145,13 +147,13 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     if docs_open:
         app.include_router(docs.router)
         app.mount(docs.STATIC_PREFIX, docs.static_files(), name="docs-static")
+        app.mount(docs.REDOC_PREFIX, docs.redoc_files(), name="redoc-static")
     # scopes of named keys (serving.users): scores and customers need score:read
-    app.include_router(scoring.router, dependencies=[ScoreRead])
-    app.include_router(scoring.batch_router(settings.batch_limit), dependencies=[ScoreRead])
-    app.include_router(customers.router, dependencies=[ScoreRead])
-    app.include_router(operations.router)
-    app.include_router(model.router)
-    app.include_router(monitoring.router)
+    for router in (scoring.router, scoring.batch_router(settings.batch_limit), customers.router):
+        include_versioned(app, router, dependencies=[ScoreRead])
+    include_versioned(app, model.router)  # its admin route needs the admin scope itself
+    app.include_router(operations.router)  # /healthz, /readyz, /metrics: for orchestrators
+    app.include_router(monitoring.router)  # declares /v1/monitoring and its alias itself
     app.openapi = model.ServedOpenApi(app)  # type: ignore[method-assign]
     mount_ui(app)
     mount_workflows(app)

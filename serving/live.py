@@ -9,6 +9,12 @@ How values are read (also in ``docs/crm-integration.md``):
   non-finite numbers (``NaN``/``Infinity`` literals, overflowing values) are rejected with 422.
 - categorical features take strings; a level the model never saw is treated as missing, exactly
   as in training. Numbers are rejected.
+
+What is scored but worth knowing comes back in the result's ``warnings``
+(:func:`feature_warnings`): each ``null`` (``missing_value``) and each unseen level
+(``unseen_level``, with the known levels), so a CRM sees that ``"Logistics"`` was read as missing
+instead of learning it from a strange score. Missing values never appear among the top drivers
+(:func:`serving.scoring.top_drivers`).
 """
 
 from __future__ import annotations
@@ -64,6 +70,31 @@ def feature_problems(model: ChurnModel, features: Any, where: str) -> list[Field
                     FieldProblem(path, "must be a finite number; send null for a missing value")
                 )
     return problems
+
+
+def feature_warnings(
+    model: ChurnModel, features: dict[str, Any], where: str = "features"
+) -> list[dict[str, str]]:
+    """The ``warnings`` of one checked ``features`` object: missing values and unseen levels,
+    in the model's feature order."""
+    warnings = []
+    for name in model.features:
+        value = features.get(name)
+        path = f"{where}.{name}"
+        if value is None:
+            message = f"{name} is null: scored as missing, and left out of the top drivers"
+            warnings.append({"field": path, "code": "missing_value", "message": message})
+            continue
+        levels = model.categories.get(name)
+        if levels is not None and value not in levels:
+            known = ", ".join(repr(level) for level in levels[:12])
+            more = f" (and {len(levels) - 12} more)" if len(levels) > 12 else ""
+            message = (
+                f"{name} {value!r} is a level the model never saw: scored as missing. "
+                f"Known levels: {known}{more} (GET /v1/model)"
+            )
+            warnings.append({"field": path, "code": "unseen_level", "message": message})
+    return warnings
 
 
 def check_features(model: ChurnModel, features: Any, where: str = "features") -> None:

@@ -16,8 +16,8 @@ from features.tiers import TierName, tier_rule
 EXAMPLE_FEATURES: dict[str, Any] = {
     "events_30d": 116, "active_days_30d": 19, "logins_change_30d": -0.42, "open_tickets": 3,
     "nps_last": None, "mrr": 540.0, "industry": "logistics", "plan": "growth",
-    "...": "every other feature of the model, a value or null (GET /openapi.json lists none: "
-           "the served model's list is in docs/features.md and the 422 names any missing one)",
+    "...": "every other feature of the model, a value or null: GET /v1/model lists each "
+           "with its type, unit and levels",
 }  # fmt: skip
 
 EXAMPLE_DRIVER: dict[str, Any] = {
@@ -207,6 +207,7 @@ class SurvivalBlock(BaseModel):
     expected_revenue_12m: float = Field(description="MRR x expected months of service in 12.")
     revenue_at_risk_12m: float = Field(description="12 x MRR minus the expected revenue.")
     expected_ltv: float = Field(description="Discounted expected margin, settings' margin/rate.")
+    currency: str = Field(description="ISO 4217 code of the amounts above (CHURN_CURRENCY).")
 
 
 class ScoreResult(BaseModel):
@@ -238,11 +239,55 @@ class ScoreResult(BaseModel):
     survival: SurvivalBlock | None = Field(
         None, description="Time to churn (stored results of a model with a survival model)."
     )
+    warnings: list[ScoreWarning] = Field(
+        default_factory=list,
+        description="What the live score was computed with that a client should know: each "
+        "null input and each categorical level the model never saw (both scored as missing). "
+        "Empty for stored scores.",
+    )
+
+
+class ItemError(BaseModel):
+    """Why one batch item was not scored; the other items are."""
+
+    code: str = Field(description="unknown_customer, invalid_features, ...")
+    message: str = Field(description="What is wrong with the item, naming the field.")
+    fields: list[FieldError] = Field(default_factory=list)
+
+
+class BatchItemError(BaseModel):
+    """A batch item that failed, at its place in ``results``."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "index": 3,
+                    "customer_id": "C999999",
+                    "error": {
+                        "code": "unknown_customer",
+                        "message": "items.3.customer_id: no customer 'C999999' in the snapshot "
+                        "as of 2025-03-01",
+                        "fields": [{"field": "items.3.customer_id", "problem": "unknown id"}],
+                    },
+                }
+            ]
+        }
+    )
+
+    index: int = Field(description="Position of the item in the request.")
+    customer_id: str | None
+    error: ItemError
 
 
 class BatchResponse(BaseModel):
-    count: int
-    results: list[ScoreResult]
+    """One entry per item, in request order: a score, or an ``error`` object for an item that
+    failed (a bad id or bad features never fail the other items)."""
+
+    count: int = Field(description="Items in the request.")
+    scored: int = Field(description="Items scored.")
+    failed: int = Field(description="Items with an error.")
+    results: list[ScoreResult | BatchItemError]
 
 
 class CustomerPage(BaseModel):
@@ -252,6 +297,7 @@ class CustomerPage(BaseModel):
     limit: int
     offset: int
     tier: TierName | None
+    updated_since: date | None = Field(None, description="The filter, as sent.")
     items: list[ScoreResult]
 
 
@@ -277,6 +323,14 @@ class Explanation(BaseModel):
     base_value: float = Field(description="Calibrated log-odds of the average customer.")
     contributions: list[FeatureContribution]
     model: ModelInfo
+
+
+class ScoreWarning(BaseModel):
+    """Scored, but worth knowing: a null input or an unseen categorical level."""
+
+    field: str = Field(description="Dotted path, e.g. features.industry")
+    code: Literal["missing_value", "unseen_level"]
+    message: str
 
 
 class FieldError(BaseModel):
@@ -333,6 +387,45 @@ class Readiness(BaseModel):
     loaded_at: datetime | None = None
     last_reload: LastReload | None = None
     problem: str | None = None
+
+
+class ModelFeature(BaseModel):
+    """One input of the served model, as a live request sends it."""
+
+    name: str
+    type: Literal["number", "category"] = Field(
+        description="number: a JSON number; category: one of `levels` as a string."
+    )
+    unit: str | None = Field(
+        description="From the feature catalog: days, ratio, count, currency / month, ...; null "
+        "where the catalog gives none (categories)."
+    )
+    group: str
+    description: str
+    levels: list[str] | None = Field(
+        description="The levels the model knows (category only); any other is scored as missing "
+        "and warned about."
+    )
+    nullable: bool = Field(True, description="null = unknown: scored as missing, with a warning.")
+
+
+class TrainedOn(BaseModel):
+    until: date | None = Field(description="Last as-of date of the rows the model was fitted on.")
+    description: str | None = Field(description="Rows, dates and how the model was fitted.")
+    split: str | None = Field(description="How training, validation and test were split.")
+
+
+class ModelDescription(BaseModel):
+    """What a client needs to score live: send `features` with every name below, each a value
+    of its type or null (``POST /v1/score``)."""
+
+    model: ModelInfo
+    horizon_days: int = Field(description="churn_probability is the chance of churning within it.")
+    label: str = Field(description="What counts as churn.")
+    trained_on: TrainedOn
+    currency: str = Field(description="ISO 4217 code of every amount (MRR, revenue at risk).")
+    features: list[ModelFeature] = Field(description="Exactly the inputs the model needs.")
+    top_k: int = Field(description="Drivers per result unless ?k= says otherwise.")
 
 
 class ReloadResult(BaseModel):

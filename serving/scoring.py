@@ -45,17 +45,23 @@ class ScoredBatch:
         return len(self.probability)
 
 
-def top_drivers(contributions: np.ndarray, k: int) -> np.ndarray:
+def top_drivers(contributions: np.ndarray, k: int, missing: np.ndarray | None = None) -> np.ndarray:
     """Indices of the ``k`` largest ``|contribution|`` per row, strongest first.
 
     ``contributions`` holds the feature columns only. ``argpartition`` picks the k in linear time;
     only those k are sorted. The result of a row depends on that row alone (batch == single).
+    ``missing`` (n x f, :func:`unknown_values`) ranks those features after every known one:
+    "no data" is not a reason a CSM can act on, and a CRM that sends ``null`` for what it does
+    not hold must not see its own gaps as the top drivers (:meth:`Explainer.drivers` drops them
+    from the list).
     """
     n, f = contributions.shape
     k = max(0, min(k, f))
     if k == 0:
         return np.empty((n, 0), dtype=np.intp)
     strength = -np.abs(contributions)
+    if missing is not None:
+        strength = np.where(missing, np.inf, strength)
     if k == f:
         return np.argsort(strength, axis=1, kind="stable")
     picked = np.argpartition(strength, k - 1, axis=1)[:, :k]
@@ -76,11 +82,14 @@ def score_matrix(
     for start in range(0, n, chunk_rows):
         stop = min(start + chunk_rows, n)
         contributions[start:stop] = model.contributions(X[start:stop], num_threads)
-    return from_contributions(model, contributions, k)
+    return from_contributions(model, contributions, k, X)
 
 
-def from_contributions(model: ChurnModel, contributions: np.ndarray, k: int) -> ScoredBatch:
-    """Probability, health, tier and top drivers of precomputed contributions (score store)."""
+def from_contributions(
+    model: ChurnModel, contributions: np.ndarray, k: int, X: np.ndarray | None = None
+) -> ScoredBatch:
+    """Probability, health, tier and top drivers of precomputed contributions (score store);
+    ``X``, the encoded values, ranks missing values last (:func:`top_drivers`)."""
     f = len(model.features)
     logit = contributions.sum(axis=1)
     probability = 1.0 / (1.0 + np.exp(-logit))
@@ -90,8 +99,16 @@ def from_contributions(model: ChurnModel, contributions: np.ndarray, k: int) -> 
         health_score=health,
         tier=np.asarray(tier_of(health), dtype=object),
         contributions=contributions,
-        top=top_drivers(contributions[:, :f], k),
+        top=top_drivers(contributions[:, :f], k, None if X is None else unknown_values(model, X)),
     )
+
+
+def unknown_values(model: ChurnModel, X: np.ndarray) -> np.ndarray:
+    """True where a value is missing and its catalog entry gives missing no meaning (no
+    ``missing`` sentence): those never rank as drivers. A missing value that means something
+    ("no NPS answer yet") still may."""
+    silent = np.array([not model.info(name).missing for name in model.features], dtype=bool)
+    return np.isnan(X) & silent
 
 
 def score_frame(
@@ -121,6 +138,7 @@ class Explainer:
         self.features = list(model.features)
         self.info: list[Feature] = [model.info(name) for name in self.features]
         self.levels: list[list[str] | None] = [model.categories.get(n) for n in self.features]
+        self.silent = np.array([not info.missing for info in self.info], dtype=bool)
 
     def value(self, j: int, encoded: float) -> float | str | None:
         """The value the model saw: a number, a category level, or None for missing."""
@@ -144,13 +162,19 @@ class Explainer:
         }
 
     def drivers(self, x: np.ndarray, contributions: np.ndarray, top: np.ndarray) -> list[dict]:
-        """The ``top_drivers`` list of one row (``top`` = indices from :func:`top_drivers`)."""
-        return [self.driver(int(j), x[j], contributions[j]) for j in top]
+        """The ``top_drivers`` list of one row (``top`` = indices from :func:`top_drivers`),
+        without missing values (ranked last there, dropped here)."""
+        return [
+            self.driver(int(j), x[j], contributions[j])
+            for j in top
+            if x[j] == x[j] or not self.silent[j]
+        ]
 
-    def risk_drivers(self, contributions: np.ndarray, n: int) -> list[str]:
-        """Names of the ``n`` strongest risk-raising features of one row (for the playbook)."""
+    def risk_drivers(self, x: np.ndarray, contributions: np.ndarray, n: int) -> list[str]:
+        """Names of the ``n`` strongest risk-raising features of one row with a value (for the
+        playbook: a refinement is never chosen by a value nobody knows)."""
         f = len(self.features)
-        rising = np.flatnonzero(contributions[:f] > 0)
+        rising = np.flatnonzero((contributions[:f] > 0) & ~(np.isnan(x[:f]) & self.silent))
         if rising.size == 0:
             return []
         order = rising[np.argsort(-contributions[rising], kind="stable")][:n]

@@ -29,7 +29,7 @@ from churn_settings import Settings
 from features.errors import ChurnError
 from features.tiers import TIER_NAMES
 from serving.errors import NotReadyError, ReloadError, UnknownCustomerError
-from serving.live import encode_checked
+from serving.live import encode_checked, feature_warnings
 from serving.playbook import Playbook, Recommendation, load_playbook
 from serving.scoring import Explainer, ScoredBatch, from_contributions, score_matrix, top_drivers
 from serving.store import (
@@ -85,6 +85,7 @@ class ServingState:
         source_note: str,
         num_threads: int = 0,
         survival: list[dict[str, Any]] | None = None,
+        currency: str = "USD",
     ) -> None:
         self.model, self.ref, self.playbook, self.k, self.stamp = model, ref, playbook, k, stamp
         self.model_info = ref.as_dict()
@@ -94,10 +95,13 @@ class ServingState:
         self.scored: ScoredBatch = (
             score_matrix(model, snapshot.X, k, num_threads)
             if contributions is None
-            else from_contributions(model, contributions, k)
+            else from_contributions(model, contributions, k, snapshot.X)
         )
         self.source_note = source_note
-        self.survival = survival  # precomputed time-to-churn blocks, row-aligned, or None
+        self.currency = currency  # ISO code every amount is in (Settings.currency_code)
+        self.survival = (  # precomputed time-to-churn blocks, row-aligned, or None
+            None if survival is None else [block | {"currency": currency} for block in survival]
+        )
         self.loaded_at = datetime.now(UTC)
         self.row_of: dict[str, int] = {cid: i for i, cid in enumerate(self.customer_ids)}
         order = np.argsort(self.customer_ids.astype(str), kind="stable")
@@ -105,7 +109,7 @@ class ServingState:
         for tier in TIER_NAMES:
             self.listing[tier] = order[self.scored.tier[order] == tier]
         self.recommendations = [
-            self._recommend(str(self.scored.tier[i]), self.scored.contributions[i])
+            self._recommend(str(self.scored.tier[i]), self.X[i], self.scored.contributions[i])
             for i in range(len(self.scored))
         ]
         self.templates = [self._template(i) for i in range(len(self.scored))]
@@ -116,8 +120,8 @@ class ServingState:
         self._deadline_cache: tuple[int, dict[str, str]] = (-1, {})
 
     # ----- building blocks -----
-    def _recommend(self, tier: str, contributions: np.ndarray) -> Recommendation:
-        risky = self.explainer.risk_drivers(contributions, self.playbook.refine_with_top_drivers)
+    def _recommend(self, tier: str, x: np.ndarray, contributions: np.ndarray) -> Recommendation:
+        risky = self.explainer.risk_drivers(x, contributions, self.playbook.refine_with_top_drivers)
         return self.playbook.recommend(tier, risky)
 
     def _result(
@@ -131,6 +135,7 @@ class ServingState:
         recommendation: Recommendation,
         deadline: str,
         source: str,
+        warnings: list[dict[str, str]] | None = None,
     ) -> dict[str, Any]:
         result = {
             "customer_id": customer_id,
@@ -143,6 +148,7 @@ class ServingState:
             "model": self.model_info,
             "as_of": as_of,
             "source": source,
+            "warnings": warnings or [],
         }
         if source == "store" and self.survival is not None:
             result["survival"] = self.survival[i]
@@ -194,7 +200,8 @@ class ServingState:
 
     def stored_result(self, row: int, k: int, deadlines: dict[str, str]) -> dict[str, Any]:
         contributions = self.scored.contributions[row : row + 1, : self.feature_count]
-        top = top_drivers(contributions, k)[0]
+        unknown = np.isnan(self.X[row : row + 1]) & self.explainer.silent
+        top = top_drivers(contributions, k, unknown)[0]
         return self._result(
             str(self.customer_ids[row]), str(self.as_of[row]), self.X[row], self.scored, row,
             top, self.recommendations[row], deadlines[str(self.scored.tier[row])], "store",
@@ -209,16 +216,18 @@ class ServingState:
         deadlines: dict[str, str],
         num_threads: int = 1,
     ) -> tuple[list[dict[str, Any]], np.ndarray]:
-        """Score checked feature objects now: one matrix, one ``pred_contrib`` call."""
+        """Score checked feature objects now: one matrix, one ``pred_contrib`` call; each
+        result warns about the missing values and unseen levels it was scored with."""
         X = encode_checked(self.model, features)
         scored = score_matrix(self.model, X, k, num_threads)
         results = []
         for i in range(len(features)):
             tier = str(scored.tier[i])
-            recommendation = self._recommend(tier, scored.contributions[i])
+            recommendation = self._recommend(tier, X[i], scored.contributions[i])
             result = self._result(
                 customer_ids[i], as_of[i], X[i], scored, i, scored.top[i],
                 recommendation, deadlines[tier], "live",
+                feature_warnings(self.model, features[i]),
             )  # fmt: skip
             results.append(result)
         return results, scored.health_score
@@ -382,7 +391,7 @@ class Runtime:
                 survival = read_survival(s.score_store_path, snapshot)
         state = ServingState(
             model, ref, playbook, snapshot, contributions, s.top_k, stamp, note,
-            s.scoring_threads, survival,
+            s.scoring_threads, survival, s.currency_code(),
         )  # fmt: skip
         log.info(
             "serving %s v%s (@%s): %d customers as of %s, %s; built in %.1f s",

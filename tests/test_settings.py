@@ -86,3 +86,14 @@ def test_churn_serve_reads_its_host_and_port_from_the_settings(
     monkeypatch.setenv("CHURN_PORT", "70000")
     with pytest.raises(ValueError, match="port"):
         Settings()
+
+
+def test_the_currency_is_the_setting_else_the_imported_exports_else_usd(tmp_path: Path) -> None:
+    import json
+
+    from churn_settings import Settings
+
+    assert Settings(data_dir=tmp_path).currency_code() == "USD"
+    (tmp_path / "import.json").write_text(json.dumps({"currency": "gbp"}))
+    assert Settings(data_dir=tmp_path).currency_code() == "GBP"
+    assert Settings(data_dir=tmp_path, currency="chf").currency_code() == "CHF"

@@ -1,4 +1,5 @@
-"""The served model: ``POST /admin/reload``, the reload every path shares (start, poll, admin),
+"""The served model: ``GET /v1/model`` (its inputs, horizon and training window, all a client
+needs to score live), ``POST /admin/reload``, the reload every path shares (start, poll, admin),
 and the OpenAPI schema's examples taken from the served state."""
 
 from __future__ import annotations
@@ -10,11 +11,11 @@ import orjson
 from fastapi import APIRouter, FastAPI, Query
 from fastapi.responses import Response
 
-from serving.api.deps import AdminScope, ApiKeyRequired, MetricsDep, RuntimeDep
+from serving.api.deps import AdminScope, ApiKeyRequired, MetricsDep, RuntimeDep, StateDep
 from serving.api.responses import ERRORS, JSON, RELOAD_FAILED
 from serving.errors import ReloadError
 from serving.metrics import ServingMetrics
-from serving.schemas import ReloadResult
+from serving.schemas import ModelDescription, ReloadResult
 from serving.state import ReloadOutcome, Runtime, ServingState
 
 router = APIRouter(tags=["operations"], dependencies=[ApiKeyRequired])
@@ -61,6 +62,47 @@ async def admin_reload(
     body = {"outcome": outcome.outcome, "detail": outcome.detail, "model": summary["model"],
             "as_of": summary["as_of"], "customers": summary["customers"]}  # fmt: skip
     return Response(orjson.dumps(body), media_type=JSON)
+
+
+def describe_model(state: ServingState) -> dict[str, Any]:
+    """The served model's contract: each input's type, unit and levels from the catalog and the
+    champion's own encoding (so it lists exactly what ``feature_problems`` checks)."""
+    model, meta = state.model, state.model.meta
+    features = []
+    for name in model.features:
+        info, levels = model.info(name), model.categories.get(name)
+        features.append({
+            "name": name, "type": "number" if levels is None else "category",
+            "unit": info.unit.replace("currency", state.currency) or None,
+            "group": info.group, "description": info.description,
+            "levels": None if levels is None else [str(level) for level in levels],
+            "nullable": True,
+        })  # fmt: skip
+    until = meta.get("fitted_until")
+    return {
+        "model": state.model_info,
+        "horizon_days": model.horizon_days,
+        "label": model.label,
+        "trained_on": {
+            "until": until,
+            "description": meta.get("fitted_on"),
+            "split": meta.get("split"),
+        },
+        "currency": state.currency,
+        "features": features,
+        "top_k": state.k,
+    }
+
+
+@router.get(
+    "/model",
+    response_model=ModelDescription,
+    responses=ERRORS,
+    summary="The served model: every input with its type, unit and levels; horizon, version "
+    "and training window",
+)
+async def model_description(state: StateDep) -> Response:
+    return Response(orjson.dumps(describe_model(state)), media_type=JSON)
 
 
 def served_features(state: ServingState, row: int) -> dict[str, Any]:

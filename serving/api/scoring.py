@@ -1,4 +1,5 @@
-"""``POST /score`` and ``POST /score/batch``: a customer by id (stored) or by features (live).
+"""``POST /v1/score`` and ``POST /v1/score/batch``: a customer by id (stored) or by features
+(live); in a batch, an item that cannot be scored gets an error object and the rest are scored.
 
 A stored score is a dict lookup and a byte concatenation around the deadline
 (:class:`serving.state.ServingState`); live features are checked against the served model
@@ -18,13 +19,12 @@ from starlette.concurrency import run_in_threadpool
 from serving.api.deps import ApiKeyRequired, Scoring, ScoringDep
 from serving.api.responses import ERRORS, JSON, NOT_FOUND, KQuery
 from serving.errors import FeatureValidationError, FieldProblem, UnknownCustomerError
-from serving.live import feature_problems, invalid_message
+from serving.live import MAX_PROBLEMS, feature_problems, invalid_message
 from serving.metrics import ServingMetrics
 from serving.schemas import BatchRequest, BatchResponse, ScoreRequest, ScoreResult, limited_batch
 from serving.state import ServingState
 
 LIVE_THREADPOOL_ROWS = 256  # live batches this large leave the event loop while LightGBM runs
-UNKNOWN_IDS_SHOWN = 20
 
 router = APIRouter(tags=["scoring"], dependencies=[ApiKeyRequired])
 
@@ -57,6 +57,36 @@ async def score(request: ScoreRequest, scoring: ScoringDep, k: KQuery = None) ->
     return Response(orjson.dumps(results[0]), media_type=JSON)
 
 
+def item_error(index: int, customer_id: str | None, code: str, message: str,
+               problems: list[FieldProblem]) -> bytes:  # fmt: skip
+    error = {"code": code, "message": message,
+             "fields": [{"field": p.field, "problem": p.problem} for p in problems]}  # fmt: skip
+    return orjson.dumps({"index": index, "customer_id": customer_id, "error": error})
+
+
+def item_errors(state: ServingState, items: list[ScoreRequest]) -> dict[int, bytes]:
+    """The error object of each item that cannot be scored (bad features, unknown id), by
+    position: those items fail alone, the others are scored."""
+    errors: dict[int, bytes] = {}
+    as_of: str | None = None  # the snapshot's dates, read once (a scan of every customer)
+    for i, item in enumerate(items):
+        if item.features is not None:
+            problems = feature_problems(state.model, item.features, f"items.{i}.features")
+            if problems:
+                message = invalid_message(problems)
+                errors[i] = item_error(i, item.customer_id, FeatureValidationError.code,
+                                       message, problems[:MAX_PROBLEMS])  # fmt: skip
+        elif item.customer_id not in state.row_of:
+            field = f"items.{i}.customer_id"
+            as_of = state.as_of_label() if as_of is None else as_of
+            message = (f"{field}: no customer {item.customer_id!r} in the snapshot as of "
+                       f"{as_of}; list known ids with GET /v1/customers")  # fmt: skip
+            problem = FieldProblem(field, "unknown customer id")
+            errors[i] = item_error(i, item.customer_id, UnknownCustomerError.code, message,
+                                   [problem])  # fmt: skip
+    return errors
+
+
 def score_batch_sync(
     state: ServingState,
     items: list[ScoreRequest],
@@ -65,11 +95,12 @@ def score_batch_sync(
     metrics: ServingMetrics,
     threads: int,
 ) -> bytes:
-    live = [i for i, item in enumerate(items) if item.features is not None]
-    parts: list[bytes] = [b""] * len(items)
+    errors = item_errors(state, items)
+    parts: list[bytes] = [errors.get(i, b"") for i in range(len(items))]
+    live = [i for i, item in enumerate(items) if item.features is not None and i not in errors]
     stored_rows = []
     for i, item in enumerate(items):
-        if item.features is None:
+        if item.features is None and i not in errors:
             row = state.row_of[item.customer_id or ""]
             stored_rows.append(row)
             parts[i] = state.stored_bytes(row, top, deadlines)
@@ -86,28 +117,18 @@ def score_batch_sync(
         metrics.scores("live", health.tolist(), [r["tier"] for r in results])
         for i, result in zip(live, results, strict=True):
             parts[i] = orjson.dumps(result)
-    return b'{"count":%d,"results":[' % len(items) + b",".join(parts) + b"]}"
+    head = b'{"count":%d,"scored":%d,"failed":%d,"results":[' % (
+        len(items),
+        len(items) - len(errors),
+        len(errors),
+    )
+    return head + b",".join(parts) + b"]}"
 
 
 async def batch_response(batch: BatchRequest, scoring: Scoring, k: int | None) -> Response:
-    """Every item checked first (nothing is scored if one is wrong), then scored in order."""
+    """Every item scored in order; an item with an unknown id or bad features gets an error
+    object in its place and the rest are scored (200 either way)."""
     state = scoring.state
-    problems: list[FieldProblem] = []
-    unknown: list[str] = []
-    for i, item in enumerate(batch.items):
-        if item.features is not None:
-            problems += feature_problems(state.model, item.features, f"items.{i}.features")
-        elif item.customer_id not in state.row_of:
-            unknown.append(str(item.customer_id))
-    if problems:
-        raise FeatureValidationError(invalid_message(problems), problems[:200])
-    if unknown:
-        shown = ", ".join(f"'{cid}'" for cid in unknown[:UNKNOWN_IDS_SHOWN])
-        more = f" and {len(unknown) - UNKNOWN_IDS_SHOWN} more" if len(unknown) > 20 else ""
-        raise UnknownCustomerError(
-            f"No customer {shown}{more} in the snapshot as of {state.as_of_label()}; "
-            "nothing was scored. List known ids with GET /customers."
-        )
     top = state.k if k is None else k
     deadlines = state.deadlines(datetime.now(UTC))
     args: tuple[Any, ...] = (state, batch.items, top, deadlines, scoring.metrics, scoring.threads)
@@ -131,7 +152,8 @@ def batch_router(batch_limit: int) -> APIRouter:
     limited.post(
         "/score/batch",
         response_model=BatchResponse,
-        responses={**ERRORS, **NOT_FOUND},
-        summary="Score many customers in one call (results in request order)",
+        responses=ERRORS,
+        summary="Score many customers in one call (results in request order; an item that "
+        "fails gets an error object, the others are scored)",
     )(score_batch)
     return limited

@@ -72,6 +72,7 @@ class Analytics:
     period: str = ""
     problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    currency: str = "USD"  # of every amount shown (Settings.currency_code)
 
     def add(self, key: str, title: str, figure: dict[str, Any], note: str = "") -> None:
         self.charts[key] = Chart(key, title, figure, note)
@@ -81,8 +82,8 @@ def pct(value: float | None, digits: int = 1) -> str:
     return "–" if value is None or not math.isfinite(value) else f"{value * 100:.{digits}f} %"
 
 
-def money(value: float | None) -> str:
-    return "–" if value is None or not math.isfinite(value) else f"{value:,.0f}"
+def money(value: float | None, currency: str) -> str:
+    return "–" if value is None or not math.isfinite(value) else f"{value:,.0f} {currency}"
 
 
 def load_tables(settings: Settings, now: pd.Timestamp) -> tuple[RawTables, list[str]]:
@@ -160,11 +161,11 @@ def _kpis(analytics: Analytics, tables: RawTables, start: date, end: date) -> No
     s = retention_summary(tables, start, end)
     analytics.kpis += [
         ("Customers", f"{s['customers']:,}", f"end of {s['month'][:7]}"),
-        ("MRR", money(s["mrr"]), f"end of {s['month'][:7]}"),
+        ("MRR", money(s["mrr"], analytics.currency), f"end of {s['month'][:7]}"),
         ("Customer churn", pct(s["churn_rate"]), f"in {s['month'][:7]}"),
         ("Gross MRR churn", pct(s["gross_mrr_churn"]), f"in {s['month'][:7]}"),
         ("Net revenue retention", pct(s["net_revenue_retention"]), f"in {s['month'][:7]}"),
-        ("Lifetime value", money(s["ltv"]), "ARPA x margin / churn"),
+        ("Lifetime value", money(s["ltv"], analytics.currency), "ARPA x margin / churn"),
     ]
 
 
@@ -354,7 +355,7 @@ def _value_segments(analytics: Analytics, ctx: UiContext) -> None:
         (
             "High value, inactive",
             f"{int(customers[HIGH_VALUE_INACTIVE]):,}",
-            f"{money(float(mrr[HIGH_VALUE_INACTIVE]))} MRR to save first",
+            f"{money(float(mrr[HIGH_VALUE_INACTIVE]), analytics.currency)} MRR to save first",
         )
     )
 
@@ -415,7 +416,7 @@ def _model_health(
 def build_analytics(ctx: UiContext, settings: Settings, now: pd.Timestamp) -> Analytics:
     """Every section; a section whose data is missing is skipped and said so in ``problems``."""
     started = time.perf_counter()
-    analytics = Analytics()
+    analytics = Analytics(currency=settings.currency_code())
     labeled = _labeled(settings)
     try:
         tables, _ = load_tables(settings, now)

@@ -22,7 +22,7 @@ from serving.api.deps import AnalyticsDep, CurrentUser, UiDataDep
 from serving.ui.auth import Session
 from serving.ui.customer import customer_view
 from serving.ui.portfolio import SORTS, ListQuery, iter_csv
-from serving.ui.render import PREFIX, PageDep, plotly_js_path
+from serving.ui.render import PREFIX, PageDep, currency_of, plotly_js_path
 from serving.workflows.api import EXIT_CATEGORIES, INTERVENTION_TYPES, OUTCOMES
 from serving.workflows.ui import EXIT_QUESTIONS
 from serving.workflows.workspace import customer_workspace
@@ -75,6 +75,7 @@ def at_risk_list(request: Request, page: PageDep, data: UiDataDep) -> Response:
 def export_csv(request: Request, user: CurrentUser, data: UiDataDep) -> Response:
     ctx = data.current()
     frame = ctx.portfolio.export(book_of(user, ListQuery.from_params(request.query_params)))
+    frame = frame.assign(currency=currency_of(request))  # the unit of every amount column
     name = f"at-risk-customers-{ctx.as_of.isoformat()}.csv"
     return StreamingResponse(
         iter_csv(frame),

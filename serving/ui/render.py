@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import orjson
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import Environment, FileSystemLoader, pass_context, select_autoescape
 from markupsafe import Markup
 
 from serving.api.deps import CurrentUser, RuntimeDep
@@ -42,10 +42,22 @@ def figure_json(figure: dict[str, Any]) -> Markup:
     return Markup(text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"))
 
 
-def _money(value: Any) -> str:
+def currency_of(request: Request | None) -> str:
+    """The ISO code of the served amounts (``Settings.currency_code``, read at load)."""
+    app_state = None if request is None else request.app.state
+    runtime = getattr(app_state, "runtime", None)
+    if runtime is not None and runtime.state is not None:
+        return str(runtime.state.currency)
+    settings = getattr(app_state, "settings", None)
+    return "USD" if settings is None else str(settings.currency_code())
+
+
+@pass_context
+def _money(context: Any, value: Any) -> str:
+    """An amount with its currency: ``5,304 USD`` (CHURN_CURRENCY)."""
     if value is None or (isinstance(value, float) and value != value):
         return "–"
-    return f"{float(value):,.0f}"
+    return f"{float(value):,.0f} {currency_of(context.get('request'))}"
 
 
 def _pct(value: Any, digits: int = 0) -> str:

@@ -256,6 +256,7 @@ router = APIRouter(
 @router.get("/alerts", summary="Alerts, newest first (open, cleared or all)")
 def list_alerts(
     ledger: LedgerDep,
+    workflows: WorkflowsDep,
     status: Annotated[Literal["open", "cleared", "all"], Query()] = "open",
     rule_id: str | None = None,
     customer_id: str | None = None,
@@ -263,7 +264,8 @@ def list_alerts(
     offset: Annotated[int, Query(ge=0, le=MAX_ROW_ID)] = 0,
 ) -> Response:
     frame = ledger.alerts(None if status == "all" else status, rule_id, customer_id, limit, offset)
-    return _json({"count": len(frame), "items": records(frame.drop(columns=["context"]))})
+    items = records(frame.drop(columns=["context"]))
+    return _json({"count": len(frame), "currency": workflows.currency, "items": items})
 
 
 @router.get("/alerts/{alert_id}", summary="One alert with the context its actions used")
@@ -296,6 +298,7 @@ def verdict(
 )
 def list_tasks(
     ledger: LedgerDep,
+    workflows: WorkflowsDep,
     now: ClockDep,
     status: Annotated[Literal["open", "closed", "all"], Query()] = "open",
     owner: Annotated[str | None, Query(max_length=200)] = None,
@@ -321,6 +324,7 @@ def list_tasks(
             "total": total,
             "limit": limit,
             "offset": offset,
+            "currency": workflows.currency,  # of revenue_at_risk
             "items": records(frame),
         }
     )
@@ -342,11 +346,12 @@ def close_task(
     task_id: RowIdPath,
     body: TaskClose,
     ledger: LedgerDep,
+    workflows: WorkflowsDep,
     now: ClockDep,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     def act() -> tuple[int, dict[str, Any]]:
-        ledger.close_task(task_id, body.by, body.outcome, now)
+        workflows.close_task(task_id, body.by, body.outcome, now)
         return 200, {"task_id": task_id, "status": "closed"}
 
     return once(ledger, idempotency_key, f"/tasks/{task_id}/close", body, act, now)
@@ -433,7 +438,7 @@ def report(request: Request, workflows: WorkflowsDep) -> Response:
     loop, _ = workflows.closed_loop()
     cached = getattr(request.app.state, "workflow_report", None)
     if cached is None or cached[0] is not loop:  # one rendering per computed loop
-        cached = (loop, bytes(_json(loop_json(loop)).body))
+        cached = (loop, bytes(_json(loop_json(loop) | {"currency": workflows.currency}).body))
         request.app.state.workflow_report = cached
     return Response(cached[1], media_type=JSON)
 

@@ -213,6 +213,17 @@ class WebhookEndpoint(BaseModel):
     backoff_seconds: float = Field(30.0, ge=0, description="Wait after the 1st failure; x2 each.")
     max_backoff_seconds: float = Field(3600.0, ge=0)
     timeout_seconds: float = Field(10.0, gt=0)
+    events: tuple[
+        Literal[
+            "alert.opened", "alert.cleared", "task.created", "task.completed",
+            "score.tier_changed",
+        ],
+        ...,
+    ] = Field(
+        ("alert.opened",),
+        description="Events this endpoint receives (serving.workflows.events); alert and task "
+        "events only for rules with a webhook action to it.",
+    )  # fmt: skip
 
     def backoff(self, failures: int) -> float:
         """Seconds to wait after the ``failures``-th failed attempt (1-based), capped."""

@@ -89,11 +89,11 @@ CREATE TABLE IF NOT EXISTS drafts (
   created_at TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'draft'
 );
 CREATE TABLE IF NOT EXISTS outbox (
-  outbox_id INTEGER PRIMARY KEY, alert_id INTEGER NOT NULL REFERENCES alerts,
+  outbox_id INTEGER PRIMARY KEY, alert_id INTEGER REFERENCES alerts,
   endpoint TEXT NOT NULL, idempotency_key TEXT NOT NULL UNIQUE, payload TEXT NOT NULL,
   status TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0,
   next_attempt_at REAL NOT NULL, claimed_at REAL, claimed_by TEXT, delivered_at TEXT,
-  last_error TEXT, created_at TEXT NOT NULL
+  last_error TEXT, created_at TEXT NOT NULL, event TEXT NOT NULL DEFAULT 'alert.opened'
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (status, next_attempt_at);
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -135,6 +135,25 @@ INSERT OR IGNORE INTO task_alerts (task_id, alert_id, attached_at)
 CREATE UNIQUE INDEX IF NOT EXISTS one_open_task ON tasks (customer_id, play)
   WHERE status = 'open' AND play IS NOT NULL;
 CREATE INDEX IF NOT EXISTS tasks_owner ON tasks (status, owner);
+"""
+# Ledgers written when only alerts were sent: every outbox row had an alert. Events about a
+# customer's score (score.tier_changed) have none, so the table is rebuilt with a nullable
+# alert_id and the event column (SQLite cannot drop a NOT NULL in place).
+OUTBOX_UPGRADE = """
+CREATE TABLE outbox_events (
+  outbox_id INTEGER PRIMARY KEY, alert_id INTEGER REFERENCES alerts,
+  endpoint TEXT NOT NULL, idempotency_key TEXT NOT NULL UNIQUE, payload TEXT NOT NULL,
+  status TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0,
+  next_attempt_at REAL NOT NULL, claimed_at REAL, claimed_by TEXT, delivered_at TEXT,
+  last_error TEXT, created_at TEXT NOT NULL, event TEXT NOT NULL DEFAULT 'alert.opened'
+);
+INSERT INTO outbox_events (outbox_id, alert_id, endpoint, idempotency_key, payload, status,
+  attempts, next_attempt_at, claimed_at, claimed_by, delivered_at, last_error, created_at)
+  SELECT outbox_id, alert_id, endpoint, idempotency_key, payload, status, attempts,
+  next_attempt_at, claimed_at, claimed_by, delivered_at, last_error, created_at FROM outbox;
+DROP TABLE outbox;
+ALTER TABLE outbox_events RENAME TO outbox;
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (status, next_attempt_at);
 """
 
 
@@ -221,11 +240,33 @@ class OutboxRow:
     """A webhook delivery as the sender sees it after claiming it."""
 
     outbox_id: int
-    alert_id: int
+    alert_id: int | None
     endpoint: str
     idempotency_key: str
     payload: str
     attempts: int
+
+
+@dataclass(frozen=True)
+class QueuedEvent:
+    """A webhook to write to the outbox with what it reports (``serving.workflows.events``);
+    ``alert_id`` is None for events about a customer's score."""
+
+    alert_id: int | None
+    endpoint: str
+    event: str
+    idempotency_key: str
+    payload: str
+
+
+def enqueue(con: sqlite3.Connection, event: QueuedEvent, at: str, next_attempt_at: float) -> None:
+    """Write one event row; a row with the same key (a re-run) is kept, not doubled."""
+    con.execute(
+        "INSERT OR IGNORE INTO outbox (alert_id, endpoint, idempotency_key, payload, "
+        "next_attempt_at, created_at, event) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (event.alert_id, event.endpoint, event.idempotency_key, event.payload,
+         next_attempt_at, at, event.event),
+    )  # fmt: skip
 
 
 def idempotency_key(rule_id: str, customer_id: str, opened_at: str, endpoint: str) -> str:
@@ -252,6 +293,9 @@ class Ledger:
                 if column not in have:
                     con.execute(f"ALTER TABLE tasks ADD COLUMN {column} {kind}")
             con.executescript(UPGRADE)
+            outbox = {r[1]: r for r in con.execute("PRAGMA table_info(outbox)")}
+            if "event" not in outbox:
+                con.executescript("BEGIN IMMEDIATE;" + OUTBOX_UPGRADE + "COMMIT;")
         finally:
             con.close()
 
@@ -362,9 +406,10 @@ class Ledger:
         return row[0] if row else None
 
     def open_episodes(self) -> pd.DataFrame:
-        """(alert_id, rule_id, customer_id) of every episode not cleared yet."""
+        """(alert_id, rule_id, customer_id, held_out) of every episode not cleared yet."""
         return self.frame(
-            "SELECT alert_id, rule_id, customer_id FROM alerts WHERE cleared_at IS NULL"
+            "SELECT alert_id, rule_id, customer_id, holdout AS held_out FROM alerts "
+            "WHERE cleared_at IS NULL"
         )
 
     def waiting_episodes(self) -> pd.DataFrame:
@@ -387,6 +432,8 @@ class Ledger:
         next_attempt_at: float,
         waiting: Sequence[WaitingTask] = (),
         capacity: int | None = None,
+        events: Sequence[QueuedEvent] = (),
+        task_events: Callable[[TaskOutcome, str, str], Sequence[QueuedEvent]] | None = None,
     ) -> tuple[int, list[TaskOutcome]]:
         """Write one rule run: new alerts with their tasks, tags, drafts and outbox rows, and
         the end of cleared episodes, all or nothing. ``payload_of(alert_id, planned, endpoint,
@@ -396,6 +443,9 @@ class Ledger:
         at risk first: one that matches the open task of its customer and play is attached to
         it; otherwise it is created while its owner has fewer than ``capacity`` open tasks
         (None: no limit), else it waits for a later run. Returns the run id and the outcomes.
+
+        ``events`` (cleared alerts, tier changes) and ``task_events(outcome, rule_id,
+        customer_id)`` of each created task are written to the outbox in the same transaction.
         """
         at = iso(now)
         assert at is not None
@@ -498,6 +548,16 @@ class Ledger:
                             at,
                         ),
                     )
+            for event in events:
+                enqueue(con, event, at, next_attempt_at)
+            for o in outcomes:
+                if o.status == "created" and task_events is not None:
+                    alert = con.execute(
+                        "SELECT rule_id, customer_id FROM alerts WHERE alert_id = ?",
+                        (o.alert_id,),
+                    ).fetchone()
+                    for event in task_events(o, str(alert[0]), str(alert[1])):
+                        enqueue(con, event, at, next_attempt_at)
         return int(run_id or 0), outcomes
 
     @staticmethod
@@ -606,7 +666,7 @@ class Ledger:
             )
         return OutboxRow(
             int(row["outbox_id"]),
-            int(row["alert_id"]),
+            None if row["alert_id"] is None else int(row["alert_id"]),
             str(row["endpoint"]),
             str(row["idempotency_key"]),
             str(row["payload"]),
@@ -684,9 +744,21 @@ class Ledger:
 
     # ----- what people record ------------------------------------------------------------
 
-    def close_task(self, task_id: int, by: str, outcome: str, now: datetime) -> None:
+    def close_task(
+        self,
+        task_id: int,
+        by: str,
+        outcome: str,
+        now: datetime,
+        events: Callable[[dict[str, Any]], Sequence[QueuedEvent]] | None = None,
+    ) -> None:
+        """Close an open task; ``events(task)`` (``task.completed``) are written with it."""
         with self.connect(immediate=True) as con:
-            row = con.execute("SELECT status FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
+            row = con.execute(
+                "SELECT t.*, a.rule_id FROM tasks t LEFT JOIN alerts a USING (alert_id) "
+                "WHERE t.task_id = ?",
+                (task_id,),
+            ).fetchone()
             if row is None:
                 raise UnknownRecordError(
                     f"No task {task_id}; list open tasks at GET /workflows/tasks."
@@ -700,6 +772,11 @@ class Ledger:
                 "WHERE task_id = ?",
                 (iso(now), by, outcome, task_id),
             )
+            closed = dict(row) | {"status": "closed", "closed_at": iso(now), "closed_by": by,
+                                  "outcome": outcome}  # fmt: skip
+            at = iso(now) or ""
+            for event in events(closed) if events is not None else []:
+                enqueue(con, event, at, 0.0)
 
     def tasks(
         self,

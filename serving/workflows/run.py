@@ -35,12 +35,14 @@ from serving.workflows.config import (
     TaskAction,
     WebhookAction,
 )
+from serving.workflows.events import queued
 from serving.workflows.inputs import daily_scores, latest_scores
 from serving.workflows.ledger import (
     Ledger,
     PlannedAlert,
     PlannedDraft,
     PlannedTask,
+    QueuedEvent,
     TaskOutcome,
     WaitingTask,
     iso,
@@ -241,13 +243,15 @@ def webhook_payload(
     endpoint: str,
     opened_at: str,
     task: TaskOutcome | None = None,
+    currency: str = "USD",
 ) -> str:
     """The JSON body a CRM receives for a new alert (fixed at enqueue time: a retry sends the
     same bytes). ``task`` is the task the alert created or was added to (``status``
     ``created`` / ``attached``), or the one waiting for its owner's capacity."""
     c = planned.context
     body = {
-        "event": "churn.alert.opened",
+        "event": "alert.opened",
+        "occurred_at": opened_at,
         "alert_id": alert_id,
         "endpoint": endpoint,
         "rule_id": planned.rule_id,
@@ -262,6 +266,7 @@ def webhook_payload(
         "health_score": planned.health_score,
         "churn_probability": planned.probability,
         "mrr": planned.mrr,
+        "currency": currency,
         "model_version": c["model_version"],
         "top_drivers": c["top_drivers"],
         "recommended_action": c["recommended_action"],
@@ -279,6 +284,28 @@ def webhook_payload(
     return json.dumps(body, sort_keys=True, default=str)
 
 
+def tier_changes(config: RulesConfig, daily: pd.DataFrame, at: str) -> list[QueuedEvent]:
+    """``score.tier_changed`` for each customer whose newest scored day's tier differs from the
+    previous scored day's (keyed by customer and day: a re-run over the same history queues
+    nothing new)."""
+    if not any("score.tier_changed" in ep.events for ep in config.webhooks.values()):
+        return []
+    previous = daily.groupby("customer_id", sort=False)["tier"].shift()
+    changed = daily.assign(previous_tier=previous).drop_duplicates("customer_id", keep="last")
+    moved = changed["previous_tier"].notna() & (changed["tier"] != changed["previous_tier"])
+    changed = changed[moved]
+    events = []
+    for row in changed.itertuples(index=False):
+        day = pd.Timestamp(str(row.as_of)).date().isoformat()
+        body = {"customer_id": str(row.customer_id), "as_of": day, "tier": str(row.tier),
+                "previous_tier": str(row.previous_tier),
+                "previous_as_of": pd.Timestamp(str(row.prev_day)).date().isoformat(),
+                "health_score": _number(row.health_score),
+                "churn_probability": _number(row.probability)}  # fmt: skip
+        events += queued(config, "score.tier_changed", f"{row.customer_id}@{day}", at, body)
+    return events
+
+
 def run_rules(
     config: RulesConfig,
     ledger: Ledger,
@@ -288,6 +315,7 @@ def run_rules(
     now: datetime,
     known_at: datetime | None = None,
     capacity: int | None = None,
+    currency: str = "USD",
 ) -> RunSummary:
     """Evaluate every rule at ``now`` and record new and cleared episodes (see module doc);
     ``known_at`` replays the history as it was then (``inputs.daily_scores``).
@@ -331,6 +359,24 @@ def run_rules(
             plan_alert(rule, context, held, playbook, emails, now, risk_of(cid, context))
         )
     cleared = [int(a) for a in ended["alert_id"]]
+    events = tier_changes(config, daily, opened_at)
+    for episode in ended.itertuples(index=False):
+        if bool(episode.held_out):  # a held-out alert told nobody it opened
+            continue
+        alert_id, rule_id = int(float(str(episode.alert_id))), str(episode.rule_id)
+        body = {"alert_id": alert_id, "rule_id": rule_id, "cleared_at": opened_at,
+                "customer_id": str(episode.customer_id)}  # fmt: skip
+        events += queued(config, "alert.cleared", f"alert-{alert_id}", opened_at, body,
+                         rule_id, alert_id)  # fmt: skip
+
+    def task_events(o: TaskOutcome, rule_id: str, customer_id: str) -> list[QueuedEvent]:
+        task = {"task_id": o.task_id, "status": "open", "owner": o.owner, "title": o.title,
+                "due_at": o.due_at}  # fmt: skip
+        body = {"alert_id": o.alert_id, "rule_id": rule_id, "task": task,
+                "customer_id": customer_id}  # fmt: skip
+        return queued(config, "task.created", f"task-{o.task_id}", opened_at, body, rule_id,
+                      o.alert_id)  # fmt: skip
+
     waiting = []
     for episode in ledger.waiting_episodes().itertuples(index=False):
         rule = config.rule(str(episode.rule_id))
@@ -346,10 +392,14 @@ def run_rules(
         int(max(daily["customer_id"].nunique(), len(facts))),
         planned,
         cleared,
-        lambda alert_id, p, endpoint, task: webhook_payload(alert_id, p, endpoint, opened_at, task),
+        lambda alert_id, p, endpoint, task: webhook_payload(
+            alert_id, p, endpoint, opened_at, task, currency
+        ),
         0.0,  # due at once: the sender runs on the wall clock, ``now`` may be a replayed day
         waiting,
         capacity,
+        events,
+        task_events,
     )
     done = {o.status: 0 for o in outcomes} | {"created": 0, "attached": 0}
     for o in outcomes:

@@ -28,6 +28,7 @@ from features.facts import customer_facts, day_of, facts_frame
 from serving.errors import NotReadyError
 from serving.playbook import Playbook, load_playbook
 from serving.workflows.config import RulesConfig, load_rules
+from serving.workflows.events import task_completed
 from serving.workflows.inputs import daily_scores, read_score_history
 from serving.workflows.ledger import Ledger
 from serving.workflows.loop import ClosedLoop, LoopInputs, closed_loop
@@ -178,6 +179,11 @@ class Workflows:
     def resolve_now(self, now: datetime | None, history: pd.DataFrame) -> datetime:
         return now or default_now(history, self.config.max_score_age_days)
 
+    @property
+    def currency(self) -> str:
+        """ISO code of the amounts the workflows report (MRR, revenue at risk)."""
+        return self.settings.currency_code()
+
     def run(self, now: datetime | None = None) -> RunSummary:
         """``churn rules run``: evaluate the rules and record the run (webhooks queued)."""
         history = self.history()
@@ -190,6 +196,7 @@ class Workflows:
             self.playbook,
             moment,
             capacity=self.task_capacity,
+            currency=self.currency,
         )
 
     def known_customers(self, now: datetime) -> tuple[pd.DataFrame, frozenset[str]]:
@@ -219,6 +226,12 @@ class Workflows:
             task[0] if task else None,
         )
         return self.ledger.add_intervention(values, now)
+
+    def close_task(self, task_id: int, by: str, outcome: str, now: datetime) -> None:
+        """Close a task; subscribed endpoints of its alert's rule get ``task.completed``."""
+
+        config = self.config
+        self.ledger.close_task(task_id, by, outcome, now, lambda t: task_completed(config, t))
 
     def record_exit_interview(self, values: dict[str, Any], now: datetime) -> int:
         """Check an exit interview (a churned, known customer; a plausible day), record it."""

@@ -211,7 +211,7 @@ def tasks_page(
 def post_close(
     task_id: RowIdPath, user: CurrentUser, form: FormDep, workflows: WorkflowsDep, now: ClockDep
 ) -> Response:
-    workflows.ledger.close_task(task_id, user.name, form.get("outcome") or "done", now)
+    workflows.close_task(task_id, user.name, form.get("outcome") or "done", now)
     return done(form, "/tasks", f"task {task_id} completed")
 
 

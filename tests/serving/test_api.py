@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -81,20 +81,46 @@ def test_live_features_score_like_the_stored_customer(
         assert live[key] == stored[key]
 
 
-def test_null_means_missing_and_unseen_categories_are_treated_as_missing(
+def test_null_means_missing_and_unseen_categories_are_treated_as_missing_with_warnings(
     client: TestClient, deployment: Deployment
 ) -> None:
     features = dict.fromkeys(deployment.model.features)
-    every_null = client.post("/score", json={"features": features}, headers=HEADERS)
+    every_null = client.post("/v1/score", json={"features": features}, headers=HEADERS)
     assert every_null.status_code == 200, every_null.text
+    warned = {w["field"]: w["code"] for w in every_null.json()["warnings"]}
+    assert warned == {f"features.{name}": "missing_value" for name in features}
     categorical = next(iter(deployment.model.categories))
     unseen = client.post(
-        "/score?k=100", json={"features": {**features, categorical: "never-seen"}}, headers=HEADERS
+        "/v1/score?k=100",
+        json={"features": {**features, categorical: "Logistics-never-seen"}},
+        headers=HEADERS,
     )
     assert unseen.status_code == 200
     assert unseen.json()["churn_probability"] == every_null.json()["churn_probability"]
-    driver = next(d for d in unseen.json()["top_drivers"] if d["feature"] == categorical)
-    assert driver["value"] is None
+    warning = next(w for w in unseen.json()["warnings"] if w["code"] == "unseen_level")
+    assert warning["field"] == f"features.{categorical}"
+    assert "'Logistics-never-seen'" in warning["message"] and "Known levels" in warning["message"]
+    assert all(d["feature"] != categorical for d in unseen.json()["top_drivers"])
+
+
+def test_null_inputs_never_rank_among_the_top_drivers(
+    client: TestClient, deployment: Deployment
+) -> None:
+    """A CRM that sends null for what it does not hold must see reasons, not its own gaps
+    (a missing value whose catalog entry gives it a meaning, "never logged in", still may)."""
+    model = deployment.model
+    features = live_features(deployment.snapshot, model, 0)
+    silent = [n for n in model.features if n not in model.categories and not model.info(n).missing]
+    blanked = silent[:6]
+    sent = {**features, **dict.fromkeys(blanked)}
+    body = client.post("/v1/score?k=100", json={"features": sent}, headers=HEADERS).json()
+    drivers = [d["feature"] for d in body["top_drivers"]]
+    assert drivers and not set(drivers) & set(blanked)
+    silent_set = set(silent)
+    assert all(d["value"] is not None for d in body["top_drivers"] if d["feature"] in silent_set)
+    assert {f"features.{n}" for n in blanked} <= {w["field"] for w in body["warnings"]}
+    stored = client.post("/v1/score", json={"customer_id": first_id(deployment)}, headers=HEADERS)
+    assert stored.json()["warnings"] == []
 
 
 @settings(
@@ -196,13 +222,30 @@ def test_unknown_customer_is_404_naming_the_id(client: TestClient) -> None:
     assert explanation.status_code == 404 and "'C-nope'" in explanation.json()["message"]
 
 
-def test_unknown_ids_in_a_batch_are_404_naming_each(
+def test_a_batch_with_3_unknown_ids_among_100_returns_97_scores_and_3_item_errors(
     client: TestClient, deployment: Deployment
 ) -> None:
-    items = [{"customer_id": first_id(deployment)}, {"customer_id": "X1"}, {"customer_id": "X2"}]
-    response = client.post("/score/batch", json={"items": items}, headers=HEADERS)
-    assert response.status_code == 404
-    assert "'X1'" in response.json()["message"] and "'X2'" in response.json()["message"]
+    ids = [str(c) for c in deployment.snapshot["customer_id"].iloc[:97]]
+    unknown = {10: "X1", 50: "C0024955", 99: "NOPE"}
+    items = [{"customer_id": cid} for cid in ids]
+    for index, cid in sorted(unknown.items()):
+        items.insert(index, {"customer_id": cid})
+    response = client.post("/v1/score/batch", json={"items": items}, headers=HEADERS)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["count"], body["scored"], body["failed"]) == (100, 97, 3)
+    errors = [r for r in body["results"] if "error" in r]
+    assert [(e["index"], e["customer_id"]) for e in errors] == sorted(unknown.items())
+    for e in errors:
+        assert e["error"]["code"] == "unknown_customer"
+        field = f"items.{e['index']}.customer_id"
+        assert e["error"]["fields"] == [{"field": field, "problem": "unknown customer id"}]
+        assert (
+            e["error"]["message"].startswith(field)
+            and repr(e["customer_id"]) in e["error"]["message"]
+        )
+    scored = [r["customer_id"] for r in body["results"] if "error" not in r]
+    assert scored == ids
 
 
 def test_missing_extra_and_mistyped_features_are_422_naming_each_field(
@@ -256,12 +299,18 @@ def test_non_finite_json_numbers_are_rejected(
     ]
 
 
-def test_batch_feature_errors_name_the_item(client: TestClient, deployment: Deployment) -> None:
+def test_batch_feature_errors_fail_only_their_item_and_name_it(
+    client: TestClient, deployment: Deployment
+) -> None:
     good = live_features(deployment.snapshot, deployment.model, 0)
     items = [{"features": good}, {"features": {**good, "extra": 1}}]
     response = client.post("/score/batch", json={"items": items}, headers=HEADERS)
-    assert response.status_code == 422
-    assert response.json()["fields"][0]["field"] == "items.1.features.extra"
+    assert response.status_code == 200
+    first, second = response.json()["results"]
+    assert first["source"] == "live"
+    assert second["index"] == 1 and second["error"]["code"] == "invalid_features"
+    assert second["error"]["fields"][0]["field"] == "items.1.features.extra"
+    assert "items.1.features.extra" in second["error"]["message"]
 
 
 def test_request_shape_errors_are_422_naming_the_field(client: TestClient) -> None:
@@ -366,3 +415,81 @@ def test_monitoring_before_any_score_all_reports_on_the_snapshot_the_service_sco
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["as_of"] and body["features"] and body["estimate"] is not None
+
+
+# ----- the integrator contract -----
+def test_every_operation_is_under_v1_and_the_old_paths_are_undocumented_aliases(
+    client: TestClient, deployment: Deployment
+) -> None:
+    paths = set(client.get("/openapi.json").json()["paths"])
+    assert {"/v1/score", "/v1/score/batch", "/v1/customers", "/v1/model", "/v1/admin/reload",
+            "/v1/monitoring", "/v1/workflows/tasks"} <= paths  # fmt: skip
+    assert not {p for p in paths if p.startswith(("/score", "/customers", "/workflows"))}
+    webhooks = set(client.get("/openapi.json").json()["webhooks"])
+    assert webhooks == {"alert.opened", "alert.cleared", "task.created", "task.completed",
+                        "score.tier_changed"}  # fmt: skip
+    cid = first_id(deployment)
+    versioned = client.post("/v1/score", json={"customer_id": cid}, headers=HEADERS).json()
+    alias = client.post("/score", json={"customer_id": cid}, headers=HEADERS).json()
+    assert without_deadline(versioned) == without_deadline(alias)
+    assert client.get("/workflows/tasks", headers=HEADERS).status_code == 200
+    assert client.get("/v1/workflows/tasks", headers=HEADERS).status_code == 200
+
+
+def test_the_model_lists_exactly_the_champions_inputs_with_types_units_and_levels(
+    client: TestClient, deployment: Deployment
+) -> None:
+    body = client.get("/v1/model", headers=HEADERS).json()
+    model = deployment.model
+    assert [f["name"] for f in body["features"]] == list(model.features)
+    for feature in body["features"]:
+        levels = model.categories.get(feature["name"])
+        assert feature["type"] == ("number" if levels is None else "category")
+        assert feature["levels"] == levels and feature["description"]
+        unit = model.info(feature["name"]).unit.replace("currency", "USD")
+        assert feature["unit"] == (unit or None)
+    mrr = next((f for f in body["features"] if f["name"] == "mrr"), None)
+    assert mrr is None or mrr["unit"] == "USD / month"
+    assert body["horizon_days"] == model.horizon_days
+    assert body["model"] == {"name": "churn-model", "version": "1", "alias": "champion"}
+    assert body["currency"] == "USD" and body["trained_on"]["until"]
+
+
+def test_a_client_written_only_from_the_model_description_scores_live(
+    client: TestClient,
+) -> None:
+    """Build the request from GET /v1/model alone: a typical value per type, a known level."""
+    description = client.get("/v1/model", headers=HEADERS).json()
+    features: dict[str, object] = {}
+    for feature in description["features"]:
+        if feature["type"] == "category":
+            features[feature["name"]] = feature["levels"][0]
+        else:
+            features[feature["name"]] = 1.0
+    response = client.post("/v1/score", json={"features": features}, headers=HEADERS)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["source"] == "live" and body["warnings"] == []
+    assert body["horizon_days"] == description["horizon_days"]
+    assert body["model"] == description["model"]
+
+
+def test_updated_since_lists_only_customers_scored_after_that_date(
+    client: TestClient, deployment: Deployment
+) -> None:
+    as_of = deployment.snapshot["as_of"].max().date()
+    before = client.get(f"/v1/customers?updated_since={as_of - timedelta(days=1)}",
+                        headers=HEADERS).json()  # fmt: skip
+    assert before["total"] == len(deployment.snapshot) and before["updated_since"]
+    after = client.get(f"/v1/customers?updated_since={as_of}", headers=HEADERS).json()
+    assert after["total"] == 0 and after["items"] == []
+
+
+def test_the_currency_setting_labels_every_amount(deployment: Deployment) -> None:
+    with TestClient(create_app(deployment.with_settings(currency="eur"))) as eur:
+        model = eur.get("/v1/model", headers=HEADERS).json()
+        assert model["currency"] == "EUR"
+        mrr = next((f for f in model["features"] if f["name"] == "mrr"), None)
+        assert mrr is None or mrr["unit"] == "EUR / month"
+        page = eur.get("/v1/customers?limit=5", headers=HEADERS).json()["items"]
+        assert all(i.get("survival") is None or i["survival"]["currency"] == "EUR" for i in page)

@@ -35,6 +35,7 @@ def test_score_all_stores_survival_and_score_by_id_serves_it(
         block = result["survival"]
         assert set(block["survival"]) == {"30d", "60d", "90d", "180d", "365d"}
         assert block["survival"]["90d"] == round(float(store["survival.survival_90d"].iloc[0]), 6)
+        assert block["currency"] == "USD"  # of expected_revenue_12m, revenue_at_risk_12m, LTV
         live = client.post(
             "/score",
             json={"customer_id": cid, "features": {"mrr": 100.0}},

@@ -95,6 +95,7 @@ def test_export_csv_holds_every_row_of_the_filtered_view_in_its_order(page: Any)
     rows = list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))))
     assert len(rows) == total
     assert {r["tier"] for r in rows} == {"medium"}
+    assert {r["currency"] for r in rows} == {"USD"}  # the unit of every amount column
     risk = [float(r["revenue_at_risk"]) for r in rows]
     assert risk == sorted(risk, reverse=True)
     assert {"customer_id", "name", "health_score", "churn_probability", "top_driver",

@@ -3,6 +3,8 @@ on every reload (not now + SLA), and says so when the rules have created no task
 
 from __future__ import annotations
 
+import csv
+import io
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
@@ -63,3 +65,17 @@ def test_due_by_is_the_stored_due_date_of_the_open_task_on_every_reload(
 def snapshot_as_of_day(deployment: Deployment) -> date:
     """The as-of day of the deployment's snapshot (what its scores are as of)."""
     return pd.Timestamp(pd.to_datetime(deployment.snapshot["as_of"]).max()).date()
+
+
+def test_amounts_on_the_pages_and_in_the_export_carry_the_currency_setting(
+    deployment: Deployment,
+) -> None:
+    settings = deployment.with_settings(currency="eur")
+    with TestClient(create_app(settings)) as client:
+        cookies = {SESSION_COOKIE: SessionSigner(settings).issue(KEY.encode())}
+        listing = client.get("/ui/", cookies=cookies)
+        assert listing.status_code == 200
+        assert " EUR</b> revenue at risk" in listing.text and " USD" not in listing.text
+        export = client.get("/ui/export.csv", cookies=cookies)
+        rows = list(csv.DictReader(io.StringIO(export.text)))
+        assert rows and {r["currency"] for r in rows} == {"EUR"}

@@ -51,7 +51,9 @@ class Receiver:
                 )
                 key = self.headers.get(KEY_HEADER, "")
                 with receiver.lock:
-                    receiver.requests.append({"key": key, "signed": ok, "body": body})
+                    receiver.requests.append(
+                        {"key": key, "signed": ok, "body": body, "headers": dict(self.headers)}
+                    )
                     status = receiver.script.pop(0) if receiver.script else 200
                     if not ok:
                         receiver.bad_signatures += 1

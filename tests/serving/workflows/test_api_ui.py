@@ -44,10 +44,14 @@ def test_the_api_needs_a_key(api: TestClient) -> None:
 def test_alerts_tasks_and_segments_through_the_api(api: TestClient, world: World) -> None:
     body = api.get("/workflows/alerts?status=all", headers=HEADERS).json()
     assert body["count"] == len(world.workflows.ledger.table("alerts"))
+    assert body["currency"] == "USD"  # of every mrr; the /v1 path answers the same
+    assert api.get("/v1/workflows/alerts?status=all", headers=HEADERS).json() == body
     first = body["items"][0]
     detail = api.get(f"/workflows/alerts/{first['alert_id']}", headers=HEADERS).json()
     assert detail["context"]["customer_id"] == first["customer_id"]
-    tasks = api.get("/workflows/tasks", headers=HEADERS).json()["items"]
+    listing = api.get("/workflows/tasks", headers=HEADERS).json()
+    tasks = listing["items"]
+    assert listing["currency"] == "USD"  # of revenue_at_risk
     assert tasks and all(t["owner"] in ("alice", "bob") for t in tasks)
     segment = api.get("/workflows/segments/at-risk", headers=HEADERS).json()
     assert segment["count"] > 0

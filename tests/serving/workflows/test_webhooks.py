@@ -77,7 +77,7 @@ def test_each_alert_is_delivered_signed_with_its_key(ledger: Ledger, playbook: P
     assert crm.bad_signatures == 0
     assert sorted(body["customer_id"] for body in crm.processed.values()) == ids
     body = next(iter(crm.processed.values()))
-    assert body["event"] == "churn.alert.opened" and body["task"]["owner"] == "alice"
+    assert body["event"] == "alert.opened" and body["task"]["owner"] == "alice"
     outbox = ledger.table("outbox")
     assert set(outbox["status"]) == {"delivered"}
     assert set(outbox["idempotency_key"]) == set(crm.processed)
@@ -201,3 +201,116 @@ def test_a_sender_killed_while_waiting_for_the_crm(ledger: Ledger, playbook: Pla
         assert restarted.wait(timeout=30) == 0
     assert sorted(b["customer_id"] for b in crm.processed.values()) == ids
     assert set(ledger.table("outbox")["status"]) == {"delivered"}
+
+
+def event_rules(url: str) -> RulesConfig:
+    """The low-health rule, its endpoint subscribed to every event."""
+    return parse_rules(
+        f"""webhooks:
+  crm: {{url: "{url}", secret_env: TEST_CRM_SECRET, backoff_seconds: 0.05, timeout_seconds: 5,
+        events: [alert.opened, alert.cleared, task.created, task.completed,
+                 score.tier_changed]}}
+rules:
+  - id: low-health
+    description: health below 60 today
+    when: {{kind: health_below, threshold: 60, days: 1}}
+    actions: [{{type: task, title: call}}, {{type: webhook, endpoint: crm}}]
+""",
+        "<test>",
+    )
+
+
+def test_alert_task_and_tier_events_are_delivered_signed_once_each(
+    ledger: Ledger, playbook: Playbook
+) -> None:
+    """Day 0: two customers drop below 60 (alert.opened, task.created, score.tier_changed from
+    their healthy day before). A CSM closes one task (task.completed); day 1 the other customer
+    recovers (alert.cleared, score.tier_changed back). A re-run queues nothing twice."""
+    from serving.workflows.events import BODIES, task_completed
+
+    with Receiver(SECRET) as crm:
+        config = event_rules(crm.url)
+        hist = history(scorings("c0", [(-1, 90), (0, 40), (1, 40)]),
+                       scorings("c1", [(-1, 90), (0, 40), (1, 90)]))  # fmt: skip
+        people = facts({"customer_id": "c0"}, {"customer_id": "c1"})
+        run_rules(config, ledger, hist, people, playbook, day(0))
+        task = ledger.table("tasks").query("customer_id == 'c0'").iloc[0]
+        ledger.close_task(int(task["task_id"]), "alice", "called, saved", day(0),
+                          lambda t: task_completed(config, t))  # fmt: skip
+        run_rules(config, ledger, hist, people, playbook, day(1))
+        run_rules(config, ledger, hist, people, playbook, day(1))
+        attempts = sender(ledger, config).drain(timeout_seconds=10)
+    assert crm.bad_signatures == 0 and all(a.outcome == "delivered" for a in attempts)
+    received = sorted((b["event"], b["customer_id"]) for b in crm.processed.values())
+    assert received == [
+        ("alert.cleared", "c1"),
+        ("alert.opened", "c0"), ("alert.opened", "c1"),
+        ("score.tier_changed", "c0"), ("score.tier_changed", "c1"), ("score.tier_changed", "c1"),
+        ("task.completed", "c0"),
+        ("task.created", "c0"), ("task.created", "c1"),
+    ]  # fmt: skip
+    assert len(crm.requests) == len(crm.processed)  # one delivery per event
+    done = next(b for b in crm.processed.values() if b["event"] == "task.completed")
+    assert done["task"]["outcome"] == "called, saved" and done["task"]["closed_by"] == "alice"
+    moved = sorted(
+        (b for b in crm.processed.values() if b["event"] == "score.tier_changed"),
+        key=lambda b: (b["customer_id"], b["as_of"]),
+    )
+    worse, back = moved[1], moved[2]  # c1: down on day 0, back up on day 1
+    assert (worse["previous_tier"], worse["tier"]) == (back["tier"], back["previous_tier"])
+    assert worse["tier"] != worse["previous_tier"]
+    assert all(b["occurred_at"] and b["endpoint"] == "crm" for b in crm.processed.values())
+    for b in crm.processed.values():  # every body is what the OpenAPI webhooks document
+        BODIES[b["event"]].model_validate(b)
+
+
+def test_the_verification_example_in_the_crm_docs_accepts_a_real_delivery(
+    ledger: Ledger, playbook: Playbook
+) -> None:
+    """The Python block of docs/crm-integration.md, run as a receiver would run it."""
+    text = (REPO / "docs" / "crm-integration.md").read_text()
+    block = text.split("<!-- webhook-verification -->", 1)[1].split("```python", 1)[1]
+    code = block.split("```", 1)[0]
+    namespace: dict[str, object] = {}
+    exec(compile(code, "docs/crm-integration.md", "exec"), namespace)
+    verify = namespace["verify"]
+    with Receiver(SECRET) as crm:
+        config = hook_rules(crm.url)
+        alerts_for(ledger, playbook, config, 1)
+        sender(ledger, config).drain(timeout_seconds=10)
+    delivery = crm.requests[0]
+    assert verify(SECRET, delivery["headers"], delivery["body"])  # type: ignore[operator]
+    assert not verify(b"wrong", delivery["headers"], delivery["body"])  # type: ignore[operator]
+    tampered = delivery["body"].replace(b'"c0"', b'"c9"')
+    assert tampered != delivery["body"]
+    assert not verify(SECRET, delivery["headers"], tampered)  # type: ignore[operator]
+
+
+def test_an_outbox_of_an_older_ledger_is_upgraded_keeping_its_rows(tmp_path: Path) -> None:
+    """Ledgers from before score events required an alert on every outbox row; opening one
+    rebuilds the table with a nullable alert_id and the event column, rows intact."""
+    import sqlite3
+
+    from serving.workflows.ledger import QueuedEvent, enqueue
+
+    path = tmp_path / "workflows.db"
+    Ledger(path)  # today's schema, then the outbox put back as it was
+    con = sqlite3.connect(path)
+    con.executescript(
+        "DROP TABLE deliveries; DROP TABLE outbox;"
+        "CREATE TABLE outbox (outbox_id INTEGER PRIMARY KEY, alert_id INTEGER NOT NULL "
+        "REFERENCES alerts, endpoint TEXT NOT NULL, idempotency_key TEXT NOT NULL UNIQUE, "
+        "payload TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT "
+        "NULL DEFAULT 0, next_attempt_at REAL NOT NULL, claimed_at REAL, claimed_by TEXT, "
+        "delivered_at TEXT, last_error TEXT, created_at TEXT NOT NULL);"
+        "INSERT INTO outbox (alert_id, endpoint, idempotency_key, payload, next_attempt_at, "
+        "created_at) VALUES (7, 'crm', 'churn-old', '{}', 0, '2025-03-01T06:00:00Z');"
+    )
+    con.close()
+    ledger = Ledger(path)
+    with ledger.connect() as db:
+        enqueue(db, QueuedEvent(None, "crm", "score.tier_changed", "churn-new", "{}"), "t", 0.0)
+    rows = ledger.table("outbox").sort_values("outbox_id")
+    assert rows["idempotency_key"].tolist() == ["churn-old", "churn-new"]
+    assert rows["event"].tolist() == ["alert.opened", "score.tier_changed"]
+    assert ledger.claim_next("s", 1.0, 60, ["crm"]) is not None
