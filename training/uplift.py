@@ -10,9 +10,10 @@ model reads (point-in-time at the flagging date).
 
 - :func:`average_effects` -> per action: a doubly robust (AIPW) average effect with its 95 %
   interval and an overlap check, or a status saying why there is no figure.
-- :func:`fit_uplift` -> :class:`UpliftModel`: per action a cross-fitted effect model, the
-  DR-learner (LightGBM on the AIPW pseudo-outcomes), the plug-in (the outcome models'
-  difference) or the calibrated risk score, whichever has the lowest DR loss, calibrated by the
+- :func:`fit_uplift` -> :class:`UpliftModel`: per action a cross-fitted effect model (the
+  average, a share of the risk, the DR-learner, a relative-effect learner, the plug-in or the
+  calibrated risk score; revenue-weighted variants when the campaign has ``revenue_12m``) chosen
+  by the DR loss on the revenue-saved scale with a one-standard-error rule, calibrated by the
   best linear predictor (BLP) and with group average effects (GATES) by quintile of the
   predicted effect. ``UpliftModel.predict(frame)``
   -> one row per customer and action: ``effect`` (calibrated), ``effect_low``/``effect_high``
