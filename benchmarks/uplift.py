@@ -4,8 +4,10 @@
         [--cache FILE]
 
 A world is generated (``features.generator``); the risk model is trained on as-of dates whose
-horizon ends before the campaign; every active customer at the campaign date is flagged and
-randomised over the actions and a 20 % hold-out (``features.interventions``, the true effects);
+horizon ends before the campaign; the customers the risk rules would flag at the campaign date
+(a risk tier: churn probability above the base rate; ``--flag all`` for every active customer)
+are randomised over the actions and a 20 % hold-out (``features.interventions``, the true
+effects);
 the uplift model is fitted on a seeded half of the customers and judged on the other half:
 
 - Qini coefficient and AUUC per action (held-out treated vs hold-out customers, observed
@@ -100,15 +102,25 @@ def with_outcomes(frame: pd.DataFrame, campaign: pd.DataFrame) -> pd.DataFrame:
     return rows
 
 
-def run(prepared: Prepared, replications: int, seed: int = 7) -> list[str]:
+def at_risk(frame: pd.DataFrame) -> np.ndarray:
+    """The customers the risk rules flag: a risk tier (low, medium or high), i.e. a churn
+    probability above the base rate (``training.model.ScoreMap``: *healthy* = no riskier than
+    the average customer); the base rate is the mean score of the active customers."""
+    risk = frame["churn_probability"].to_numpy(np.float64)
+    return np.asarray(risk > risk.mean())
+
+
+def run(prepared: Prepared, replications: int, seed: int = 7, flag: str = "risk") -> list[str]:
     started = time.perf_counter()
     p = prepared
     world, as_of, effects, features, categories = (
         p.world, p.as_of, p.effects, p.features, p.categories
     )  # fmt: skip
-    ids = p.frame["customer_id"].astype(str).tolist()
+    flagged = p.frame if flag == "all" else p.frame[at_risk(p.frame)].reset_index(drop=True)
+    ids = flagged["customer_id"].astype(str).tolist()
+    effects = effects[effects["customer_id"].isin(ids)].reset_index(drop=True)
     campaign = simulate_campaign(world, as_of, ids, HOLDOUT_SHARE, seed=1, effects=effects)
-    data = with_outcomes(p.frame, campaign)
+    data = with_outcomes(flagged, campaign)
     data["risk"] = data["churn_probability"]
     data["revenue_12m"] = 12.0 * data["mrr"].fillna(0.0)
     held = np.random.default_rng(seed).random(len(data)) < 0.5
@@ -183,7 +195,7 @@ def run(prepared: Prepared, replications: int, seed: int = 7) -> list[str]:
     estimates = {a: [] for a in model.actions}
     for r in range(replications):
         rep = simulate_campaign(world, as_of, ids, HOLDOUT_SHARE, seed=1000 + r, effects=effects)
-        rows = with_outcomes(p.frame, rep)
+        rows = with_outcomes(flagged, rep)
         table = average_effects(rows, features, categories, rep_config).set_index("action")
         for a in model.actions:
             lo, hi = table.loc[a, "ci_low"], table.loc[a, "ci_high"]
@@ -195,7 +207,9 @@ def run(prepared: Prepared, replications: int, seed: int = 7) -> list[str]:
     ratio_q = totals["uplift"] / totals["risk"] if totals["risk"] > 0 else float("inf")
     ratio_r = uplift_saved / risk_saved if risk_saved > 0 else float("inf")
     lines = [
-        f"Campaign on {as_of}: {len(ids):,} active customers flagged, {HOLDOUT_SHARE:.0%} "
+        f"Campaign on {as_of}: {len(ids):,} of {len(p.frame):,} active customers flagged ("
+        f"{'all' if flag == 'all' else 'a risk tier: churn probability above the base rate'}), "
+        f"{HOLDOUT_SHARE:.0%} "
         f"hold-out, the rest spread over {', '.join(model.actions)}; horizon 3 months. Fit on "
         f"{len(fit_rows):,} customers, evaluated on {len(test):,} others. "
         f"(world, features and risk model {p.seconds:.0f} s; uplift fit {fit_seconds:.0f} s)",
@@ -233,7 +247,8 @@ def run(prepared: Prepared, replications: int, seed: int = 7) -> list[str]:
         f"best average action) **{risk_saved:,.0f}**; oracle (true best action, true ranking) "
         f"{oracle_saved:,.0f}.",
         "",
-        f"Predicted sleeping dogs (every action's calibrated effect < 0, point estimate): "
+        f"Predicted sleeping dogs (for every action the calibrated effect < 0, or the upper "
+        f"bound of the customer's GATES group < 0): "
         f"{len(dogs):,} of {len(test):,}; none contacted by uplift targeting, {dog_in_risk} "
         f"among the risk targeting's contacts. Their mean true effect over all actions: "
         f"**{dog_effect:.4f}**. True sleeping dogs (every true effect < 0): {true_dogs:,}.",
@@ -274,6 +289,10 @@ def main() -> None:
     parser.add_argument("--replications", type=int, default=50)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--cache", type=Path, help="pickle of the prepared world (re-runs)")
+    parser.add_argument(
+        "--flag", choices=["risk", "all"], default="risk",
+        help="who the campaign reaches: customers in a risk tier (as the rules flag) or all",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.cache and args.cache.exists():
         prepared = pickle.loads(args.cache.read_bytes())
@@ -284,7 +303,7 @@ def main() -> None:
     n, m, s = len(prepared.world.tables.customers), prepared.world.months, prepared.world.seed
     header = ["## Who to contact (benchmarks/uplift.py)", "",
               f"### Synthetic world ({n:,} customers, {m} months, seed {s})", ""]  # fmt: skip
-    print("\n".join(header + run(prepared, args.replications, args.seed)))
+    print("\n".join(header + run(prepared, args.replications, args.seed, args.flag)))
 
 
 if __name__ == "__main__":

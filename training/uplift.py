@@ -10,9 +10,10 @@ model reads (point-in-time at the flagging date).
 
 - :func:`average_effects` -> per action: a doubly robust (AIPW) average effect with its 95 %
   interval and an overlap check, or a status saying why there is no figure.
-- :func:`fit_uplift` -> :class:`UpliftModel`: per action a cross-fitted effect model, the
-  DR-learner (LightGBM on the AIPW pseudo-outcomes), the plug-in (the outcome models'
-  difference) or the calibrated risk score, whichever has the lowest DR loss, calibrated by the
+- :func:`fit_uplift` -> :class:`UpliftModel`: per action a cross-fitted effect model (the
+  average, a share of the risk, the DR-learner, a relative-effect learner, the plug-in or the
+  calibrated risk score; revenue-weighted variants when the campaign has ``revenue_12m``) chosen
+  by the DR loss on the revenue-saved scale with a one-standard-error rule, calibrated by the
   best linear predictor (BLP) and with group average effects (GATES) by quintile of the
   predicted effect. ``UpliftModel.predict(frame)``
   -> one row per customer and action: ``effect`` (calibrated), ``effect_low``/``effect_high``
@@ -36,7 +37,7 @@ on the final model for the plain-language drivers, which their wrappers hide.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import lightgbm as lgb
@@ -57,6 +58,10 @@ OK: Status = "ok"
 NOT_ENOUGH: Status = "not_enough_holdout_data"
 POOR_OVERLAP: Status = "poor_overlap"
 RISK_LEARNER = "risk"  # the effect as a calibrated linear function of the risk score
+AVERAGE_LEARNER = "average"  # no heterogeneity: every customer gets the action's average
+PROPORTIONAL_LEARNER = "proportional"  # one relative effect for all: effect = theta x risk
+RELATIVE_LEARNER = "relative"  # a relative effect model times the risk score
+VALUE_WEIGHTED = "_value"  # suffix of a learner fitted with revenue-squared weights
 
 
 RISK_INPUT = Feature(
@@ -120,6 +125,14 @@ class UpliftConfig:
     effect_trees: int = 150
     propensity_trees: int = 50
     num_threads: int = 1
+    # Column of the campaign with each customer's 12-month expected revenue (not a feature):
+    # when present, effect models are also fitted and all are judged on the revenue-saved scale
+    revenue: str = "revenue_12m"
+    min_risk: float = 0.01  # floor of the risk score a relative effect is divided by
+    # A learner replaces the action's average only if its DR loss is lower by more than this
+    # many standard errors of the paired loss difference (the one-standard-error rule): with a
+    # few hundred churners per arm most differences are noise, and chasing them misranks
+    min_gain_se: float = 1.0
 
 
 def _check_campaign(campaign: pd.DataFrame, features: list[str]) -> None:
@@ -158,8 +171,9 @@ def _fit(
     trees: int,
     features: list[str],
     categorical: list[int],
+    weight: np.ndarray | None = None,
 ) -> lgb.Booster:
-    data = lgb.Dataset(X, y, feature_name=features, categorical_feature=categorical)
+    data = lgb.Dataset(X, y, weight=weight, feature_name=features, categorical_feature=categorical)
     return lgb.train(params, data, num_boost_round=trees)
 
 
@@ -379,6 +393,26 @@ def _blp(pseudo: np.ndarray, raw: np.ndarray, groups: int) -> Calibration:
     )  # fmt: skip
 
 
+def _proportional(pseudo: np.ndarray, risk: np.ndarray, groups: int) -> Calibration:
+    """The effect as one share of the risk, ``theta x risk``, in :class:`Calibration`'s form
+    (intercept ``theta x mean risk``, slope theta).
+
+    An action that lowers the hazard by a share saves that share of the churn there is, so with
+    no heterogeneity of the relative effect found this is the null model on the hazard scale: one
+    parameter, like the average, but the effect scales with the risk. ``theta = mean(phi) /
+    mean(risk)``: the weighted least squares estimate when the pseudo-outcomes' variance grows
+    with the risk (binomial, small p), and its mean effect is the AIPW average itself; delta
+    method interval."""
+    theta = float(pseudo.mean() / max(float(risk.mean()), 1e-12))
+    resid = pseudo - theta * risk
+    se = float(resid.std(ddof=1) / np.sqrt(len(resid)) / max(float(risk.mean()), 1e-12))
+    shape = _blp(pseudo, risk, groups)  # for the GATES groups by risk quintile
+    return replace(
+        shape, intercept=float(pseudo.mean()), slope=theta,
+        slope_low=theta - Z95 * se, slope_high=theta + Z95 * se,
+    )  # fmt: skip
+
+
 @dataclass(eq=False)
 class UpliftModel:
     """Per action: a DR-learner booster on all campaign rows, its calibration and status."""
@@ -388,8 +422,9 @@ class UpliftModel:
     averages: pd.DataFrame  # average_effects' table
     boosters: dict[str, lgb.Booster]  # per action with a tree effect model (not "risk")
     calibration: dict[str, Calibration]
-    learners: dict[str, str]  # per action: dr_learner, plug_in or risk, chosen by the DR loss
+    learners: dict[str, str]  # per action: the candidate chosen by the DR loss (fit_uplift)
     catalog: dict[str, Feature] = field(default_factory=dict)
+    min_risk: float = UpliftConfig.min_risk  # the relative learner's floor of the risk score
 
     @property
     def actions(self) -> list[str]:
@@ -401,9 +436,19 @@ class UpliftModel:
     def raw(self, frame: pd.DataFrame, action: str) -> np.ndarray:
         """The effect model's prediction before calibration (the risk score for "risk")."""
         X = encode_frame(frame, self.features, self.categories)
-        if self.learners[action] == RISK_LEARNER:
+        if self.learners[action] in (RISK_LEARNER, PROPORTIONAL_LEARNER):
             return X[:, self.features.index(RISK_INPUT.name)]
-        return np.asarray(self.boosters[action].predict(X, num_threads=1))
+        if self.learners[action] == AVERAGE_LEARNER:
+            return np.zeros(len(X))
+        return self._scale(X, action) * self.boosters[action].predict(X, num_threads=1)
+
+    def _scale(self, X: np.ndarray, action: str) -> np.ndarray:
+        """What the booster's prediction is multiplied by: the floored risk score for the
+        relative learner, else 1."""
+        if self.learners[action].startswith(RELATIVE_LEARNER):
+            j = self.features.index(RISK_INPUT.name)
+            return np.maximum(X[:, j], self.min_risk)
+        return np.ones(len(X))
 
     def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
         """One row per customer of ``frame`` (customer_id + the features) and action:
@@ -436,12 +481,15 @@ class UpliftModel:
         if action not in self.calibration:
             raise ChurnError(f"No effect model for {action!r}: {self.status(action)}")
         X = encode_frame(frame, self.features, self.categories)
-        if self.learners[action] == RISK_LEARNER:  # all of it is the risk score's
+        if self.learners[action] in (RISK_LEARNER, PROPORTIONAL_LEARNER):  # the risk score's
             raw = np.zeros((len(X), len(self.features) + 1))
             j = self.features.index(RISK_INPUT.name)
             raw[:, j] = X[:, j]
+        elif self.learners[action] == AVERAGE_LEARNER:  # all of it is the base value
+            raw = np.zeros((len(X), len(self.features) + 1))
         else:
             raw = np.asarray(self.boosters[action].predict(X, pred_contrib=True, num_threads=1))
+            raw = raw * self._scale(X, action)[:, None]  # sums to raw(): theta x risk
         cal = self.calibration[action]
         slope = max(cal.slope, 0.0)
         out = raw * slope
@@ -463,7 +511,8 @@ class UpliftModel:
                 c = float(contrib[i, j])
                 rows.append({
                     "customer_id": ids[i], "rank": rank + 1, "feature": name, "contribution": c,
-                    "direction": "raises the effect" if c > 0 else "lowers the effect",
+                    "direction": "raises the effect" if c > 0
+                    else "lowers the effect" if c < 0 else "no difference found",
                     "sentence": feature_info(name, self.catalog).explain(
                         None if pd.isna(value) else value
                     ),
@@ -479,14 +528,40 @@ def _crossfit(
     categorical: list[int],
     config: UpliftConfig,
     j: int,
+    weight: np.ndarray | None = None,
 ) -> np.ndarray:
     out = np.empty(len(target))
     for f in range(config.folds):
         test = fold == f
         params = _params(config.effect_params, config, config.seed + 7 * f + j)
-        model = _fit(X[~test], target[~test], params, config.effect_trees, features, categorical)
+        w = None if weight is None else weight[~test]
+        model = _fit(X[~test], target[~test], params, config.effect_trees, features, categorical, w)
         out[test] = model.predict(X[test], num_threads=config.num_threads)
     return out
+
+
+def _risk_scale(X: np.ndarray, features: list[str], config: UpliftConfig) -> np.ndarray:
+    """The risk score, floored: a relative effect times it is an effect."""
+    return np.maximum(X[:, features.index(RISK_INPUT.name)], config.min_risk)
+
+
+def _value_weight(campaign: pd.DataFrame, config: UpliftConfig) -> np.ndarray | None:
+    """(revenue / mean revenue)^2 when the campaign has the revenue column: a squared error of
+    the effect times revenue is a squared error of the revenue saved, the scale targeting ranks
+    on (Lemmens & Gupta 2020). None without the column or without any revenue."""
+    if config.revenue not in campaign:
+        return None
+    revenue = pd.to_numeric(campaign[config.revenue], errors="coerce").to_numpy(np.float64)
+    if np.isnan(revenue).any() or (revenue < 0).any():
+        row = int(np.flatnonzero(np.isnan(revenue) | (revenue < 0))[0])
+        raise ChurnError(
+            f"campaign table: {config.revenue} is missing or negative in row {row}; give every "
+            f"customer's expected 12-month revenue (MRR x 12 if no survival model) or drop the "
+            "column"
+        )
+    if revenue.mean() <= 0:
+        return None
+    return np.asarray((revenue / revenue.mean()) ** 2)
 
 
 def fit_uplift(
@@ -503,8 +578,17 @@ def fit_uplift(
     hold-out share of 20 % multiplies each residual by 5); the plug-in, the cross-fitted outcome
     models' difference ``mu0 - mu_a`` (smooth, shrunk towards no difference), distilled into a
     LightGBM regression for new customers and explanations; and, when ``churn_probability`` is
-    an input (:func:`with_risk`), the risk score itself. Each is calibrated by BLP; the one with
-    the lowest DR loss is kept: the risk ranking wins unless a learner beats it on the data.
+    an input (:func:`with_risk`), the risk score itself and the *relative* learner: a model of
+    the effect relative to the risk, ``theta(x)``, fitted on ``phi / risk`` with weights
+    ``risk^2`` (so its loss is the DR loss of ``theta x risk``), times the risk. Actions lower a
+    hazard by a share, so the relative effect varies far less across customers than the effect
+    and is learnt with fewer churners. When the campaign has ``config.revenue`` (12-month
+    expected revenue), the DR-learner and the relative learner are also fitted with weights
+    ``revenue^2`` (``_value``: their loss is the squared error of the revenue saved), and every
+    candidate is judged on that scale, so the model that ranks revenue saved best is kept
+    (Lemmens & Gupta 2020) rather than one whose errors are multiplied by revenues afterwards.
+    Each is calibrated by BLP; the one with the lowest DR loss is kept: the risk ranking wins
+    unless a learner beats it on the data.
     """
     _check_campaign(campaign, features)
     X, arm, y, arms, categorical = _prepare(campaign, features, categories)
@@ -513,42 +597,75 @@ def fit_uplift(
             f"campaign table: needs rows with action '{CONTROL}' (the hold-out) and at least "
             "one action"
         )
+    value = _value_weight(campaign, config)
     nuis = fit_nuisances(X, arm, y, arms, features, categorical, config)
     averages = _average_table(nuis, config)
     boosters: dict[str, lgb.Booster] = {}
     calibration: dict[str, Calibration] = {}
     learners: dict[str, str] = {}
+    has_risk = RISK_INPUT.name in features
+    scale = _risk_scale(X, features, config) if has_risk else np.ones(len(X))
     for j, action in enumerate(arms[1:], start=1):
         if averages.loc[j - 1, "status"] != OK:
             continue
         pseudo = nuis.pseudo_outcome(j)
-        targets = {"dr_learner": pseudo, "plug_in": nuis.outcome[:, 0] - nuis.outcome[:, j]}
-        crossfit = {
-            # the DR-learner's final stage is fitted fold by fold; the plug-in's cross-fitted
-            # prediction is the nuisance difference itself (a second fit on other folds' targets
-            # would read this fold's outcomes through their nuisance models)
-            "dr_learner": _crossfit(X, pseudo, nuis.fold, features, categorical, config, j),
-            "plug_in": targets["plug_in"],
+        # name -> (target, weight, scale): the booster fits target with weight; its prediction
+        # times scale is the effect
+        trees: dict[str, tuple[np.ndarray, np.ndarray | None, np.ndarray]] = {
+            "dr_learner": (pseudo, None, np.ones(len(X)))
         }
-        if RISK_INPUT.name in features:  # the risk ranking, calibrated: the rival to beat
+        if has_risk:
+            trees[RELATIVE_LEARNER] = (pseudo / scale, scale**2, scale)
+        if value is not None:
+            for name, (t, w, sc) in list(trees.items()):
+                trees[name + VALUE_WEIGHTED] = (t, value * (1.0 if w is None else w), sc)
+        crossfit = {
+            name: sc * _crossfit(X, t, nuis.fold, features, categorical, config, j, w)
+            for name, (t, w, sc) in trees.items()
+        }
+        # the plug-in's cross-fitted prediction is the nuisance difference itself (a second fit
+        # on other folds' targets would read this fold's outcomes through their nuisance models)
+        plug_in = nuis.outcome[:, 0] - nuis.outcome[:, j]
+        trees["plug_in"] = (plug_in, None, np.ones(len(X)))
+        crossfit["plug_in"] = plug_in
+        if has_risk:  # the risk ranking, calibrated: the rival to beat
             crossfit[RISK_LEARNER] = X[:, features.index(RISK_INPUT.name)]
         fits = {name: _blp(pseudo, pred, config.groups) for name, pred in crossfit.items()}
         # DR loss (Kennedy 2023; Mahajan et al. 2023): the mean squared distance of calibrated
-        # cross-fitted predictions to the pseudo-outcomes ranks effect models without the truth
-        loss = {
-            name: float(np.mean((pseudo - fits[name].rescale(pred)) ** 2))
+        # cross-fitted predictions to the pseudo-outcomes ranks effect models without the truth;
+        # weighted by revenue^2 it is the squared error of the revenue saved
+        weight = np.ones(len(X)) if value is None else value
+        crossfit[AVERAGE_LEARNER] = np.zeros(len(X))
+        fits[AVERAGE_LEARNER] = _blp(pseudo, crossfit[AVERAGE_LEARNER], config.groups)
+        nulls = [AVERAGE_LEARNER]  # one parameter each: no heterogeneity beyond the risk
+        if has_risk:
+            crossfit[PROPORTIONAL_LEARNER] = X[:, features.index(RISK_INPUT.name)]
+            fits[PROPORTIONAL_LEARNER] = _proportional(
+                pseudo, crossfit[PROPORTIONAL_LEARNER], config.groups
+            )
+            nulls.append(PROPORTIONAL_LEARNER)
+        rows = {
+            name: weight * (pseudo - fits[name].rescale(pred)) ** 2
             for name, pred in crossfit.items()
         }
-        learners[action] = min(loss, key=lambda name: (loss[name], name))
+        loss = {name: float(r.mean()) for name, r in rows.items()}
+        null = min(nulls, key=lambda n: (loss[n], n))
+        base = rows[null]
+        gain = {
+            name: float((base - r).mean() / max((base - r).std(ddof=1) / np.sqrt(len(r)), 1e-12))
+            for name, r in rows.items()
+        }
+        passed = [n for n in loss if n not in nulls and gain[n] > config.min_gain_se]
+        learners[action] = min(passed or [null], key=lambda n: (loss[n], n))
         calibration[action] = fits[learners[action]]
-        if learners[action] != RISK_LEARNER:
+        if learners[action] not in (RISK_LEARNER, AVERAGE_LEARNER, PROPORTIONAL_LEARNER):
+            t, w, _ = trees[learners[action]]
             params = _params(config.effect_params, config, config.seed + j)
-            boosters[action] = _fit(
-                X, targets[learners[action]], params, config.effect_trees, features, categorical
-            )
+            boosters[action] = _fit(X, t, params, config.effect_trees, features, categorical, w)
     return UpliftModel(
-        features, categories, averages, boosters, calibration, learners, dict(catalog or {})
-    )
+        features, categories, averages, boosters, calibration, learners, dict(catalog or {}),
+        config.min_risk,
+    )  # fmt: skip
 
 
 TARGET_COLUMNS = [
@@ -574,8 +691,9 @@ def target(
     customers by risk.
 
     Per customer the best action by expected revenue saved = ``effect x revenue_12m - cost``.
-    A customer whose every action has a predicted (point estimate) effect below 0 is a
-    predicted sleeping dog: never selected. The ``budget`` best positive savings are selected;
+    A predicted sleeping dog is never selected: a customer whose every action has a predicted
+    (point estimate) effect below 0, or whose every action's group interval (``effect_high``)
+    lies below 0. The ``budget`` best positive savings are selected;
     a seeded ``holdout_share`` of the selected in every action is held out (``contact`` False,
     ``holdout`` True) so the estimates keep learning. One row per customer, best first.
     """
@@ -588,7 +706,10 @@ def target(
                          f"{budget}, {holdout_share}")  # fmt: skip
     known = options[options["effect"].notna()].copy()
     known["revenue_saved"] = known["effect"] * known["revenue_12m"] - known["cost"]
-    dog = known.groupby("customer_id")["effect"].transform("max") < 0
+    # a sleeping dog: every action is expected to raise churn, by the customer's own estimate or
+    # because the whole group of customers ranked like them is shown (95 %) to be harmed
+    by = known.groupby("customer_id")
+    dog = (by["effect"].transform("max") < 0) | (by["effect_high"].transform("max") < 0)
     known["sleeping_dog"] = dog.to_numpy()
     best = (
         known.sort_values(["revenue_saved", "action"], ascending=[False, True], kind="stable")
@@ -608,7 +729,7 @@ def target(
     best["reason"] = np.select(
         [best["sleeping_dog"], best["revenue_saved"] <= 0, best["holdout"], best["selected"]],
         [
-            "predicted sleeping dog: every action's expected effect is below 0; do not contact",
+            "predicted sleeping dog: every action is expected to raise churn; do not contact",
             "no action is expected to save more than it costs",
             "selected, drawn into the hold-out to keep measuring the effect",
             "contact: highest expected revenue saved",

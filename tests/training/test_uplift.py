@@ -257,3 +257,68 @@ def test_the_risk_learner_puts_the_whole_effect_on_the_risk_score() -> None:
     why = model.explain(frame, "call", k=1)
     assert why["sentence"].tolist() == ["Churn risk 30 % in the horizon",
                                         "Churn risk 5 % in the horizon"]  # fmt: skip
+
+
+def test_without_heterogeneity_every_customer_gets_the_average() -> None:
+    frame, _ = campaign(4000, 0.05, seed=11)
+    model = fit_uplift(frame, FEATURES, {}, FAST)
+    assert model.learners["call"] == "average"  # no learner beats it by a standard error
+    effect = model.predict(frame.head(100))["effect"].to_numpy()
+    np.testing.assert_allclose(effect, model.averages.loc[0, "effect"])
+    why = model.explain(frame.head(1), "call", k=1)
+    assert why["direction"].tolist() == ["no difference found"]
+
+
+def test_a_harmed_subgroup_is_found_and_suppressed() -> None:
+    def tau(logins: np.ndarray) -> np.ndarray:  # persuadables vs sleeping dogs
+        return np.where(logins < 18, 0.12, -0.08)
+
+    frame, _ = campaign(8000, tau, seed=12)
+    model = fit_uplift(frame, FEATURES, {}, replace(FAST, effect_trees=150))
+    fresh, truth = campaign(2000, tau, seed=13)
+    table = model.predict(fresh).assign(cost=1.0, revenue_12m=fresh["mrr"].to_numpy() * 12)
+    plan = target(table, budget=2000, holdout_share=0.0, seed=0)
+    dogs = plan.set_index("customer_id")["sleeping_dog"].reindex(fresh["customer_id"]).to_numpy()
+    assert dogs.sum() > 100
+    assert truth[dogs].mean() < 0 and (truth[dogs] < 0).mean() > 0.8
+    assert not plan.loc[plan["sleeping_dog"], "selected"].any()
+
+
+def test_a_group_shown_to_be_harmed_is_a_sleeping_dog_even_if_its_point_is_positive() -> None:
+    table = options([("a", "call", 0.01, 1.0), ("b", "call", 0.01, 1.0)])
+    table.loc[0, "effect_high"] = -0.001  # a's group: every customer ranked like it is harmed
+    plan = target(table, budget=10, holdout_share=0.0, seed=0).set_index("customer_id")
+    assert plan.loc["a", "sleeping_dog"] and not plan.loc["a", "selected"]
+    assert plan.loc["b", "selected"]
+
+
+def test_a_negative_revenue_is_refused_naming_the_row() -> None:
+    frame, _ = campaign(600, 0.05, seed=14)
+    frame["revenue_12m"] = 1000.0
+    frame.loc[3, "revenue_12m"] = -5.0
+    with pytest.raises(ChurnError, match="revenue_12m is missing or negative in row 3"):
+        fit_uplift(frame, FEATURES, {}, FAST)
+
+
+def test_revenue_weights_judge_learners_on_the_revenue_saved() -> None:
+    rng = np.random.default_rng(15)
+    n = 8000
+    p0 = rng.uniform(0.05, 0.5, n)
+    treated = rng.random(n) >= 0.5
+    frame = pd.DataFrame(
+        {
+            "customer_id": [f"C{i:05d}" for i in range(n)],
+            "action": np.where(treated, "call", CONTROL),
+            "churned": rng.random(n) < np.where(treated, 0.5 * p0, p0),
+            "logins_30d": rng.poisson(20, n).astype(float),
+            "churn_probability": p0,
+            "revenue_12m": rng.lognormal(8.0, 1.0, n),
+        }
+    )
+    features, catalog = with_risk(["logins_30d"])
+    model = fit_uplift(frame, features, {}, FAST, catalog)
+    assert model.learners["call"] != "average"  # the effect scales with risk: found
+    effect = model.predict(frame)["effect"].to_numpy()
+    assert np.corrcoef(effect, 0.5 * p0)[0, 1] > 0.8
+    contributions = model.contributions(frame.head(20), "call")
+    np.testing.assert_allclose(contributions.sum(axis=1), effect[:20], atol=1e-9)
