@@ -14,6 +14,7 @@ import pytest
 
 from serving.playbook import Playbook
 from serving.workflows.config import RulesConfig, parse_rules
+from serving.workflows.events import EVENTS
 from serving.workflows.ledger import Ledger
 from serving.workflows.run import run_rules
 from serving.workflows.webhooks import WebhookSender, sign, verify_signature
@@ -23,12 +24,16 @@ from tests.serving.workflows.receiver import Receiver
 SECRET = b"s3cret-shared-with-the-crm"
 
 
-def hook_rules(url: str, max_attempts: int = 3, backoff: float = 0.05) -> RulesConfig:
-    """One risk rule whose alerts open a task and call the ``crm`` endpoint at ``url``."""
+def hook_rules(
+    url: str, max_attempts: int = 3, backoff: float = 0.05, events: tuple[str, ...] = ()
+) -> RulesConfig:
+    """One risk rule whose alerts open a task and call the ``crm`` endpoint at ``url``
+    (subscribed to ``events``, default the endpoint's default)."""
+    subscribed = f", events: [{', '.join(events)}]" if events else ""
     return parse_rules(
         f"""webhooks:
   crm: {{url: "{url}", secret_env: TEST_CRM_SECRET, max_attempts: {max_attempts},
-        backoff_seconds: {backoff}, timeout_seconds: 5}}
+        backoff_seconds: {backoff}, timeout_seconds: 5{subscribed}}}
 rules:
   - id: low-health
     description: health below 60 today
@@ -205,19 +210,7 @@ def test_a_sender_killed_while_waiting_for_the_crm(ledger: Ledger, playbook: Pla
 
 def event_rules(url: str) -> RulesConfig:
     """The low-health rule, its endpoint subscribed to every event."""
-    return parse_rules(
-        f"""webhooks:
-  crm: {{url: "{url}", secret_env: TEST_CRM_SECRET, backoff_seconds: 0.05, timeout_seconds: 5,
-        events: [alert.opened, alert.cleared, task.created, task.completed,
-                 score.tier_changed]}}
-rules:
-  - id: low-health
-    description: health below 60 today
-    when: {{kind: health_below, threshold: 60, days: 1}}
-    actions: [{{type: task, title: call}}, {{type: webhook, endpoint: crm}}]
-""",
-        "<test>",
-    )
+    return hook_rules(url, events=EVENTS)
 
 
 def test_alert_task_and_tier_events_are_delivered_signed_once_each(
