@@ -45,10 +45,10 @@ RISK_FALLBACK = (
 
 def campaign_rows(outcomes: pd.DataFrame, daily: pd.DataFrame) -> pd.DataFrame:
     """Decided, randomised alerts of risk rules: ``alert_id, play, customer_id, as_of, action,
-    churned, churn_probability``; ``as_of`` is the day of the scoring the alert was
-    raised on (the customer's latest scored day on or before the alert)."""
+    churned, churn_probability, revenue_12m`` (MRR at the alert x 12); ``as_of`` is the day of
+    the scoring the alert was raised on (the customer's latest scored day on or before it)."""
     columns = ["alert_id", "play", "customer_id", "as_of", "action", "churned",
-               "churn_probability"]  # fmt: skip
+               "churn_probability", "revenue_12m"]  # fmt: skip
     decided = outcomes[
         outcomes["risk_rule"]
         & (outcomes["outcome"] != "open")
@@ -60,6 +60,9 @@ def campaign_rows(outcomes: pd.DataFrame, daily: pd.DataFrame) -> pd.DataFrame:
         play=decided["rule_id"],
         action=np.where(decided["holdout"], CONTROL, decided["action_type"]),
         churned=decided["outcome"] == "churned",
+        # what the customer paid at the alert, for a year: the effect models are chosen on the
+        # revenue-saved scale the plan ranks on (training.uplift, Lemmens & Gupta 2020)
+        revenue_12m=pd.to_numeric(decided["mrr"], errors="coerce").fillna(0.0).clip(lower=0) * 12,
         day=pd.to_datetime(decided["opened"]).dt.normalize().astype("datetime64[ns]"),
     ).sort_values("day", kind="stable")
     scored = daily[["customer_id", "as_of"]].assign(

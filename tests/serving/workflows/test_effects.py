@@ -59,6 +59,7 @@ def test_the_hold_out_effect_of_a_play_has_an_interval_around_the_true_effect() 
     outcomes, daily, features, effect = campaign()
     rows = campaign_rows(outcomes, daily)
     assert set(rows["action"]) == {"holdout", "call"} and len(rows) == N
+    assert (rows["revenue_12m"] == 1200.0).all(), "a year of the MRR at the alert"
     table = play_effects(rows, features, config())
     call = table[(table["play"] == ALL_PLAYS) & (table["action"] == "call")].iloc[0]
     assert call["status"] == "ok", call["message"]
