@@ -301,7 +301,12 @@ class Workflows:
             return inputs
         rows = campaign_rows(alert_outcomes(inputs), inputs.daily)
         ready = ready_actions(arm_counts(rows), ALL_PLAYS, self.config.contact)
-        store = pd.read_parquet(store_path)
+        import pyarrow.parquet as pq
+
+        # the plan needs three of the store's columns, not its drivers and contributions
+        present = set(pq.read_schema(store_path).names)
+        wanted = ["customer_id", "churn_probability", "expected_revenue_12m"]
+        store = pd.read_parquet(store_path, columns=[c for c in wanted if c in present])
         snapshot_path = self.settings.snapshot_path
         tables = self.tables()
         if ready and tables is not None and snapshot_path.exists():
