@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/monitoring.py [--repetitions 200] [--pool-cache FILE]
 
 1. False alarms on unchanged data at 100, 1 000 and 10 000 customers: the share of repetitions
-   in which ``training.monitoring.drift.feature_drift`` (all features, family-wise level 0.05,
+   in which ``training.monitoring.drift.feature_drift`` (all features, default family-wise level,
    no tolerance: the test alone) finds any drift, beside the fixed-threshold PSI rules (PSI of
    any feature over 0.1 / 0.25, and the mean per-feature rate) on the same samples.
    The null, cheaply: one generated world (40 000 customers, seed 11) as of 2025-12-01 is the
@@ -80,7 +80,7 @@ def false_alarms(
     )
     for column in (
         "customers",
-        "sample-size test (alpha 0.05)",
+        f"sample-size test (alpha {DriftConfig().alpha})",
         "PSI > 0.1 rule",
         "PSI > 0.25 rule",
         "PSI > 0.1, per feature",
@@ -94,7 +94,7 @@ def false_alarms(
         for _ in range(repetitions):
             rows = rng.choice(len(pool), 2 * n, replace=False)
             reference, current = pool.iloc[rows[:n]], pool.iloc[rows[n:]]
-            drift = feature_drift(reference, current, features, None, DriftConfig(alpha=0.05))
+            drift = feature_drift(reference, current, features, None, DriftConfig())
             ours += bool(drift["significant"].any())
             psi = fixed_psi_alarms(reference, current, features)
             psi_10 += bool((psi > 0.1).any())

@@ -36,8 +36,8 @@ ALARM_KINDS = ("drift", "data", "score", "tier_mix", "performance")
 class MonitorConfig:
     """Levels of one run (the ``CHURN_MONITORING__*`` settings feed it)."""
 
-    alpha: float = 0.05
-    min_share: float = 0.02
+    alpha: float = DriftConfig.alpha
+    min_share: float = DriftConfig.min_share
     freshness_alpha: float = 0.01
     untrusted_share: float = 0.2  # drifted share of the explanation that voids the estimate
 

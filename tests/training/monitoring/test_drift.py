@@ -7,6 +7,7 @@ from datetime import date
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from features.catalog import BY_NAME
 from features.engine import build_features, catalog_of, feature_columns
@@ -15,6 +16,8 @@ from features.pipeline import build_snapshot, default_as_of
 from training.monitoring.drift import (
     DriftConfig,
     categorical_check,
+    chi_square_p_value,
+    equal_frequency_codes,
     feature_drift,
     fixed_psi_alarms,
     natural_tolerance,
@@ -48,6 +51,28 @@ def test_unchanged_small_samples_do_not_alarm_where_the_fixed_psi_rule_does() ->
         fixed += bool((fixed_psi_alarms(reference, current, ["logins", "mrr"]) > 0.1).any())
     assert ours <= 4  # 5 % of 40 plus sampling slack
     assert fixed >= 20
+
+
+def test_the_distribution_p_value_is_pearsons_chi_square_test() -> None:
+    reference, current = np.array([40.0, 25, 3, 12]), np.array([30.0, 31, 9, 10])
+    expected = stats.chi2_contingency(np.vstack([reference, current]), correction=False).pvalue
+    assert chi_square_p_value(reference, current) == pytest.approx(expected, rel=1e-12)
+
+
+def test_the_distribution_test_holds_its_level_on_sparse_cells_at_100_rows() -> None:
+    """A feature that is zero for 95 % of 100 customers leaves cells of a few rows each, where
+    the PSI's own chi-square null rejected about 1.8x its level (too many false alarms once
+    Bonferroni asks for levels this small); the test must stay at or below its level."""
+    rng = np.random.default_rng(0)
+    level, rejected, repetitions = 0.002, 0, 10_000
+    for _ in range(repetitions):
+        a, b = (np.where(rng.random(100) < 0.95, 0.0, rng.poisson(1, 100) + 1.0) for _ in "ab")
+        codes_a, codes_b, cells = equal_frequency_codes(a, b)
+        counts_a = np.bincount(codes_a, minlength=cells).astype(float)
+        counts_b = np.bincount(codes_b, minlength=cells).astype(float)
+        used = (counts_a + counts_b) > 0
+        rejected += chi_square_p_value(counts_a[used], counts_b[used]) < level
+    assert rejected / repetitions < 1.3 * level
 
 
 def test_a_small_shift_is_found_in_a_large_sample_that_the_fixed_rule_misses() -> None:
