@@ -589,13 +589,16 @@ def _row_finding(
     *,
     show_values: bool = False,
     id_column: str | None = None,
+    keep_empty: bool = False,
     **details: object,
 ) -> Finding | None:
     """A finding about the rows at ``positions`` (0-based), or None when there are none.
 
     Rows are named by ``id_column``, by default the table's ``ROW_ID`` or customer_id.
+    ``keep_empty`` gives a finding of 0 rows instead of None: a chunk's share of a rule that
+    found nothing still counts in the share's base (``share_of``) when chunks merge.
     """
-    if len(positions) == 0:
+    if len(positions) == 0 and not keep_empty:
         return None
     first = np.sort(positions)[:MAX_EXAMPLES]
     id_column = id_column or ROW_ID.get(table, "customer_id")
@@ -1345,6 +1348,7 @@ def _duplicate_event_ids(events: pd.DataFrame) -> Finding | None:
     names = encoded.dictionary.take(pyarrow.array(repeated[:MAX_EXAMPLES])).to_pylist()
     copies = int(events.iloc[positions].duplicated(keep=False).sum())  # 0 or at least 2
     shown = [(str(name), int(counts[code])) for name, code in zip(names, repeated, strict=False)]
+    words = duplicate_event_details(shown, len(repeated), copies)
     return _row_finding(
         "duplicate_event_id",
         "events",
@@ -1352,7 +1356,9 @@ def _duplicate_event_ids(events: pd.DataFrame) -> Finding | None:
         events,
         positions,
         show_values=True,
-        **duplicate_event_details(shown, len(repeated), copies),
+        id_count=words["id_count"],
+        id_examples=words["id_examples"],
+        copies=words["copies"],
     )
 
 
@@ -1423,6 +1429,7 @@ def _event_subscription_findings(
     links: _Links,
     event_seconds: np.ndarray | None,
     row_id: str | None,
+    keep_empty: bool,
 ) -> list[Finding | None]:
     """Events linked to a subscription by ``events.subscription_id``: the link must exist, belong
     to the event's customer, and the event must fall in that subscription's [start, end).
@@ -1467,6 +1474,7 @@ def _event_subscription_findings(
                 events,
                 np.flatnonzero(outside),
                 id_column=row_id,
+                keep_empty=keep_empty,
                 share_of=int(checked.sum()),
             )
         )
@@ -1474,13 +1482,20 @@ def _event_subscription_findings(
 
 
 def row_findings(
-    ref: Reference, table: str, frame: pd.DataFrame, usable: set[str], row_id: str | None
+    ref: Reference,
+    table: str,
+    frame: pd.DataFrame,
+    usable: set[str],
+    row_id: str | None,
+    *,
+    keep_empty: bool = False,
 ) -> list[Finding]:
     """The cross-table rules about each row of ``table`` (any table but customers): an unknown
     customer; for events, coverage by any subscription and the link to their own.
 
-    Row-local given ``ref``: a large table may be checked chunk by chunk. ``row_id`` names event
-    rows (``_event_row_id`` of the whole table).
+    Row-local given ``ref``: a large table may be checked chunk by chunk, ``keep_empty`` then
+    keeps the 0-row findings of rules worded with a share (``_row_finding``). ``row_id`` names
+    event rows (``_event_row_id`` of the whole table).
     """
     if "customer_id" not in usable:
         return []
@@ -1499,11 +1514,14 @@ def row_findings(
                     "timestamp",
                     frame,
                     outside,
+                    keep_empty=keep_empty,
                     share_of=len(frame),
                 )
             )
         if ref.links is not None and "subscription_id" in usable:
-            findings += _event_subscription_findings(frame, codes, ref.links, event_seconds, row_id)
+            findings += _event_subscription_findings(
+                frame, codes, ref.links, event_seconds, row_id, keep_empty
+            )
     return [f for f in findings if f is not None]
 
 
