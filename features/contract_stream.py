@@ -34,7 +34,8 @@ import numpy as np
 import pandas as pd
 import pyarrow
 import pyarrow.csv as arrow_csv
-import pyarrow.parquet as pq
+import pyarrow.dataset
+from pyarrow.fs import LocalFileSystem
 
 from features.contract import (
     MAX_EXAMPLES,
@@ -43,6 +44,7 @@ from features.contract import (
     RULES,
     TABLE_COLUMNS,
     Finding,
+    RawTables,
     Reference,
     ValidationReport,
     _arrow_frame,
@@ -95,29 +97,39 @@ def file_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
     The same readers and types as ``_read_file``: Parquet row batches keep the file's schema
     (and its pandas metadata), CSV cells are all text.
     """
-    if path.suffix == ".parquet":
-        parquet = pq.ParquetFile(path)
-        schema = parquet.schema_arrow
-        batches: Iterator[pyarrow.RecordBatch] = parquet.iter_batches(batch_size=chunk_rows)
+    if path.suffix == ".parquet":  # one fragment, as pq.read_table opens it (and words errors)
+        fragment = pyarrow.dataset.ParquetFileFormat().make_fragment(str(path), LocalFileSystem())
+        schema = fragment.physical_schema
+        batches: Iterator[pyarrow.RecordBatch] = fragment.to_batches(
+            batch_size=chunk_rows, batch_readahead=1, fragment_readahead=1
+        )
     else:
         reader = arrow_csv.open_csv(path, convert_options=_csv_options(_csv_header(path)))
         schema = reader.schema
         batches = iter(reader)
-    return _rechunked(batches, schema, chunk_rows)
+    return rechunked(batches, schema, chunk_rows)
 
 
-def _rechunked(
+def rechunked(
     batches: Iterator[pyarrow.RecordBatch], schema: pyarrow.Schema, chunk_rows: int
 ) -> Iterator[pd.DataFrame]:
-    """Arrow batches as raw frames of at most ``chunk_rows`` rows; one empty frame if none."""
+    """Arrow batches (of any size) as raw frames of ``chunk_rows`` rows, the last one shorter;
+    one empty frame when there are no rows."""
+    pieces: list[pyarrow.RecordBatch] = []
+    held = 0
     empty = True
     for batch in batches:
-        for start in range(0, batch.num_rows, chunk_rows):
-            empty = False
-            piece = batch.slice(start, chunk_rows)
-            yield _arrow_frame(pyarrow.Table.from_batches([piece], schema=schema))
-    if empty:
-        yield _arrow_frame(schema.empty_table())
+        start = 0
+        while start < batch.num_rows:
+            piece = batch.slice(start, chunk_rows - held)
+            pieces.append(piece)
+            held += piece.num_rows
+            start += piece.num_rows
+            if held == chunk_rows:
+                yield _arrow_frame(pyarrow.Table.from_batches(pieces, schema=schema))
+                pieces, held, empty = [], 0, False
+    if held or empty:
+        yield _arrow_frame(pyarrow.Table.from_batches(pieces, schema=schema))
 
 
 def _folder_sources(folder: Path) -> tuple[dict[str, TableSource], dict[str, list[Finding]]]:
@@ -357,3 +369,21 @@ def validate_export(
         return ValidationReport(tuple(sorted(_without_echoes(found), key=_severity_order)), {})
     sources, file_findings = _folder_sources(folder)
     return validate_sources(sources, file_findings, _read_options(folder)[1], now, chunk_rows)
+
+
+def read_per_customer_tables(folder: Path) -> RawTables:
+    """The export's tables but the ``STREAMED`` ones, read whole with the contract's types: what
+    ``churn validate`` can afford for plausibility checks on an export of any size.
+
+    The folder must hold readable customers and subscriptions (``validate_export`` says so).
+    """
+    sources, _ = _folder_sources(Path(folder))
+    frames: dict[str, pd.DataFrame] = {}
+    for table, source in sources.items():
+        if table in STREAMED:
+            continue
+        try:
+            frames[table] = parse_table(table, source.whole())[0]
+        except READ_ERRORS:
+            continue  # validate_export reports it
+    return RawTables(**frames, options=_read_options(Path(folder))[0])  # type: ignore[arg-type]
