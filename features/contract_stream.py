@@ -265,7 +265,9 @@ def _stream(
     chunk_rows: int,
 ) -> _Streamed:
     """Parse and check ``table`` chunk by chunk with the rules of ``features.contract``."""
-    row_id = _whole_event_row_id(source, chunk_rows) if table == "events" and ref else None
+    row_id = None
+    if table == "events" and ref is not None:
+        row_id = _whole_event_row_id(source, chunk_rows)
     streamed = _Streamed({}, {}, {})
     for raw in source.chunks(chunk_rows):
         frame, parsed = parse_table(table, raw)
