@@ -9,6 +9,9 @@ Reading (``read_raw_tables``) gives every column its contract type; ``validate``
 (pandera per table, vectorised cross-table checks) into a ``ValidationReport`` of errors, which
 block every pipeline, and warnings, which do not; ``load_valid_tables`` does both and raises
 ``ContractError`` on errors. docs/data-contract.md is the user-facing version of this module.
+The cross-table rules check each row against a ``Reference`` built from customers and
+subscriptions, so ``features.contract_stream`` runs the same rules chunk by chunk on exports
+larger than memory.
 """
 
 from __future__ import annotations
@@ -640,7 +643,7 @@ def _worded(
     spec = RULES[rule]
     fmt = {"table": table, "column": column, **_agreement(count), **details}
     if "share_of" in details:
-        fmt["share"] = f"{count / max(int(details['share_of']), 1):.1%}"  # type: ignore[call-overload]
+        fmt["share"] = f"{count / max(_share_of(details), 1):.1%}"
     return Finding(
         severity=spec.severity,
         table=table,
@@ -657,6 +660,12 @@ def _worded(
     )
 
 
+def _share_of(details: Mapping[str, object]) -> int:
+    base = details["share_of"]
+    assert isinstance(base, int), base
+    return base
+
+
 def merge_findings(first: Finding, then: Finding, offset: int) -> Finding:
     """One rule's findings over two consecutive chunks of a table as one finding.
 
@@ -665,7 +674,7 @@ def merge_findings(first: Finding, then: Finding, offset: int) -> Finding:
     """
     details = dict(first.details)
     if "share_of" in details:
-        details["share_of"] = int(first.details["share_of"]) + int(then.details["share_of"])  # type: ignore[call-overload]
+        details["share_of"] = _share_of(first.details) + _share_of(then.details)
     return _worded(
         first.rule,
         first.table,

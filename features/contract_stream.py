@@ -48,7 +48,6 @@ from features.contract import (
     Reference,
     ValidationReport,
     _arrow_frame,
-    _arrow_text,
     _as_text,
     _as_utc,
     _check_table,
@@ -75,7 +74,7 @@ STREAMED = ("events", "marketing")
 """Tables with rows per event, not per customer, and only row-local rules besides
 ``duplicate_event_id``: read in chunks. The others are read whole."""
 CHUNK_ROWS = 1_000_000
-DUCKDB_MEMORY = "1GB"
+DUCKDB_MEMORY = "512MB"
 _RULE_RANK = {rule: rank for rank, rule in enumerate(RULES)}
 
 
@@ -161,20 +160,19 @@ class _EventIds:
         self.named = False  # whether events have a customer_id column to name rows by
 
     def add(self, events: pd.DataFrame, offset: int) -> None:
-        filled = events["event_id"].notna().to_numpy()
-        rows = events[filled]
+        """The events of one parsed chunk starting ``offset`` rows into the table; DuckDB hashes
+        the whole row (nulls, NaN included, hash alike, as ``DataFrame.duplicated`` sees them)."""
         self.named = "customer_id" in events.columns
-        customer = rows["customer_id"] if self.named else pd.Series(pd.NA, index=rows.index)
-        chunk = pyarrow.table(
-            {
-                "position": np.flatnonzero(filled) + offset,
-                "event_id": _arrow_text(rows["event_id"]),
-                "customer_id": _arrow_text(customer.astype("string[pyarrow]")),
-                "row_hash": pd.util.hash_pandas_object(rows, index=False).to_numpy(),
-            }
+        chunk = pyarrow.Table.from_pandas(events, preserve_index=False).append_column(
+            "_position", pyarrow.array(np.arange(offset, offset + len(events)))
         )
+        everything = ", ".join(f'"{name}"' for name in events.columns)
+        customer = "customer_id" if self.named else "NULL"
         self.connection.register("chunk", chunk)
-        self.connection.execute("INSERT INTO ids SELECT * FROM chunk")
+        self.connection.execute(
+            f"INSERT INTO ids SELECT _position, event_id, {customer}, hash({everything}) "
+            "FROM chunk WHERE event_id IS NOT NULL"
+        )
         self.connection.unregister("chunk")
 
     def finding(self) -> Finding | None:
