@@ -17,8 +17,17 @@ findings, counts, first rows and messages) while never holding a large table who
   rows of one event_id would count them as copies).
 
 Memory is bounded by a chunk (about 1 KB a row of parsed events with its checks), the small
-tables and DuckDB's limit. ``validate_spark`` runs the same validator over a ``SparkExport``:
-Spark hands the driver Arrow batches partition by partition, in file order.
+tables and DuckDB's limit.
+
+Parsing is per value, so a chunk parses as its rows would in the whole column, with two corner
+cases where ``parse_table`` looks at the whole column: a Parquet id column stored as floats is
+written without ``.0`` only when every value of the column (here: of the chunk) is whole, and a
+timestamp column falls back from Arrow's ISO 8601 parser to pandas' when Arrow rejects one value
+of the column (of the chunk); a value only one of the two parsers reads would be reported
+differently. The tests hold every contract fixture and the RavenStack export to equality.
+
+``features.spark_engine.validate_spark`` runs the same validator over a ``SparkExport``: Spark
+hands the driver Arrow batches partition by partition, in file order.
 """
 
 from __future__ import annotations
