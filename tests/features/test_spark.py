@@ -24,7 +24,9 @@ from hypothesis import strategies as st
 pytest.importorskip("pyspark", reason="PySpark not installed: uv sync --extra spark")
 
 from pyspark.sql import SparkSession
+from typer.testing import CliRunner
 
+from churn.cli import app
 from features.catalog import KEY_COLUMNS
 from features.contract import RawTables, parse_tables, validate_folder
 from features.engine import (
@@ -213,6 +215,21 @@ def test_spark_validates_an_export_with_the_findings_of_validate_folder(
         f.rule for f in expected.findings
     }
     assert validate_spark(read_export(spark, str(tmp_path)), NOW, chunk_rows=4) == expected
+    # marketing.action is an error: the Spark build refuses the export, as the DuckDB build does
+    out = tmp_path / "labeled"
+    args = [
+        "features",
+        "--engine",
+        "spark",
+        "--data",
+        str(tmp_path),
+        "--monthly",
+        "--out",
+        str(out),
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1 and "marketing.action" in result.output
+    assert not out.exists()
 
 
 # ----- the leakage guard holds on Spark too -----
