@@ -237,6 +237,9 @@ CASES: dict[str, Callable[[], Frames]] = {
     ),
     "no_mrr_column": dropped("subscriptions", "mrr"),
     "no_event_type_column": dropped(E, "event_type"),
+    "no_event_customer_column": lambda: dropped(
+        E, "customer_id", base=added(E, event("e1", "c1", "s1", "2024-03-05"), base=linked_export)
+    )(),
     "empty_customers": emptied("customers"),
     "empty_events": emptied(E),
     **{
