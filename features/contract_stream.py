@@ -103,8 +103,13 @@ def file_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
     """The raw rows of ``<table>.parquet`` or ``<table>.csv``, ``chunk_rows`` at a time.
 
     The same readers and types as ``_read_file``: Parquet row batches keep the file's schema
-    (and its pandas metadata), CSV cells are all text.
+    (and its pandas metadata), CSV cells are all text. A format without a streaming reader here
+    is read whole by ``_read_file`` and then cut: the same findings, without the memory bound.
     """
+    if path.suffix not in (".parquet", ".csv"):
+        frame = _read_file(path)
+        starts = range(0, max(len(frame), 1), chunk_rows)
+        return (frame.iloc[start : start + chunk_rows].reset_index(drop=True) for start in starts)
     if path.suffix == ".parquet":  # one fragment, as pq.read_table opens it (and words errors)
         fragment = pyarrow.dataset.ParquetFileFormat().make_fragment(str(path), LocalFileSystem())
         schema = fragment.physical_schema
