@@ -63,11 +63,13 @@ def _engine(engine: str) -> str:
 
 
 def _spark_export(data: str) -> tuple[Any, Any]:
-    """A Spark engine and the export at ``data`` (any URI Spark reads)."""
+    """A Spark engine and the export at ``data`` (any URI Spark reads), checked against the data
+    contract first: an export with errors raises ``ContractError``, as on DuckDB."""
     try:
         from pyspark.sql import SparkSession
 
-        from features.spark_engine import SparkEngine, read_export
+        from features.errors import ContractError
+        from features.spark_engine import SparkEngine, read_export, validate_spark
     except ImportError:
         raise ChurnError(
             "--engine spark needs PySpark and Java 17: pip install '.[spark]'."
@@ -77,7 +79,11 @@ def _spark_export(data: str) -> tuple[Any, Any]:
         .config("spark.sql.session.timeZone", "UTC")
         .getOrCreate()
     )
-    return SparkEngine(spark), read_export(spark, data)
+    export = read_export(spark, data)
+    report = validate_spark(export, pd.Timestamp.now(tz="UTC"))
+    if not report.ok:
+        raise ContractError(report.format_errors())
+    return SparkEngine(spark), export
 
 
 def friendly_errors(command: F) -> F:
@@ -143,21 +149,40 @@ def generate(
     console.print(f"[green]wrote[/] {out}/ (truth in {out}/truth/)")
 
 
+PROFILED_EVENTS = 5_000_000
+"""Up to this many events and marketing rows ``churn validate`` also reads them whole, for the
+plausibility checks on events and the vocabulary table; above it those are left out."""
+
+
 @app.command()
 @friendly_errors
 def validate(data: DataOpt = None) -> None:
-    """Check a folder of raw tables against the data contract; exit 1 on errors."""
-    from features.contract import ValidationReport, print_report, validate_folder
+    """Check a folder of raw tables against the data contract; exit 1 on errors.
+
+    The contract is checked out of core (``validate_export``: events and marketing in chunks).
+    """
+    from features.contract import REQUIRED_TABLES, ValidationReport, print_report, read_raw_tables
+    from features.contract_stream import STREAMED, read_per_customer_tables, validate_export
     from features.importers.plausibility import plausibility_findings
 
     folder = data or Settings().data_dir
     now = pd.Timestamp.now(tz="UTC")
-    tables, report = validate_folder(folder, now)
-    if tables is not None:  # the contract's report, then what looks implausible
+    report = validate_export(folder, now)
+    tables = None
+    streamed_rows = sum(report.row_counts.get(table, 0) for table in STREAMED)
+    profiled = streamed_rows <= PROFILED_EVENTS
+    if all(table in report.row_counts for table in REQUIRED_TABLES):
+        # the contract's report, then what looks implausible
+        tables = read_raw_tables(folder) if profiled else read_per_customer_tables(folder)
         extra = tuple(plausibility_findings(tables, now))
         report = ValidationReport(report.findings + extra, report.row_counts)
     print_report(report, console)
-    if tables is not None and report.ok:
+    if tables is not None and not profiled:
+        console.print(
+            f"[dim]{streamed_rows:,} event and marketing rows: too many to read whole, so the "
+            "plausibility checks of events and the vocabulary table are left out.[/]"
+        )
+    elif tables is not None and report.ok:
         _print_vocabulary(tables)
     if not report.ok:
         err_console.print(

@@ -9,6 +9,9 @@ Reading (``read_raw_tables``) gives every column its contract type; ``validate``
 (pandera per table, vectorised cross-table checks) into a ``ValidationReport`` of errors, which
 block every pipeline, and warnings, which do not; ``load_valid_tables`` does both and raises
 ``ContractError`` on errors. docs/data-contract.md is the user-facing version of this module.
+The cross-table rules check each row against a ``Reference`` built from customers and
+subscriptions, so ``features.contract_stream`` runs the same rules chunk by chunk on exports
+larger than memory.
 """
 
 from __future__ import annotations
@@ -439,6 +442,9 @@ class Finding:
     id_column: str | None = None
     ids: tuple[str, ...] = ()
     values: tuple[str, ...] = ()
+    details: Mapping[str, object] = field(default_factory=dict, compare=False, repr=False)
+    """The rule's template fields the message was written from (besides the row count), so
+    that findings over consecutive chunks of one table can be merged and re-worded."""
 
     @property
     def where(self) -> str:
@@ -586,15 +592,17 @@ def _row_finding(
     *,
     show_values: bool = False,
     id_column: str | None = None,
+    keep_empty: bool = False,
     **details: object,
 ) -> Finding | None:
     """A finding about the rows at ``positions`` (0-based), or None when there are none.
 
     Rows are named by ``id_column``, by default the table's ``ROW_ID`` or customer_id.
+    ``keep_empty`` gives a finding of 0 rows instead of None: a chunk's share of a rule that
+    found nothing still counts in the share's base (``share_of``) when chunks merge.
     """
-    if len(positions) == 0:
+    if len(positions) == 0 and not keep_empty:
         return None
-    spec = RULES[rule]
     first = np.sort(positions)[:MAX_EXAMPLES]
     id_column = id_column or ROW_ID.get(table, "customer_id")
     ids: tuple[str, ...] = ()
@@ -603,7 +611,39 @@ def _row_finding(
     values: tuple[str, ...] = ()
     if show_values and column in frame.columns:
         values = tuple(str(v) for v in frame[column].iloc[first])
-    fmt = {"table": table, "column": column, **_agreement(len(positions)), **details}
+    return _worded(
+        rule,
+        table,
+        column,
+        len(positions),
+        tuple(int(p) + 1 for p in first),
+        id_column=id_column if ids else None,
+        ids=ids,
+        values=values,
+        details=details,
+    )
+
+
+def _worded(
+    rule: str,
+    table: str,
+    column: str | None,
+    count: int,
+    rows: tuple[int, ...],
+    *,
+    id_column: str | None,
+    ids: tuple[str, ...],
+    values: tuple[str, ...],
+    details: Mapping[str, object],
+) -> Finding:
+    """The finding of ``count`` rows breaking ``rule``, ``rows`` the first (1-based) of them.
+
+    A ``share_of`` detail is the number of rows the count is a share of (``{share}``).
+    """
+    spec = RULES[rule]
+    fmt = {"table": table, "column": column, **_agreement(count), **details}
+    if "share_of" in details:
+        fmt["share"] = f"{count / max(_share_of(details), 1):.1%}"
     return Finding(
         severity=spec.severity,
         table=table,
@@ -611,11 +651,40 @@ def _row_finding(
         rule=rule,
         message=spec.message.format(**fmt),
         fix=spec.fix.format(**fmt),
-        row_count=len(positions),
-        rows=tuple(int(p) + 1 for p in first),
-        id_column=id_column if ids else None,
+        row_count=count,
+        rows=rows,
+        id_column=id_column,
         ids=ids,
         values=values,
+        details=dict(details),
+    )
+
+
+def _share_of(details: Mapping[str, object]) -> int:
+    base = details["share_of"]
+    assert isinstance(base, int), base
+    return base
+
+
+def merge_findings(first: Finding, then: Finding, offset: int) -> Finding:
+    """One rule's findings over two consecutive chunks of a table as one finding.
+
+    ``then`` came from the chunk starting ``offset`` rows into the table: its rows move by
+    ``offset``, the counts (and ``share_of``) add up, the examples stay the first in file order.
+    """
+    details = dict(first.details)
+    if "share_of" in details:
+        details["share_of"] = _share_of(first.details) + _share_of(then.details)
+    return _worded(
+        first.rule,
+        first.table,
+        first.column,
+        first.row_count + then.row_count,
+        (first.rows + tuple(row + offset for row in then.rows))[:MAX_EXAMPLES],
+        id_column=first.id_column or then.id_column,
+        ids=(first.ids + then.ids)[:MAX_EXAMPLES],
+        values=(first.values + then.values)[:MAX_EXAMPLES],
+        details=details,
     )
 
 
@@ -635,26 +704,38 @@ def _string_mapper(arrow_type: pyarrow.DataType) -> pd.api.extensions.ExtensionD
     return None
 
 
+def _csv_header(path: Path) -> list[str]:
+    """The header row of a CSV file; a name given twice makes the file unreadable."""
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        header = next(csv.reader(handle), [])
+    if len(set(header)) != len(header):
+        twice = sorted({name for name in header if header.count(name) > 1})
+        raise ValueError(f"the header row names {', '.join(twice)} more than once")
+    return header
+
+
+def _csv_options(header: list[str]) -> arrow_csv.ConvertOptions:
+    """Every CSV cell as text (empty is null); the contract types are parsed afterwards."""
+    return arrow_csv.ConvertOptions(
+        column_types={name: pyarrow.string() for name in header},
+        null_values=[""],
+        strings_can_be_null=True,
+        quoted_strings_can_be_null=True,
+    )
+
+
+def _arrow_frame(arrow_table: pyarrow.Table) -> pd.DataFrame:
+    """An Arrow table as the raw frame ``parse_table`` reads (Arrow-backed strings)."""
+    return arrow_table.to_pandas(types_mapper=_string_mapper, date_as_object=False)
+
+
 def _read_file(path: Path) -> pd.DataFrame:
     """Read one file, every CSV column as text (types are parsed per column afterwards)."""
     if path.suffix == ".parquet":
         arrow_table = pq.read_table(path)
     else:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            header = next(csv.reader(handle), [])
-        if len(set(header)) != len(header):
-            twice = sorted({name for name in header if header.count(name) > 1})
-            raise ValueError(f"the header row names {', '.join(twice)} more than once")
-        arrow_table = arrow_csv.read_csv(
-            path,
-            convert_options=arrow_csv.ConvertOptions(
-                column_types={name: pyarrow.string() for name in header},
-                null_values=[""],
-                strings_can_be_null=True,
-                quoted_strings_can_be_null=True,
-            ),
-        )
-    return arrow_table.to_pandas(types_mapper=_string_mapper, date_as_object=False)
+        arrow_table = arrow_csv.read_csv(path, convert_options=_csv_options(_csv_header(path)))
+    return _arrow_frame(arrow_table)
 
 
 def _as_text(values: pd.Series, *, lower: bool = False) -> pd.Series:
@@ -833,27 +914,48 @@ def parse_tables(tables: RawTables) -> RawTables:
     return replace(tables, **parsed, read_findings=tuple(findings))  # type: ignore[arg-type]
 
 
+READ_ERRORS = (OSError, ValueError, UnicodeDecodeError, pyarrow.ArrowException)
+"""What reading a file may raise; each becomes an ``unreadable_file`` finding."""
+
+
+def table_file(folder: Path, table: str) -> tuple[Path | None, list[Finding]]:
+    """The file ``table`` is read from (Parquet before CSV), or None; and what is wrong there."""
+    parquet, csv_file = folder / f"{table}.parquet", folder / f"{table}.csv"
+    findings: list[Finding] = []
+    if parquet.is_file() and csv_file.is_file():
+        findings.append(_finding("duplicate_file", table))
+    path = parquet if parquet.is_file() else csv_file if csv_file.is_file() else None
+    if path is None and table in REQUIRED_TABLES:
+        findings.append(_finding("missing_table", table, folder=folder))
+    return path, findings
+
+
+def unreadable(table: str, path: Path, exc: Exception) -> Finding:
+    """The ``unreadable_file`` finding of ``path``, with the first line of the reader's error."""
+    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return _finding("unreadable_file", table, file=path.name, detail=detail)
+
+
+def missing_folder(folder: Path) -> Finding:
+    return _finding("missing_folder", "", None, folder=folder)
+
+
 def _read_folder(folder: Path) -> tuple[dict[str, pd.DataFrame], list[Finding]]:
     """Read and parse every contract table in ``folder``; problems become findings."""
     folder = Path(folder)
     if not folder.is_dir():
-        return {}, [_finding("missing_folder", "", None, folder=folder)]
+        return {}, [missing_folder(folder)]
     frames: dict[str, pd.DataFrame] = {}
     findings: list[Finding] = []
     for table in TABLE_COLUMNS:
-        parquet, csv_file = folder / f"{table}.parquet", folder / f"{table}.csv"
-        if parquet.is_file() and csv_file.is_file():
-            findings.append(_finding("duplicate_file", table))
-        path = parquet if parquet.is_file() else csv_file if csv_file.is_file() else None
+        path, file_findings = table_file(folder, table)
+        findings += file_findings
         if path is None:
-            if table in REQUIRED_TABLES:
-                findings.append(_finding("missing_table", table, folder=folder))
             continue
         try:
             raw = _read_file(path)
-        except (OSError, ValueError, UnicodeDecodeError, pyarrow.ArrowException) as exc:
-            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            findings.append(_finding("unreadable_file", table, file=path.name, detail=detail))
+        except READ_ERRORS as exc:
+            findings.append(unreadable(table, path, exc))
             continue
         frames[table], table_findings = parse_table(table, raw)
         findings += table_findings
@@ -1213,6 +1315,27 @@ def _event_row_id(events: pd.DataFrame) -> str | None:
     return None
 
 
+def duplicate_event_details(
+    repeated: list[tuple[str, int]], repeated_count: int, copies: int
+) -> dict[str, str]:
+    """The words of ``duplicate_event_id``: the first repeated ids (in order of first appearance)
+    with their row counts, how many ids repeat, and how many rows are exact copies."""
+    shown = ", ".join(f"{name} ({count:,} rows)" for name, count in repeated[:MAX_EXAMPLES])
+    if repeated_count > MAX_EXAMPLES:
+        shown += f" and {repeated_count - MAX_EXAMPLES:,} more"
+    verb = "appears" if repeated_count == 1 else "appear"
+    copies_text = (
+        f"{copies:,} of them are exact copies of another row."
+        if copies
+        else "None of them is an exact copy of another row."
+    )
+    return {
+        "id_count": f"{_plural(repeated_count, 'event_id')} {verb}",
+        "id_examples": shown,
+        "copies": copies_text,
+    }
+
+
 def _duplicate_event_ids(events: pd.DataFrame) -> Finding | None:
     """Rows whose event_id another row shares: which ids, how many rows, how many exact copies.
 
@@ -1232,18 +1355,9 @@ def _duplicate_event_ids(events: pd.DataFrame) -> Finding | None:
         return None
     positions = np.flatnonzero(filled & (counts[np.where(filled, codes, 0)] > 1))
     names = encoded.dictionary.take(pyarrow.array(repeated[:MAX_EXAMPLES])).to_pylist()
-    shown = ", ".join(
-        f"{name} ({counts[code]:,} rows)" for name, code in zip(names, repeated, strict=False)
-    )
-    if len(repeated) > MAX_EXAMPLES:
-        shown += f" and {len(repeated) - MAX_EXAMPLES:,} more"
-    verb = "appears" if len(repeated) == 1 else "appear"
     copies = int(events.iloc[positions].duplicated(keep=False).sum())  # 0 or at least 2
-    copies_text = (
-        f"{copies:,} of them are exact copies of another row."
-        if copies
-        else "None of them is an exact copy of another row."
-    )
+    shown = [(str(name), int(counts[code])) for name, code in zip(names, repeated, strict=False)]
+    words = duplicate_event_details(shown, len(repeated), copies)
     return _row_finding(
         "duplicate_event_id",
         "events",
@@ -1251,33 +1365,91 @@ def _duplicate_event_ids(events: pd.DataFrame) -> Finding | None:
         events,
         positions,
         show_values=True,
-        id_count=f"{_plural(len(repeated), 'event_id')} {verb}",
-        id_examples=shown,
-        copies=copies_text,
+        id_count=words["id_count"],
+        id_examples=words["id_examples"],
+        copies=words["copies"],
     )
+
+
+@dataclass(frozen=True)
+class _Links:
+    """Each subscription_id's first row (a repeated id is an error of its own), for the
+    event -> subscription checks. Arrays have one entry per id, then a sentinel that fails every
+    test: the holder's customer code, the [start, end) seconds, whether the dates are usable
+    (no dates when subscriptions' start_date or end_date is unusable)."""
+
+    ids: pd.Index
+    holder: np.ndarray
+    start: np.ndarray | None
+    end: np.ndarray | None
+    dated: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class Reference:
+    """What rows of the other tables are checked against: the known customer ids, the spans
+    their subscriptions cover, and the subscriptions events link to.
+
+    Built once per export from customers and subscriptions (per-customer sized), so that a large
+    table can be checked chunk by chunk against it (``features.contract_stream``).
+    """
+
+    known: pd.Index
+    spans: pd.DataFrame | None
+    """Covered spans per customer code (``_subscription_spans``); None without usable dates."""
+    links: _Links | None
+
+
+def reference(
+    frames: Mapping[str, pd.DataFrame], usable: Mapping[str, set[str]]
+) -> Reference | None:
+    """The ``Reference`` of checked ``frames`` (None when customers has no usable customer_id)."""
+    if "customer_id" not in usable["customers"]:
+        return None
+    known = pd.Index(frames["customers"]["customer_id"].dropna().unique())
+    subscriptions = frames["subscriptions"]
+    columns = usable["subscriptions"]
+    if "customer_id" not in columns:
+        return Reference(known, None, None)
+    sub_codes = _customer_codes(subscriptions["customer_id"], known)
+    dated = {"start_date", "end_date"} <= columns
+    spans = _subscription_spans(subscriptions, sub_codes)[2] if dated else None
+    links = None
+    if "subscription_id" in columns:
+        ids = subscriptions["subscription_id"]
+        subs = np.flatnonzero(~ids.duplicated().to_numpy() & ids.notna().to_numpy())
+        start_s = end_s = usable_dates = None
+        if dated:
+            start = subscriptions["start_date"].iloc[subs]
+            end = subscriptions["end_date"].iloc[subs]
+            far = (1 << _SPAN_BITS) - 1
+            start_s = np.append(_seconds(start), 0)
+            end_s = np.append(np.where(end.isna().to_numpy(), far, _seconds(end)), far)
+            # else an error is reported already
+            usable_dates = np.append((start.notna() & ~(end < start)).to_numpy(), False)
+        holder = np.append(sub_codes[subs], -1)
+        links = _Links(pd.Index(ids.iloc[subs]), holder, start_s, end_s, usable_dates)
+    return Reference(known, spans, links)
 
 
 def _event_subscription_findings(
     events: pd.DataFrame,
     event_codes: np.ndarray,
-    subscriptions: pd.DataFrame,
-    sub_codes: np.ndarray,
+    links: _Links,
     event_seconds: np.ndarray | None,
+    row_id: str | None,
+    keep_empty: bool,
 ) -> list[Finding | None]:
     """Events linked to a subscription by ``events.subscription_id``: the link must exist, belong
     to the event's customer, and the event must fall in that subscription's [start, end).
 
     ``event_seconds`` are the events' ``_seconds`` (None when subscription dates are unusable).
     Whole-column array operations: one hash lookup per distinct subscription_id, then gathers
-    and comparisons (unlinked events point at a sentinel subscription that fails every test).
+    and comparisons (unlinked events point at the sentinel subscription).
     """
-    ids = subscriptions["subscription_id"]
-    # a repeated subscription_id is an error of its own; its first row is used here
-    subs = np.flatnonzero(~ids.duplicated().to_numpy() & ids.notna().to_numpy())
-    link = _customer_codes(events["subscription_id"], pd.Index(ids.iloc[subs]))
-    own = np.where(link >= 0, link, len(subs))  # len(subs) is the sentinel
-    row_id = _event_row_id(events)
-    holder = np.append(sub_codes[subs], -1)[own]
+    link = _customer_codes(events["subscription_id"], links.ids)
+    own = np.where(link >= 0, link, len(links.ids))  # len(ids) is the sentinel
+    holder = links.holder[own]
     other = (event_codes >= 0) & (holder >= 0) & (event_codes != holder)
     findings: list[Finding | None] = [
         _row_finding(
@@ -1299,35 +1471,74 @@ def _event_subscription_findings(
             id_column=row_id,
         ),
     ]
-    if event_seconds is not None:
-        start = subscriptions["start_date"].iloc[subs]
-        end = subscriptions["end_date"].iloc[subs]
-        dated = (start.notna() & ~(end < start)).to_numpy()  # else an error is reported already
-        far = (1 << _SPAN_BITS) - 1
-        start_s = np.append(_seconds(start), 0)
-        end_s = np.append(np.where(end.isna().to_numpy(), far, _seconds(end)), far)
-        checked = np.append(dated, False)[own] & events["timestamp"].notna().to_numpy()
-        outside = checked & ((event_seconds < start_s[own]) | (event_seconds >= end_s[own]))
-        positions = np.flatnonzero(outside)
+    if event_seconds is not None and links.dated is not None:
+        assert links.start is not None and links.end is not None
+        checked = links.dated[own] & events["timestamp"].notna().to_numpy()
+        outside = checked & ((event_seconds < links.start[own]) | (event_seconds >= links.end[own]))
         findings.append(
             _row_finding(
                 "event_outside_own_subscription",
                 "events",
                 "timestamp",
                 events,
-                positions,
+                np.flatnonzero(outside),
                 id_column=row_id,
-                share=f"{len(positions) / max(int(checked.sum()), 1):.1%}",
+                keep_empty=keep_empty,
+                share_of=int(checked.sum()),
             )
         )
     return findings
+
+
+def row_findings(
+    ref: Reference,
+    table: str,
+    frame: pd.DataFrame,
+    usable: set[str],
+    row_id: str | None,
+    *,
+    keep_empty: bool = False,
+) -> list[Finding]:
+    """The cross-table rules about each row of ``table`` (any table but customers): an unknown
+    customer; for events, coverage by any subscription and the link to their own.
+
+    Row-local given ``ref``: a large table may be checked chunk by chunk, ``keep_empty`` then
+    keeps the 0-row findings of rules worded with a share (``_row_finding``). ``row_id`` names
+    event rows (``_event_row_id`` of the whole table).
+    """
+    if "customer_id" not in usable:
+        return []
+    codes = _customer_codes(frame["customer_id"], ref.known)
+    unknown = np.flatnonzero(codes == -1)
+    findings = [_row_finding("unknown_customer", table, "customer_id", frame, unknown)]
+    if table == "events":
+        event_seconds = None
+        if ref.spans is not None and "timestamp" in usable:
+            event_seconds = _seconds(frame["timestamp"])  # shared by two checks
+            outside = _events_outside(frame, codes, ref.spans, event_seconds)
+            findings.append(
+                _row_finding(
+                    "event_outside_subscription",
+                    "events",
+                    "timestamp",
+                    frame,
+                    outside,
+                    keep_empty=keep_empty,
+                    share_of=len(frame),
+                )
+            )
+        if ref.links is not None and "subscription_id" in usable:
+            findings += _event_subscription_findings(
+                frame, codes, ref.links, event_seconds, row_id, keep_empty
+            )
+    return [f for f in findings if f is not None]
 
 
 def _status_findings(
     customers: pd.DataFrame,
     customer_codes: np.ndarray,
     codes: dict[str, np.ndarray],
-    frames: dict[str, pd.DataFrame],
+    frames: Mapping[str, pd.DataFrame],
     known_count: int,
     subscriptions_open: np.ndarray | None,
 ) -> list[Finding | None]:
@@ -1374,26 +1585,24 @@ def _status_findings(
     return findings
 
 
-def _cross_table_findings(
-    frames: dict[str, pd.DataFrame], usable: dict[str, set[str]], now: pd.Timestamp
+def customer_findings(
+    frames: Mapping[str, pd.DataFrame],
+    usable: Mapping[str, set[str]],
+    ref: Reference,
+    now: pd.Timestamp,
 ) -> list[Finding]:
-    """Rules that need more than one table: unknown customers, coverage, overlaps, exits,
-    events against their own subscription, and the customers' status flag."""
+    """The cross-table rules about customers, subscriptions and exit reasons (all per-customer
+    sized): customers without subscription, overlaps, exits while active, the status flag."""
+    customers, subscriptions = frames["customers"], frames["subscriptions"]
+    customer_codes = _customer_codes(customers["customer_id"], ref.known)
+    codes = {
+        table: _customer_codes(frames[table]["customer_id"], ref.known)
+        for table in ("subscriptions", "exit_reasons")
+        if table in frames and "customer_id" in usable[table]
+    }
     findings: list[Finding | None] = []
-    if "customer_id" not in usable["customers"]:
-        return []
-    customers = frames["customers"]
-    known = pd.Index(customers["customer_id"].dropna().unique())
-    codes: dict[str, np.ndarray] = {}
-    for table, frame in frames.items():
-        if table != "customers" and "customer_id" in usable[table]:
-            codes[table] = _customer_codes(frame["customer_id"], known)
-            unknown = np.flatnonzero(codes[table] == -1)
-            findings.append(_row_finding("unknown_customer", table, "customer_id", frame, unknown))
-    subscriptions = frames["subscriptions"]
-    customer_codes = _customer_codes(customers["customer_id"], known)
     if "subscriptions" in codes:
-        covered = np.zeros(len(known) + 1, dtype=bool)
+        covered = np.zeros(len(ref.known) + 1, dtype=bool)
         covered[codes["subscriptions"][codes["subscriptions"] >= 0]] = True
         alone = np.flatnonzero((customer_codes >= 0) & ~covered[customer_codes])
         findings.append(
@@ -1401,31 +1610,13 @@ def _cross_table_findings(
                 "customer_without_subscription", "customers", "customer_id", customers, alone
             )
         )
-    dated = "subscriptions" in codes and {"start_date", "end_date"} <= usable["subscriptions"]
-    event_seconds = None
-    if dated and "events" in codes and "timestamp" in usable["events"]:
-        event_seconds = _seconds(frames["events"]["timestamp"])  # shared by two checks
-    if dated:
-        overlap, _, spans = _subscription_spans(subscriptions, codes["subscriptions"])
+    if ref.spans is not None:  # subscriptions with usable customer_id, start_date, end_date
+        overlap = _subscription_spans(subscriptions, codes["subscriptions"])[0]
         findings.append(
             _row_finding(
                 "overlapping_subscriptions", "subscriptions", "start_date", subscriptions, overlap
             )
         )
-        if event_seconds is not None:
-            events = frames["events"]
-            outside = _events_outside(events, codes["events"], spans, event_seconds)
-            share = f"{len(outside) / max(len(events), 1):.1%}"
-            findings.append(
-                _row_finding(
-                    "event_outside_subscription",
-                    "events",
-                    "timestamp",
-                    events,
-                    outside,
-                    share=share,
-                )
-            )
         if "exit_reasons" in codes and "churned_at" in usable["exit_reasons"]:
             exits = frames["exit_reasons"]
             today = now.tz_localize(None).normalize()
@@ -1437,19 +1628,30 @@ def _cross_table_findings(
                     "exit_reason_while_active", "exit_reasons", "churned_at", exits, active
                 )
             )
-    linkable = "subscriptions" in codes and "subscription_id" in usable["subscriptions"]
-    if linkable and "events" in codes and "subscription_id" in usable["events"]:
-        findings += _event_subscription_findings(
-            frames["events"], codes["events"], subscriptions, codes["subscriptions"], event_seconds
-        )
     if "status" in usable["customers"]:
         subscriptions_open = None
         if "end_date" in usable["subscriptions"]:
             subscriptions_open = subscriptions["end_date"].isna().to_numpy()
         findings += _status_findings(
-            customers, customer_codes, codes, frames, len(known), subscriptions_open
+            customers, customer_codes, codes, frames, len(ref.known), subscriptions_open
         )
     return [f for f in findings if f is not None]
+
+
+def _cross_table_findings(
+    frames: dict[str, pd.DataFrame], usable: dict[str, set[str]], now: pd.Timestamp
+) -> list[Finding]:
+    """Rules that need more than one table: unknown customers, coverage, overlaps, exits,
+    events against their own subscription, and the customers' status flag."""
+    ref = reference(frames, usable)
+    if ref is None:
+        return []
+    findings: list[Finding] = []
+    for table, frame in frames.items():
+        if table != "customers":
+            row_id = _event_row_id(frame) if table == "events" else None
+            findings += row_findings(ref, table, frame, usable[table], row_id)
+    return findings + customer_findings(frames, usable, ref, now)
 
 
 def validate(tables: RawTables, now: pd.Timestamp) -> ValidationReport:

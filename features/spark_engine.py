@@ -22,22 +22,29 @@ attribute types). PySpark is the optional ``spark`` extra: only this module impo
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 import sqlglot
 from pyspark.errors import AnalysisException
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
+from pyspark.sql.pandas.types import to_arrow_schema
 from sqlglot import exp
 
-from features.contract import REQUIRED_TABLES, TABLE_COLUMNS, parse_table
+from features.contract import REQUIRED_TABLES, TABLE_COLUMNS, ValidationReport, parse_table
+from features.contract import column_kind as contract_kind
+from features.contract_stream import CHUNK_ROWS, TableSource, rechunked, validate_sources
 from features.engine import column_kind, prepare_table, prepared_columns
 from features.errors import ChurnError
 from features.options import FeatureOptions, read_options
@@ -343,6 +350,73 @@ def read_export(spark: SparkSession, uri: str) -> SparkExport:
     return SparkExport(spark, tables, customers, options)
 
 
+# --------------------------------------------------------------------------------------------
+# The data contract on Spark
+
+
+def _driver_batches(frame: DataFrame) -> Iterator[pa.RecordBatch]:
+    """The rows of ``frame`` on the driver as Arrow batches, partition by partition in order
+    (for one Parquet file, its row order). Executors encode each Arrow batch as an IPC stream in
+    one binary cell; ``toLocalIterator`` holds one partition's cells on the driver at a time."""
+
+    def encoded(batches: Iterable[pa.RecordBatch]) -> Iterable[pa.RecordBatch]:
+        for batch in batches:
+            sink = pa.BufferOutputStream()
+            with pa.ipc.new_stream(sink, batch.schema) as writer:
+                writer.write_batch(batch)
+            yield pa.RecordBatch.from_pydict({"ipc": [sink.getvalue().to_pybytes()]})
+
+    for row in frame.mapInArrow(encoded, "ipc binary").toLocalIterator():
+        yield from pa.ipc.open_stream(row["ipc"])
+
+
+def _driver_chunks(frame: DataFrame, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    """``frame``'s rows as the raw chunks the contract parses (``features.contract_stream``)."""
+    batches = _driver_batches(frame)
+    first = next(batches, None)
+    if first is None:
+        return rechunked(iter(()), to_arrow_schema(frame.schema), chunk_rows)
+    return rechunked(itertools.chain([first], batches), first.schema, chunk_rows)
+
+
+def _as_pandas_reads(table: str, frame: DataFrame) -> DataFrame:
+    """``frame`` with the types pandas reads from the same Parquet: the nanosecond timestamps
+    :func:`read_export` reads as integers are timestamps again (to the microsecond). So an
+    integer in a contract time column is taken as nanoseconds here, where pandas reports it."""
+    columns = []
+    for field in frame.schema.fields:
+        kind = contract_kind(table, field.name.strip())
+        if kind in ("date", "timestamp") and isinstance(field.dataType, T.LongType):
+            columns.append(utc_timestamp(field.name, field.dataType).alias(field.name))
+        else:
+            columns.append(F.col(f"`{field.name}`"))
+    return frame.select(*columns)
+
+
+def validate_spark(
+    export: SparkExport, now: pd.Timestamp, *, chunk_rows: int = CHUNK_ROWS
+) -> ValidationReport:
+    """The data contract's report on a ``SparkExport``: the findings ``validate_folder`` gives
+    on the same Parquet files.
+
+    Driver-side and memory bounded: the per-customer tables are collected whole, events and
+    marketing stream to the driver in chunks of ``chunk_rows`` rows, in file order, through the
+    same validator as ``churn validate`` (``features.contract_stream.validate_sources``).
+    """
+    sources = {
+        name: TableSource(
+            whole=partial(_driver_whole, _as_pandas_reads(name, frame)),
+            chunks=partial(_driver_chunks, _as_pandas_reads(name, frame)),
+        )
+        for name, frame in export.tables.items()
+    }
+    return validate_sources(sources, {}, [], now, chunk_rows)
+
+
+def _driver_whole(frame: DataFrame) -> pd.DataFrame:
+    return pd.concat(list(_driver_chunks(frame, CHUNK_ROWS)), ignore_index=True)
+
+
 __all__ = [
     "SparkDialectError",
     "SparkEngine",
@@ -354,5 +428,6 @@ __all__ = [
     "spark_frame",
     "spark_type",
     "to_spark_sql",
+    "validate_spark",
     "write_frame",
 ]

@@ -50,6 +50,32 @@ def test_validate_exits_1_and_names_table_column_and_rule(tmp_path: Path) -> Non
     assert "mrr" in result.output
 
 
+def test_validate_of_a_large_export_keeps_the_contract_and_leaves_out_event_plausibility(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Above PROFILED_EVENTS rows events are only streamed: every contract finding, the
+    customer-sized plausibility checks, and a note for what needs the whole event log."""
+    import churn.cli
+
+    folder = tmp_path / "export"
+    folder.mkdir()
+    pd.DataFrame({"customer_id": ["a"], "signup_date": ["2024-01-01"]}).to_csv(
+        folder / "customers.csv", index=False
+    )
+    subscriptions = {"subscription_id": ["s1"], "customer_id": ["a"], "start_date": ["2024-01-01"],
+                     "end_date": [""], "mrr": ["10"], "plan": ["pro"]}  # fmt: skip
+    pd.DataFrame(subscriptions).to_csv(folder / "subscriptions.csv", index=False)
+    events = {"customer_id": ["a", "ghost"] * 20, "timestamp": "2024-02-01", "event_type": "x"}
+    pd.DataFrame(events).to_csv(folder / "events.csv", index=False)
+    small = runner.invoke(app, ["validate", "--data", str(folder)])
+    assert small.exit_code == 0 and "no_sign_in_events" in small.output
+    monkeypatch.setattr(churn.cli, "PROFILED_EVENTS", 39)
+    large = runner.invoke(app, ["validate", "--data", str(folder)])
+    assert large.exit_code == 0, large.output
+    assert "unknown_customer" in large.output and "no_sign_in_events" not in large.output
+    assert "40 event and marketing rows: too many to read whole" in large.output
+
+
 def test_features_on_invalid_data_fails_cleanly_and_writes_nothing(tmp_path: Path) -> None:
     out = tmp_path / "labeled.parquet"
     result = runner.invoke(

@@ -24,9 +24,11 @@ from hypothesis import strategies as st
 pytest.importorskip("pyspark", reason="PySpark not installed: uv sync --extra spark")
 
 from pyspark.sql import SparkSession
+from typer.testing import CliRunner
 
+from churn.cli import app
 from features.catalog import KEY_COLUMNS
-from features.contract import parse_tables
+from features.contract import RawTables, parse_tables, validate_folder
 from features.engine import (
     build,
     build_features,
@@ -43,7 +45,9 @@ from features.spark_engine import (
     local_session,
     read_export,
     to_spark_sql,
+    validate_spark,
 )
+from tests.features.test_contract import NOW, event, linked_export, with_rows
 from tests.features.test_leakage import DAYS, START, perturb_after, random_world
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("spark")]
@@ -192,6 +196,40 @@ def test_absent_required_table_is_a_clear_error(spark: SparkSession, tmp_path: P
     pd.DataFrame({"customer_id": ["c1"]}).to_parquet(tmp_path / "customers.parquet")
     with pytest.raises(ChurnError, match=r"subscriptions\.parquet"):
         read_export(spark, str(tmp_path))
+
+
+def test_spark_validates_an_export_with_the_findings_of_validate_folder(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    """Typed Parquet (nanosecond timestamps, categoricals) with row findings in several chunks."""
+    frames = linked_export()
+    rows = [event(f"x{i}", "c1", "s1", "2024-03-01T00:00:00Z") for i in range(12)]
+    rows[2]["subscription_id"], rows[7]["customer_id"], rows[9]["event_id"] = "s404", "zz", "x1"
+    with_rows(frames, "events", *rows, frames["events"].iloc[0].to_dict())
+    frames["marketing"].loc[0, "action"] = "shouted"
+    for name, frame in parse_tables(RawTables(**frames)).present().items():  # type: ignore[arg-type]
+        typed = frame.astype({"event_type": "category"}) if name == "events" else frame
+        typed.to_parquet(tmp_path / f"{name}.parquet", index=False)
+    expected = validate_folder(tmp_path, NOW)[1]
+    assert {"duplicate_event_id", "unknown_subscription", "unknown_category"} <= {
+        f.rule for f in expected.findings
+    }
+    assert validate_spark(read_export(spark, str(tmp_path)), NOW, chunk_rows=4) == expected
+    # marketing.action is an error: the Spark build refuses the export, as the DuckDB build does
+    out = tmp_path / "labeled"
+    args = [
+        "features",
+        "--engine",
+        "spark",
+        "--data",
+        str(tmp_path),
+        "--monthly",
+        "--out",
+        str(out),
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1 and "marketing.action" in result.output
+    assert not out.exists()
 
 
 # ----- the leakage guard holds on Spark too -----
