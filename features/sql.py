@@ -53,7 +53,17 @@ class SqlEngine(Protocol):
 class DuckDBEngine:
     """The embedded default: an in-process DuckDB connection (no server)."""
 
-    def __init__(self, threads: int | None = None, memory_limit: str | None = None) -> None:
+    def __init__(
+        self,
+        threads: int | None = None,
+        memory_limit: str | None = None,
+        temp_directory: Path | None = None,
+        preserve_order: bool = True,
+    ) -> None:
+        """``memory_limit`` (e.g. ``"4GB"``) bounds what DuckDB holds; past it, sorts, joins
+        and aggregates spill to ``temp_directory``. ``preserve_order=False`` lets DuckDB stream
+        results without keeping scan order, which it needs to stay under the limit on large
+        exports; every output of the build is sorted explicitly, so nothing depends on it."""
         self.con = duckdb.connect()
         self.con.execute("SET TimeZone = 'UTC'")
         # Jupyter without ipywidgets refuses the setting: the bar is off there already
@@ -63,6 +73,16 @@ class DuckDBEngine:
             self.con.execute(f"SET threads = {int(threads)}")
         if memory_limit:
             self.con.execute("SET memory_limit = ?", [memory_limit])
+        if temp_directory is not None:
+            Path(temp_directory).mkdir(parents=True, exist_ok=True)
+            self.con.execute("SET temp_directory = ?", [str(temp_directory)])
+        if not preserve_order:
+            self.con.execute("SET preserve_insertion_order = false")
+
+    def view(self, name: str, sql: str) -> None:
+        """Make ``sql`` readable as ``name`` without computing it: each reader runs it again
+        (over export files, nothing is held in memory)."""
+        self.con.execute(f'CREATE OR REPLACE TEMP VIEW "{name}" AS {sql}')
 
     def register(self, name: str, frame: pd.DataFrame) -> None:
         self.con.register(f"{name}__df", frame)
