@@ -38,7 +38,7 @@ from features.contract import column_kind as contract_kind
 from features.engine import column_kind, prepare_table, prepared_columns
 from features.errors import ChurnError
 from features.options import FeatureOptions, read_options
-from features.sql import DuckDBEngine, SqlEngine
+from features.sql import DuckDBEngine, DuckDBLimits, SqlEngine
 
 EXPORT_SUFFIXES = (".parquet", ".csv")
 """The file types of an export folder, in the order ``features.contract`` prefers them."""
@@ -200,9 +200,11 @@ class FileExport:
     customers: pd.DataFrame = dataclass_field(repr=False)
     """``customers`` parsed by the contract in pandas (one row per customer)."""
     options: FeatureOptions = dataclass_field(default_factory=FeatureOptions, repr=False)
+    limits: DuckDBLimits = dataclass_field(default_factory=DuckDBLimits)
+    """Memory limit, spill folder and threads of every engine the build opens on it."""
 
     def default_engine(self) -> SqlEngine:
-        return DuckDBEngine()
+        return self.limits.engine()
 
     def files(self) -> dict[str, Path]:
         """Each present contract table's file."""
@@ -232,8 +234,9 @@ class FileExport:
         return loaded
 
 
-def read_file_export(folder: Path) -> FileExport:
-    """The export in ``folder`` as a :class:`FileExport` (only ``customers`` is read here)."""
+def read_file_export(folder: Path, limits: DuckDBLimits | None = None) -> FileExport:
+    """The export in ``folder`` as a :class:`FileExport` (only ``customers`` is read here);
+    ``limits``: how its DuckDB engines may use the machine (default: DuckDB's own)."""
     folder = Path(folder)
     missing = [t for t in REQUIRED_TABLES if table_file(folder, t) is None]
     if missing:
@@ -245,7 +248,7 @@ def read_file_export(folder: Path) -> FileExport:
     path = table_file(folder, "customers")
     assert path is not None
     customers, _ = parse_table("customers", _read_file(path))
-    return FileExport(folder, customers, read_options(folder))
+    return FileExport(folder, customers, read_options(folder), limits or DuckDBLimits())
 
 
 __all__ = ["FileExport", "file_scan", "parsed_column", "prepared_sql", "read_file_export"]
