@@ -94,11 +94,6 @@ class DuckDBEngine:
         if not preserve_order:
             self.con.execute("SET preserve_insertion_order = false")
 
-    def view(self, name: str, sql: str) -> None:
-        """Make ``sql`` readable as ``name`` without computing it: each reader runs it again
-        (over export files, nothing is held in memory)."""
-        self.con.execute(f'CREATE OR REPLACE TEMP VIEW "{name}" AS {sql}')
-
     def register(self, name: str, frame: pd.DataFrame) -> None:
         self.con.register(f"{name}__df", frame)
         self.con.execute(f'CREATE OR REPLACE TEMP TABLE "{name}" AS SELECT * FROM "{name}__df"')
