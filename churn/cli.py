@@ -131,15 +131,14 @@ def generate(
     start: Annotated[str, typer.Option(help="First simulated month (YYYY-MM-01).")] = "2024-01-01",
 ) -> None:
     """Generate a synthetic SaaS company with known churn drivers (see docs/generator.md)."""
-    from features.generator import generate_world, write_world
+    from features.generator import generate_to_folder
 
     with _progress() as bar:
         task = bar.add_task(f"simulating {customers:,} customers", total=months)
-        world = generate_world(
-            customers, months, seed, start=date.fromisoformat(start),
+        generate_to_folder(
+            customers, months, seed, out, start=date.fromisoformat(start),
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )  # fmt: skip
-    write_world(world, out)
     console.print(f"[green]wrote[/] {out}/ (truth in {out}/truth/)")
 
 
