@@ -1,7 +1,7 @@
 """Time 12 monthly feature snapshots (labeled set) on a generated world, out of core.
 
     .venv/bin/python benchmarks/features.py --customers 50000 --months 12
-    .venv/bin/python benchmarks/features.py --data /tmp/w400k --no-reference
+    .venv/bin/python benchmarks/features.py --data /tmp/w400k --no-reference --no-validate
 
 Each step runs in its own child process, so a peak resident memory is that step's alone (not
 the generator's, nor another step's):
@@ -137,6 +137,9 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=None)
     parser.add_argument("--snapshots", type=int, default=12)
     parser.add_argument("--no-reference", action="store_true", help="Skip the pandas build.")
+    parser.add_argument(
+        "--no-validate", action="store_true", help="Skip validation (pandas until it streams)."
+    )
     parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--as-of", help=argparse.SUPPRESS)
@@ -162,7 +165,8 @@ def main() -> None:
         as_of = as_of_dates(folder, args.snapshots)
         customers = scalar(f"SELECT COUNT(*) FROM read_parquet('{folder / 'customers.parquet'}')")
         events = scalar(f"SELECT COUNT(*) FROM read_parquet('{folder / 'events.parquet'}')")
-        steps = ["validate", "files"] + ([] if args.no_reference else ["pandas"])
+        steps = ([] if args.no_validate else ["validate"]) + ["files"]
+        steps += [] if args.no_reference else ["pandas"]
         results = {step: run_child(step, folder, as_of, Path(tmp)) for step in steps}
     table = Table(title=f"Point-in-time labeled set, {len(as_of)} as-of dates (2 cores)")
     for col in ("path", "customers", "events", "rows", "features", "seconds", "events/s",

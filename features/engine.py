@@ -398,9 +398,10 @@ def sign_in_frame(vocabulary: Vocabulary) -> pd.DataFrame:
 # The build
 
 
-ROW_GROUP_ROWS = 65_536
+ROW_GROUP_ROWS = 16_384
 """Rows per Parquet row group of a streamed output (:meth:`FeatureSet.write_frame`): with 160
-feature columns, a piece is about 85 MB in pandas, whatever the export's size."""
+feature columns, a piece is about 20 MB in pandas (and its copies in Arrow and the writer),
+whatever the export's size."""
 
 
 @dataclass(frozen=True)
