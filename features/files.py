@@ -25,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -202,10 +203,16 @@ class FileExport:
     """``customers`` parsed by the contract in pandas (one row per customer)."""
     options: FeatureOptions = dataclass_field(default_factory=FeatureOptions, repr=False)
     limits: DuckDBLimits = dataclass_field(default_factory=DuckDBLimits)
-    """Memory limit, spill folder and threads of every engine the build opens on it."""
+    """Memory limit, spill folder and threads of the engine the build opens on it."""
+    _loaded: dict[str, Any] = dataclass_field(default_factory=dict, compare=False, repr=False)
 
     def default_engine(self) -> SqlEngine:
-        return self.limits.engine()
+        """One engine per export, created on first use: the export date, the as-of dates and the
+        build all read the tables parsed once (parsing 100 M events takes minutes)."""
+        if "engine" not in self._loaded:
+            self._loaded["engine"] = self.limits.engine()
+        engine: SqlEngine = self._loaded["engine"]
+        return engine
 
     def files(self) -> dict[str, Path]:
         """Each present contract table's file."""
@@ -218,6 +225,9 @@ class FileExport:
                 "An export read from its files runs on DuckDB; read it with "
                 "features.contract (pandas) or features.spark_engine.read_export for Spark."
             )
+        if self._loaded.get("into") is engine:
+            columns: dict[str, tuple[str, ...]] = self._loaded["columns"]
+            return columns
         customers = prepare_table("customers", self.customers)
         engine.register("customers", customers)
         loaded = {"customers": tuple(str(c) for c in customers.columns)}
@@ -232,6 +242,7 @@ class FileExport:
             engine.materialize(table, sql)
             names = engine.con.execute(f'DESCRIBE "{table}"').fetchall()
             loaded[table] = tuple(str(row[0]) for row in names)
+        self._loaded.update(into=engine, columns=loaded)
         return loaded
 
 

@@ -134,3 +134,18 @@ def test_a_folder_without_subscriptions_is_refused_with_the_files_it_needs(
     (folder / "customers.parquet").write_bytes((tiny_world / "customers.parquet").read_bytes())
     with pytest.raises(ChurnError, match=r"subscriptions\.parquet or subscriptions\.csv"):
         read_file_export(folder)
+
+
+def test_the_files_are_parsed_once_for_the_export_date_the_as_of_dates_and_the_build(
+    tiny_world: Path, tmp_path: Path
+) -> None:
+    folder = as_csv(tiny_world, tmp_path / "csv")
+    tables, export = both(folder)
+    as_of = default_as_of(export)
+    for path in folder.glob("*.csv"):
+        if path.stem != "customers":
+            path.unlink()  # a second parse would find nothing
+    pd.testing.assert_frame_equal(
+        build_labeled_set(export, as_of, LabelSpec()),
+        build_labeled_set(tables, as_of, LabelSpec()),
+    )
