@@ -197,8 +197,8 @@ class Settings(BaseSettings):
     duckdb_temp_directory: Path | None = Field(
         None,
         description="Where DuckDB spills what exceeds duckdb_memory_limit "
-        "(CHURN_DUCKDB_TEMP_DIRECTORY); unset: <store_dir>/duckdb-spill. Needs free disk of "
-        "about the compressed size of events.",
+        "(CHURN_DUCKDB_TEMP_DIRECTORY); unset: <store_dir>/duckdb-spill. Needs ample free "
+        "disk: tens of GB at 100 M events (docs/scale.md).",
     )
     duckdb_threads: int = Field(
         0, ge=0, description="DuckDB threads of the feature build (0 = all cores)."
