@@ -137,15 +137,14 @@ def generate(
     start: Annotated[str, typer.Option(help="First simulated month (YYYY-MM-01).")] = "2024-01-01",
 ) -> None:
     """Generate a synthetic SaaS company with known churn drivers (see docs/generator.md)."""
-    from features.generator import generate_world, write_world
+    from features.generator import generate_to_folder
 
     with _progress() as bar:
         task = bar.add_task(f"simulating {customers:,} customers", total=months)
-        world = generate_world(
-            customers, months, seed, start=date.fromisoformat(start),
+        generate_to_folder(
+            customers, months, seed, out, start=date.fromisoformat(start),
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )  # fmt: skip
-    write_world(world, out)
     console.print(f"[green]wrote[/] {out}/ (truth in {out}/truth/)")
 
 
@@ -273,14 +272,13 @@ def features(
     observed_until_opt: ObservedOpt = None,
 ) -> None:
     """Build the point-in-time labeled training set; its label spec travels in its metadata."""
-    from features.engine import build_labeled_set, feature_columns
+    from features.engine import build, feature_columns
     from features.labels import LabelSpec
     from features.pipeline import (
         default_as_of,
         export_origin,
-        label_record,
         resolve_observed_until,
-        write_labeled_set,
+        stream_labeled_set,
     )
 
     settings = Settings()
@@ -293,8 +291,6 @@ def features(
         gap_days=settings.resubscribe_gap_days,
     )
     if _engine(engine) == "spark":
-        from features.engine import build
-
         spark_engine, export = _spark_export(data or str(settings.data_dir))
         spark_dates = parse_dates(as_of) if as_of else default_as_of(export) if monthly else []
         if not spark_dates:
@@ -304,30 +300,57 @@ def features(
         console.print(f"[green]wrote[/] {spark_target} (Spark, {len(spark_dates)} as-of dates)")
         return
     folder = Path(data) if data else settings.data_dir
-    tables = load_tables(folder)
-    until = resolve_observed_until(tables, folder, _day(observed_until_opt))
+    export = file_export(folder, settings)
+    until = resolve_observed_until(export, folder, _day(observed_until_opt))
     spec = replace(spec, observed_until=until)
-    dates = parse_dates(as_of) if as_of else default_as_of(tables, until=until) if monthly else []
+    dates = parse_dates(as_of) if as_of else default_as_of(export, until=until) if monthly else []
     if not dates:
         raise ChurnError("Pass --as-of YYYY-MM-DD[,...] or --monthly.")
-    labeled = build_labeled_set(tables, dates, spec)
+    labeled = build(export, dates, spec, labels=True).materialized()
     target = out or settings.features_path
-    write_labeled_set(labeled, label_record(spec, until, labeled, export_origin(folder)), target)
-    complete = labeled[labeled["label_complete"]]
-    rate = f"{complete['churned'].mean():.2%}" if len(complete) else "n/a"
+    stream_labeled_set(labeled, spec, until, target, export_origin(folder))
+    shape = labeled.engine.fetch(
+        "SELECT COUNT(*) AS n, COUNT(DISTINCT as_of) AS dates, MIN(as_of) AS first, "
+        "MAX(as_of) AS last, COUNT(*) FILTER (WHERE label_complete) AS complete, "
+        f"AVG(churned) FILTER (WHERE label_complete) AS rate FROM ({labeled.sql})"
+    ).iloc[0]
+    columns = labeled.engine.fetch(f"SELECT * FROM ({labeled.sql}) LIMIT 0")
+    complete = int(shape["complete"])
+    rate = f"{shape['rate']:.2%}" if complete else "n/a"
     console.print(
-        f"[green]wrote[/] {target}: {len(labeled):,} rows, {len(feature_columns(labeled))} "
-        f"features, {labeled['as_of'].nunique()} as-of dates "
-        f"({labeled['as_of'].min():%Y-%m-%d} .. {labeled['as_of'].max():%Y-%m-%d}), "
+        f"[green]wrote[/] {target}: {int(shape['n']):,} rows, {len(feature_columns(columns))} "
+        f"features, {int(shape['dates'])} as-of dates "
+        f"({shape['first']:%Y-%m-%d} .. {shape['last']:%Y-%m-%d}), "
         f"{spec.horizon_days}-day horizon, export date {until}, "
-        f"label rate {rate} on {len(complete):,} complete rows"
+        f"label rate {rate} on {complete:,} complete rows"
     )
-    if complete.empty:
+    if not complete:
         err_console.print(
             f"[yellow]no label is complete: every horizon runs past the export date {until}. "
             "Use earlier --as-of dates, a shorter --horizon, or pass the real export date with "
             "--observed-until."
         )
+
+
+def file_export(folder: Path, settings: Settings) -> Any:
+    """Validate ``folder`` (raising ContractError on errors, nothing downstream runs) and read it
+    as a :class:`features.files.FileExport`: DuckDB reads the tables from the files, within the
+    settings' memory limit, spilling to their temporary folder."""
+    from features.contract_stream import validate_export
+    from features.errors import ContractError
+    from features.files import read_file_export
+    from features.sql import DuckDBLimits
+
+    report = validate_export(folder, pd.Timestamp.now(tz="UTC"))
+    if not report.ok:
+        raise ContractError(report.format_errors())
+    limits = DuckDBLimits(
+        threads=settings.duckdb_threads or None,
+        memory_limit=settings.duckdb_memory_limit,
+        temp_directory=settings.duckdb_spill_path,
+        preserve_order=False,
+    )
+    return read_file_export(folder, limits)
 
 
 @app.command()
@@ -349,15 +372,13 @@ def snapshot(
     ] = None,
 ) -> None:
     """Write every active customer's features as of now to the feature store serving reads."""
-    from features.io import write_parquet
-    from features.pipeline import build_snapshot, resolve_observed_until
+    from features.pipeline import resolve_observed_until, snapshot_as_of, snapshot_set
 
     settings = Settings()
     day = parse_dates(as_of)[0] if as_of else None
     if _engine(engine) == "spark":
         from features.engine import build
         from features.labels import LabelSpec
-        from features.pipeline import snapshot_as_of
 
         spark_engine, export = _spark_export(data or str(settings.data_dir))
         spark_target = str(out or settings.store_dir / "snapshot.parquet")
@@ -366,15 +387,15 @@ def snapshot(
         console.print(f"[green]wrote[/] {spark_target} (Spark)")
         return
     folder = Path(data) if data else settings.data_dir
-    tables = load_tables(folder)
-    until = resolve_observed_until(tables, folder, _day(observed_until_opt))
-    snap = build_snapshot(tables, day, until, _model_vocabulary(settings, model))
+    export = file_export(folder, settings)
+    until = resolve_observed_until(export, folder, _day(observed_until_opt))
+    snapshot_day = day or snapshot_as_of(export, until)
+    snap = snapshot_set(export, snapshot_day, until, _model_vocabulary(settings, model))
     target = out or settings.store_dir / "snapshot.parquet"
-    write_parquet(snap, target)
+    rows = snap.write_frame(target)
     console.print(
-        f"[green]wrote[/] {target}: {len(snap):,} active customers as of "
-        f"{snap['as_of'].iloc[0]:%Y-%m-%d}"
-        if len(snap)
+        f"[green]wrote[/] {target}: {rows:,} active customers as of {snapshot_day:%Y-%m-%d}"
+        if rows
         else f"[yellow]{target}: no active customers"
     )
 

@@ -192,6 +192,22 @@ class Settings(BaseSettings):
     store_dir: Path = Field(
         Path("data/store"), description="Feature snapshot and score store read by serving."
     )
+    duckdb_memory_limit: str = Field(
+        "4GB",
+        pattern=r"^\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$",
+        description="Most memory DuckDB may hold while `churn features` and `churn snapshot` "
+        "build (CHURN_DUCKDB_MEMORY_LIMIT, e.g. 4GB); past it, sorts, joins and aggregates "
+        "spill to duckdb_temp_directory.",
+    )
+    duckdb_temp_directory: Path | None = Field(
+        None,
+        description="Where DuckDB spills what exceeds duckdb_memory_limit "
+        "(CHURN_DUCKDB_TEMP_DIRECTORY); unset: <store_dir>/duckdb-spill. Needs ample free "
+        "disk: tens of GB at 100 M events (docs/scale.md).",
+    )
+    duckdb_threads: int = Field(
+        0, ge=0, description="DuckDB threads of the feature build (0 = all cores)."
+    )
     horizon_days: int = Field(
         90, gt=0, description="Churn within this many days after as_of (default of `features`)."
     )
@@ -294,6 +310,11 @@ class Settings(BaseSettings):
     @classmethod
     def _tracking_uri(cls, value: str | None) -> str:
         return resolve_tracking_uri(value)
+
+    @property
+    def duckdb_spill_path(self) -> Path:
+        """Where the feature build spills: the setting, else ``<store_dir>/duckdb-spill``."""
+        return self.duckdb_temp_directory or self.store_dir / "duckdb-spill"
 
     def model_name_for(self, origin: str) -> str:
         """The registered model a labeled set of ``origin`` trains: one name per export, so a

@@ -12,13 +12,17 @@ customers or dates.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import date
-from typing import Literal, Protocol
+from pathlib import Path
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import sqlglot
 from pandas.api.extensions import ExtensionDtype
 from sqlglot import exp
@@ -41,6 +45,7 @@ from features.catalog import (
 )
 from features.contract import MAY_BE_FUTURE, TABLE_COLUMNS, RawTables
 from features.errors import ChurnError
+from features.io import atomic_path
 from features.labels import LabelSpec
 from features.options import FeatureOptions
 from features.sql import DuckDBEngine, SqlEngine, alias, column, definition, on_keys, to_sql
@@ -393,6 +398,12 @@ def sign_in_frame(vocabulary: Vocabulary) -> pd.DataFrame:
 # The build
 
 
+ROW_GROUP_ROWS = 16_384
+"""Rows per Parquet row group of a streamed output (:meth:`FeatureSet.write_frame`): with 160
+feature columns, a piece is about 20 MB in pandas (and its copies in Arrow and the writer),
+whatever the export's size."""
+
+
 @dataclass(frozen=True)
 class FeatureSet:
     """A built feature (or labeled) table, still inside its engine: fetch it or write it."""
@@ -405,34 +416,129 @@ class FeatureSet:
     vocabulary: Vocabulary
     attributes: tuple[AttributeSpec, ...]
 
+    def attrs(self) -> dict[str, Any]:
+        """What the table carries about itself in pandas ``attrs`` (and so in Parquet)."""
+        return {"catalog": entries_to_json(self.catalog), "vocabulary": self.vocabulary.to_dict()}
+
     def frame(self) -> pd.DataFrame:
         """The table in pandas, sorted by customer and as-of date, carrying its own catalog
         entries and vocabulary in ``attrs`` (pandas keeps them in Parquet, so a labeled set
         carries the words for its columns to training, and from there into the model)."""
-        frame = _numpy_dtypes(self.engine.fetch(self.sql))
-        frame = attribute_dtypes(frame, self.attributes)
-        frame["customer_id"] = frame["customer_id"].astype("string")
-        frame["as_of"] = pd.to_datetime(frame["as_of"]).astype("datetime64[us]")
+        frame = _pandas_types(self.engine.fetch(self.sql), self.attributes)
         frame = frame.sort_values(list(KEY_COLUMNS), kind="stable").reset_index(drop=True)
-        frame.attrs["catalog"] = entries_to_json(self.catalog)
-        frame.attrs["vocabulary"] = self.vocabulary.to_dict()
+        frame.attrs.update(self.attrs())
         return frame
 
     def write_parquet(self, uri: str) -> str:
         """Write the table to ``uri`` as Parquet from inside the engine, never through pandas."""
         return self.engine.write_parquet(self.sql, uri)
 
+    def materialized(self, name: str = "build_output") -> FeatureSet:
+        """The same table computed once and kept in the engine (several reads, one build)."""
+        self.engine.materialize(name, self.sql)
+        return replace(self, sql=f'SELECT * FROM "{name}"')
 
-def _numpy_dtypes(frame: pd.DataFrame) -> pd.DataFrame:
+    def write_frame(
+        self,
+        target: Path,
+        each_piece: Callable[[pd.DataFrame], None] | None = None,
+        footer: Callable[[], dict[bytes, bytes]] | None = None,
+        rows: int = ROW_GROUP_ROWS,
+    ) -> int:
+        """Write what ``frame().to_parquet(target)`` writes (columns, types, values, order,
+        ``attrs``), streamed from DuckDB in row groups of ``rows``: memory stays one piece,
+        whatever the number of rows. Atomic; returns the number of rows.
+
+        ``each_piece`` sees every piece in order (a running fingerprint); ``footer`` adds
+        key-value metadata to the file once all rows are written.
+        """
+        if not isinstance(self.engine, DuckDBEngine):
+            raise ChurnError("Streamed writes need the DuckDB engine; use write_parquet.")
+        types = self._types()
+        missing = self._has_missing(types)
+        ordered = f"SELECT * FROM ({self.sql}) ORDER BY " + ", ".join(f'"{k}"' for k in KEY_COLUMNS)
+        written = 0
+        with atomic_path(Path(target)) as tmp:
+            writer: pq.ParquetWriter | None = None
+            try:
+                for piece in self.engine.chunks(ordered, rows):
+                    piece = _pandas_types(piece, self.attributes, missing)
+                    piece.attrs.update(self.attrs())
+                    if writer is None:
+                        schema = _arrow_schema(piece, types)
+                        writer = pq.ParquetWriter(tmp, schema, compression="zstd")
+                    if each_piece is not None:
+                        each_piece(piece)
+                    table = pa.Table.from_pandas(piece, schema=schema, preserve_index=False)
+                    writer.write_table(table, row_group_size=max(len(piece), 1))
+                    written += len(piece)
+                if writer is not None and footer is not None:
+                    writer.add_key_value_metadata(footer())
+            finally:
+                if writer is not None:
+                    writer.close()
+        return written
+
+    def _types(self) -> dict[str, str]:
+        """The output's columns -> their SQL types."""
+        described = self.engine.fetch(f"DESCRIBE {self.sql}")
+        return dict(zip(described["column_name"].astype(str), described["column_type"].astype(str),
+                        strict=True))  # fmt: skip
+
+    def _has_missing(self, types: dict[str, str]) -> dict[str, bool]:
+        """Whether each integer or boolean column has a missing value anywhere: a piece's types
+        must be the whole table's (:func:`_numpy_dtypes`), whichever rows it holds."""
+        flagged = [name for name, kind in types.items() if "INT" in kind or kind == "BOOLEAN"]
+        if not flagged:
+            return {}
+        checks = ", ".join(f'bool_or("{name}" IS NULL) AS "{i}"' for i, name in enumerate(flagged))
+        found = self.engine.fetch(f"SELECT {checks} FROM ({self.sql})").iloc[0]
+        return {name: bool(found[str(i)]) for i, name in enumerate(flagged)}
+
+
+def _arrow_schema(piece: pd.DataFrame, types: dict[str, str]) -> pa.Schema:
+    """The Arrow schema of the whole table from its first piece: a text or boolean column whose
+    values in that piece are all missing takes its SQL type (``types``), not Arrow's null."""
+    schema = pa.Schema.from_pandas(piece, preserve_index=False)
+    for i, field in enumerate(schema):
+        if pa.types.is_null(field.type):
+            typed = pa.bool_() if types.get(field.name) == "BOOLEAN" else pa.string()
+            schema = schema.set(i, field.with_type(typed))
+    attrs = {b"PANDAS_ATTRS": json.dumps(piece.attrs).encode()} if piece.attrs else {}
+    return schema.with_metadata({**(schema.metadata or {}), **attrs})
+
+
+def _pandas_types(
+    frame: pd.DataFrame,
+    attributes: Sequence[AttributeSpec],
+    missing: dict[str, bool] | None = None,
+) -> pd.DataFrame:
+    """A fetched build output in the pandas types every engine's frame has (see
+    :func:`_numpy_dtypes`); ``missing`` says which columns have missing values in the whole
+    table when ``frame`` is only a piece of it."""
+    frame = _numpy_dtypes(frame, missing)
+    frame = attribute_dtypes(frame, attributes)
+    frame["customer_id"] = frame["customer_id"].astype("string")
+    frame["as_of"] = pd.to_datetime(frame["as_of"]).astype("datetime64[us]")
+    return frame
+
+
+def _numpy_dtypes(frame: pd.DataFrame, missing: dict[str, bool] | None = None) -> pd.DataFrame:
     """Nullable integer and boolean columns as NumPy types, the way every engine's pandas
     output reads: float64 (NaN) and object (None) where values are missing."""
     for name in frame.columns:
         dtype = frame[name].dtype
-        missing = bool(frame[name].isna().any())
-        if isinstance(dtype, pd.BooleanDtype):
-            frame[name] = frame[name].astype(object if missing else bool)
-        elif isinstance(dtype, ExtensionDtype) and pd.api.types.is_integer_dtype(dtype):
-            frame[name] = frame[name].astype("float64" if missing else np.dtype(dtype.type))
+        if missing is None:
+            if not isinstance(dtype, ExtensionDtype):
+                continue
+            has_missing = bool(frame[name].isna().any())
+        else:
+            has_missing = missing.get(str(name), False)
+        if pd.api.types.is_bool_dtype(dtype):
+            frame[name] = frame[name].astype(object if has_missing else bool)
+        elif pd.api.types.is_integer_dtype(dtype):
+            whole = dtype if isinstance(dtype, np.dtype) else np.dtype(dtype.type)
+            frame[name] = frame[name].astype("float64" if has_missing else whole)
     return frame
 
 

@@ -533,6 +533,15 @@ def _ids(prefix: str, n: int, width: int) -> Array:
     return np.char.add(prefix, np.char.zfill(np.arange(1, n + 1).astype(str), width)).astype(object)
 
 
+def _launch_days(month_start: Array, months: int) -> Array:
+    """The day each launched feature ships: the 10th of the month a share ``LAUNCH_AT`` into the
+    period (``NEVER`` when that month lies past it)."""
+    launch_month = [max(1, round(months * share)) for share in LAUNCH_AT]
+    return np.array(
+        [month_start[m] + 9 if m < months else NEVER for m in launch_month], dtype=np.int64
+    )
+
+
 def _evolve_latent(
     rng: np.random.Generator,
     process: ChurnProcess,
@@ -684,10 +693,7 @@ def generate_world(
 
     events, tickets, invoices, nps, marketing, exits, truth = (_Chunks() for _ in range(7))
     ticket_count = 0
-    launch_month = [max(1, round(months * share)) for share in LAUNCH_AT]
-    launch_day = np.array(
-        [month_start[m] + 9 if m < months else NEVER for m in launch_month], dtype=np.int64
-    )
+    launch_day = _launch_days(month_start, months)
     price = PRICE_PER_SEAT * np.where(annual, 0.85, 1.0)[:, None]  # (n, plans) annual discount
     noticed: dict[str, Array] | None = None  # the driver states a month before the latest
 
@@ -1536,6 +1542,142 @@ def write_world(world: World, out: Path) -> Path:
         )
         (tmp / "truth" / "drivers.json").write_text(
             json.dumps(world.drivers, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+        )
+    return out
+
+
+BLOCK_CUSTOMERS = 50_000
+"""Customers simulated at once by :func:`generate_to_folder`: about 14 M events (some 2 GB) at
+12 months, whatever the world's size. A world of at most this many is one block, exactly
+:func:`generate_world`."""
+_ID_WIDTHS = {"customer_id": ("C", 6), "subscription_id": ("S", 7), "ticket_id": ("T", 7),
+              "invoice_id": ("I", 8)}  # fmt: skip
+"""The id columns :func:`generate_world` numbers from 1 (``_ids``): prefix and digits."""
+NUMBERED = {"subscriptions": "subscription_id", "tickets": "ticket_id", "invoices": "invoice_id"}
+"""Tables whose rows are numbered 1..n: a block's ids continue after the blocks before it."""
+
+
+def block_seed(seed: int, block: int) -> int:
+    """The seed of block ``block`` of a world of ``seed``: its own stream, the same each run."""
+    return int(np.random.SeedSequence([seed, block]).generate_state(1, np.uint32)[0])
+
+
+def _renumber(values: pd.Series, prefix: str, width: int, offset: int) -> pd.Series:
+    """Ids ``<prefix><digits>`` moved up by ``offset`` (categoricals: only their categories)."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        categories = pd.Series(values.cat.categories)
+        return values.cat.rename_categories(_renumber(categories, prefix, width, offset).tolist())
+    text = values.astype(object)
+    number = text.str.slice(len(prefix)).astype(np.int64) + offset
+    moved = prefix + number.astype(str).str.zfill(width)
+    return moved.where(text.notna(), None).astype(object)
+
+
+def _renumber_users(values: pd.Series, offset: int) -> pd.Series:
+    """``<customer>-U<nnn>`` user ids with the customer part moved up by ``offset``."""
+    categories = pd.Series(values.cat.categories).astype(str)
+    parts = categories.str.split("-U", n=1, regex=False)
+    customer, user = parts.str[0], parts.str[1]
+    moved = _renumber(customer, "C", _ID_WIDTHS["customer_id"][1], offset) + "-U" + user
+    return values.cat.rename_categories(moved.tolist())
+
+
+def _shift_ids(frame: pd.DataFrame, offsets: dict[str, int]) -> pd.DataFrame:
+    """``frame`` with every id column of :data:`_ID_WIDTHS` moved up by its offset."""
+    moved = {}
+    for column, (prefix, width) in _ID_WIDTHS.items():
+        if column in frame.columns and offsets.get(column, 0):
+            moved[column] = _renumber(frame[column], prefix, width, offsets[column])
+    if "user_id" in frame.columns and offsets.get("customer_id", 0):
+        moved["user_id"] = _renumber_users(frame["user_id"], offsets["customer_id"])
+    return frame.assign(**moved) if moved else frame
+
+
+class _TableAppender:
+    """One Parquet file per table, each block appended as row groups; text as plain strings."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.writers: dict[str, Any] = {}
+        self.schemas: dict[str, Any] = {}
+
+    def append(self, name: str, frame: pd.DataFrame) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        if name not in self.writers:
+            fields = [
+                f.with_type(f.type.value_type) if pa.types.is_dictionary(f.type) else f
+                for f in table.schema
+            ]
+            self.schemas[name] = pa.schema(fields)
+            self.writers[name] = pq.ParquetWriter(
+                self.folder / f"{name}.parquet", self.schemas[name], compression="zstd"
+            )
+        self.writers[name].write_table(table.cast(self.schemas[name]))
+
+    def close(self) -> None:
+        for writer in self.writers.values():
+            writer.close()
+
+
+def generate_to_folder(
+    customers: int,
+    months: int,
+    seed: int,
+    out: Path,
+    start: date = date(2024, 1, 1),
+    progress: ProgressCallback | None = None,
+    block: int = BLOCK_CUSTOMERS,
+) -> Path:
+    """:func:`generate_world` then :func:`write_world`, in blocks of ``block`` customers so a
+    world of any size is generated in the memory of one block.
+
+    Each block is a world of its own seed (:func:`block_seed`) whose ids are moved up past the
+    blocks before it; its tables are appended to the Parquet files as row groups. Same seed, same
+    files. A world of at most ``block`` customers is exactly ``write_world(generate_world(...))``.
+    """
+    if customers <= block:
+        return write_world(generate_world(customers, months, seed, start, progress), out)
+    blocks = -(-customers // block)
+    offsets = dict.fromkeys(_ID_WIDTHS, 0)
+    truth: list[pd.DataFrame] = []
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        (tmp / "truth").mkdir(parents=True)
+        appender = _TableAppender(tmp)
+        try:
+            for b in range(blocks):
+                size = min(block, customers - b * block)
+
+                def step(done: int, total: int, b: int = b) -> None:
+                    if progress is not None:
+                        progress(b * months + done, blocks * total)
+
+                world = generate_world(size, months, block_seed(seed, b), start, step)
+                for name, frame in world.tables.present().items():
+                    columns = [c for group in TABLE_COLUMNS[name] for c in group if c in frame]
+                    appender.append(name, _shift_ids(frame[columns], offsets))
+                truth.append(_shift_ids(world.truth_hazard, offsets))
+                offsets["customer_id"] += size
+                for name, column in NUMBERED.items():
+                    frame = getattr(world.tables, name)
+                    offsets[column] += 0 if frame is None else len(frame)
+                del world
+        finally:
+            appender.close()
+        truth_hazard = pd.concat(truth, ignore_index=True)
+        truth_hazard.to_parquet(tmp / "truth" / "hazard.parquet", index=False, compression="zstd")
+        survival_table(truth_hazard).to_parquet(
+            tmp / "truth" / "survival.parquet", index=False, compression="zstd"
+        )
+        month_start = _month_bounds(start, 0, months)
+        drivers = _drivers_document(DEFAULT_PROCESS, truth_hazard, customers, months, seed, start,
+                                    _launch_days(month_start, months))  # fmt: skip
+        drivers["blocks"] = {"customers": block, "count": blocks}
+        (tmp / "truth" / "drivers.json").write_text(
+            json.dumps(drivers, indent=2, sort_keys=True) + "\n", encoding="utf-8"
         )
     return out
 

@@ -14,9 +14,11 @@ import pyarrow.parquet as pq
 
 from features.contract import RawTables
 from features.engine import (
+    ROW_GROUP_ROWS,
     Export,
     ExportProfile,
-    build_features,
+    FeatureSet,
+    build,
     monthly_as_of,
     observed_until,
     profile,
@@ -24,6 +26,7 @@ from features.engine import (
 from features.errors import ChurnError
 from features.io import atomic_path
 from features.labels import LabelSpec
+from features.sql import SqlEngine
 from features.vocabulary import Vocabulary
 
 HISTORY_DAYS = 90
@@ -62,19 +65,32 @@ def snapshot_as_of(tables: RawTables | Export, until: date | None = None) -> dat
     return (until or observed_until(tables)) + timedelta(days=1)
 
 
+def snapshot_set(
+    source: RawTables | Export,
+    as_of: date | None = None,
+    until: date | None = None,
+    vocabulary: Vocabulary | None = None,
+    engine: SqlEngine | None = None,
+) -> FeatureSet:
+    """Each active customer's features as of ``as_of`` (default: the day after the export),
+    still in the engine: fetch it (:func:`build_snapshot`) or stream it to a file
+    (:meth:`FeatureSet.write_frame`).
+
+    ``vocabulary``: a model's (``ChurnModel.vocabulary``), so a later export whose event types
+    changed still gets every column the model reads; default the export's own.
+    """
+    day = as_of or snapshot_as_of(source, until)
+    return build(source, [day], LabelSpec(), engine, vocabulary)
+
+
 def build_snapshot(
     tables: RawTables,
     as_of: date | None = None,
     until: date | None = None,
     vocabulary: Vocabulary | None = None,
 ) -> pd.DataFrame:
-    """Each active customer's features as of ``as_of`` (default: the day after the export).
-
-    ``vocabulary``: a model's (``ChurnModel.vocabulary``), so a later export whose event types
-    changed still gets every column the model reads; default the export's own.
-    """
-    day = as_of or snapshot_as_of(tables, until)
-    return build_features(tables, [day], LabelSpec(), vocabulary=vocabulary)
+    """Each active customer's features as of ``as_of`` (:func:`snapshot_set`), in pandas."""
+    return snapshot_set(tables, as_of, until, vocabulary).frame()
 
 
 # ----- the labeled set carries its label spec (Parquet metadata) -----
@@ -83,10 +99,25 @@ DEFAULT_ORIGIN = "export"
 """The origin of a company's own contract folder; an import's origin is its importer's name."""
 
 
+class Fingerprint:
+    """A running :func:`fingerprint`: fed a labeled set piece by piece, in row order, it gives
+    the hash of the whole (a streamed write never holds the whole set)."""
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256()
+
+    def update(self, piece: pd.DataFrame) -> None:
+        self._hash.update(pd.util.hash_pandas_object(piece, index=False).to_numpy().tobytes())
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()[:16]
+
+
 def fingerprint(frame: pd.DataFrame) -> str:
     """A stable hash of a labeled set, logged so a run can be traced to its exact data."""
-    hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy()
-    return hashlib.sha256(hashed.tobytes()).hexdigest()[:16]
+    running = Fingerprint()
+    running.update(frame)
+    return running.hexdigest()
 
 
 def import_note(folder: Path) -> dict[str, Any]:
@@ -108,7 +139,7 @@ def export_origin(folder: Path) -> str:
 
 
 def resolve_observed_until(
-    tables: RawTables, folder: Path | None = None, override: date | None = None
+    tables: RawTables | Export, folder: Path | None = None, override: date | None = None
 ) -> date:
     """The export date: ``override``, else what ``import.json`` records, else the last record.
 
@@ -133,9 +164,12 @@ def resolve_observed_until(
 
 
 def label_record(
-    spec: LabelSpec, until: date, frame: pd.DataFrame, origin: str = DEFAULT_ORIGIN
+    spec: LabelSpec, until: date, frame: pd.DataFrame | str, origin: str = DEFAULT_ORIGIN
 ) -> dict[str, Any]:
-    """What a labeled set says about itself: how it was labeled, up to when, from where."""
+    """What a labeled set says about itself: how it was labeled, up to when, from where.
+
+    ``frame``: the set, or its :func:`fingerprint` when the set was streamed.
+    """
     return {
         "kind": spec.kind,
         "horizon_days": spec.horizon_days,
@@ -144,7 +178,7 @@ def label_record(
         "free_is_churn": spec.free_is_churn,
         "observed_until": until.isoformat(),
         "origin": origin,
-        "fingerprint": fingerprint(frame),
+        "fingerprint": frame if isinstance(frame, str) else fingerprint(frame),
     }
 
 
@@ -157,12 +191,37 @@ def write_labeled_set(frame: pd.DataFrame, record: dict[str, Any], target: Path)
     return Path(target)
 
 
+def stream_labeled_set(
+    labeled: FeatureSet,
+    spec: LabelSpec,
+    until: date,
+    target: Path,
+    origin: str = DEFAULT_ORIGIN,
+    rows: int = ROW_GROUP_ROWS,
+) -> dict[str, Any]:
+    """Write a labeled set from its engine in row groups (:meth:`FeatureSet.write_frame`) with
+    the record :func:`write_labeled_set` writes, fingerprint included; returns the record.
+
+    The record goes into the file's key-value metadata once the last row is written (the
+    fingerprint is known only then); :func:`read_labeled_set` reads it from there.
+    """
+    running = Fingerprint()
+    record: dict[str, Any] = {}
+
+    def footer() -> dict[bytes, bytes]:
+        record.update(label_record(spec, until, running.hexdigest(), origin))
+        return {LABEL_SPEC_KEY: json.dumps(record).encode()}
+
+    labeled.write_frame(Path(target), running.update, footer, rows)
+    return record
+
+
 def read_labeled_set(path: Path) -> tuple[pd.DataFrame, dict[str, Any] | None]:
     """A labeled set and its label record (``None`` for a file written without one)."""
     path = Path(path)
     if not path.exists():
         raise ChurnError(f"{path} does not exist: build it with `churn features`.")
-    metadata = pq.read_schema(path).metadata or {}
+    metadata = pq.read_metadata(path).metadata or {}  # the file's, whoever wrote it
     raw = metadata.get(LABEL_SPEC_KEY)
     return pd.read_parquet(path), (json.loads(raw) if raw else None)
 

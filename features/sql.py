@@ -10,7 +10,8 @@ and values from an export are quoted, never pasted into SQL text.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Protocol
@@ -50,10 +51,35 @@ class SqlEngine(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class DuckDBLimits:
+    """How a DuckDB engine may use the machine (``Settings.duckdb_*``): an export read from its
+    files (``features.files``) builds every engine it needs, profiles included, with these."""
+
+    threads: int | None = None
+    memory_limit: str | None = None
+    temp_directory: Path | None = None
+    preserve_order: bool = True
+
+    def engine(self) -> DuckDBEngine:
+        return DuckDBEngine(self.threads, self.memory_limit, self.temp_directory,
+                            self.preserve_order)  # fmt: skip
+
+
 class DuckDBEngine:
     """The embedded default: an in-process DuckDB connection (no server)."""
 
-    def __init__(self, threads: int | None = None, memory_limit: str | None = None) -> None:
+    def __init__(
+        self,
+        threads: int | None = None,
+        memory_limit: str | None = None,
+        temp_directory: Path | None = None,
+        preserve_order: bool = True,
+    ) -> None:
+        """``memory_limit`` (e.g. ``"4GB"``) bounds what DuckDB holds; past it, sorts, joins
+        and aggregates spill to ``temp_directory``. ``preserve_order=False`` lets DuckDB stream
+        results without keeping scan order, which it needs to stay under the limit on large
+        exports; every output of the build is sorted explicitly, so nothing depends on it."""
         self.con = duckdb.connect()
         self.con.execute("SET TimeZone = 'UTC'")
         # Jupyter without ipywidgets refuses the setting: the bar is off there already
@@ -63,6 +89,10 @@ class DuckDBEngine:
             self.con.execute(f"SET threads = {int(threads)}")
         if memory_limit:
             self.con.execute("SET memory_limit = ?", [memory_limit])
+        if temp_directory is not None:  # DuckDB creates it when it first spills
+            self.con.execute("SET temp_directory = ?", [str(temp_directory)])
+        if not preserve_order:
+            self.con.execute("SET preserve_insertion_order = false")
 
     def register(self, name: str, frame: pd.DataFrame) -> None:
         self.con.register(f"{name}__df", frame)
@@ -74,6 +104,21 @@ class DuckDBEngine:
 
     def fetch(self, sql: str) -> pd.DataFrame:
         return self.con.execute(sql).df()
+
+    def chunks(self, sql: str, rows: int) -> Iterator[pd.DataFrame]:
+        """The result of ``sql`` in pandas pieces of about ``rows`` rows, in the query's order
+        (the same types as :meth:`fetch` per piece); an empty result is one empty piece.
+
+        Run no other query on this engine until the last piece is read: it would end the result.
+        """
+        result = self.con.execute(sql)
+        vectors = max(1, rows // duckdb.__standard_vector_size__)
+        piece = result.fetch_df_chunk(vectors)
+        yield piece
+        while len(piece):
+            piece = result.fetch_df_chunk(vectors)
+            if len(piece):
+                yield piece
 
     def write_parquet(self, sql: str, uri: str) -> str:
         with atomic_path(Path(uri)) as tmp:
@@ -111,4 +156,13 @@ def to_sql(query: exp.Expr) -> str:
     return query.sql(dialect="duckdb")
 
 
-__all__ = ["DuckDBEngine", "SqlEngine", "alias", "column", "definition", "double", "to_sql"]
+__all__ = [
+    "DuckDBEngine",
+    "DuckDBLimits",
+    "SqlEngine",
+    "alias",
+    "column",
+    "definition",
+    "double",
+    "to_sql",
+]

@@ -97,3 +97,20 @@ def test_the_currency_is_the_setting_else_the_imported_exports_else_usd(tmp_path
     (tmp_path / "import.json").write_text(json.dumps({"currency": "gbp"}))
     assert Settings(data_dir=tmp_path).currency_code() == "GBP"
     assert Settings(data_dir=tmp_path, currency="chf").currency_code() == "CHF"
+
+
+def test_the_feature_builds_duckdb_limits_come_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = Settings()
+    assert settings.duckdb_memory_limit == "4GB"
+    assert settings.duckdb_spill_path == Path("data/store/duckdb-spill")  # beside the store
+    monkeypatch.setenv("CHURN_DUCKDB_MEMORY_LIMIT", "1.5GB")
+    monkeypatch.setenv("CHURN_DUCKDB_TEMP_DIRECTORY", "/scratch/spill")
+    monkeypatch.setenv("CHURN_DUCKDB_THREADS", "2")
+    settings = Settings()
+    assert (settings.duckdb_memory_limit, settings.duckdb_threads) == ("1.5GB", 2)
+    assert settings.duckdb_spill_path == Path("/scratch/spill")
+    monkeypatch.setenv("CHURN_DUCKDB_MEMORY_LIMIT", "lots")
+    with pytest.raises(ValueError, match="duckdb_memory_limit"):
+        Settings()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
@@ -20,6 +21,7 @@ from features.contract import (
     TABLE_COLUMNS,
     TICKET_PRIORITIES,
     RawTables,
+    validate_folder,
 )
 from features.errors import ChurnError
 from features.generator import (
@@ -29,6 +31,7 @@ from features.generator import (
     PLANS,
     World,
     futures,
+    generate_to_folder,
     generate_world,
     oracle_scores,
     oracle_survival,
@@ -380,3 +383,32 @@ def test_the_point_in_time_oracle_knows_the_past_not_the_future() -> None:
     assert fair[:, 1].std() < drawn[:, 1].std()
     with pytest.raises(ChurnError, match="first of month"):
         futures(600, 12, 9, date(2024, 6, 2))
+
+
+def test_a_world_within_one_block_is_generated_to_a_folder_exactly_as_before(
+    tmp_path: Path,
+) -> None:
+    folder = generate_to_folder(300, 6, 11, tmp_path / "one-block", block=300)
+    assert _files(folder) == _files(write_world(generate_world(300, 6, seed=11), tmp_path / "w"))
+
+
+def test_a_world_in_blocks_is_reproducible_and_its_ids_never_repeat(tmp_path: Path) -> None:
+    first = generate_to_folder(130, 6, 5, tmp_path / "a", block=50)
+    assert _files(first) == _files(generate_to_folder(130, 6, 5, tmp_path / "b", block=50))
+    assert _files(first) != _files(generate_to_folder(130, 6, 6, tmp_path / "c", block=50))
+    customers = pd.read_parquet(first / "customers.parquet")
+    assert customers["customer_id"].is_unique
+    assert customers["customer_id"].max() > "C000100"  # the third block's customers
+    for name, column in (("subscriptions", "subscription_id"), ("tickets", "ticket_id"),
+                         ("invoices", "invoice_id")):  # fmt: skip
+        assert pd.read_parquet(first / f"{name}.parquet")[column].is_unique
+    events = pd.read_parquet(first / "events.parquet")
+    assert events["customer_id"].isin(customers["customer_id"]).all()
+    assert (events["user_id"].str.split("-U").str[0] == events["customer_id"]).all()
+    truth = pd.read_parquet(first / "truth" / "hazard.parquet")
+    assert truth["customer_id"].isin(customers["customer_id"]).all()
+    assert truth["customer_id"].max() > "C000100"
+    drivers = json.loads((first / "truth" / "drivers.json").read_text())
+    assert drivers["blocks"] == {"customers": 50, "count": 3}
+    assert pq.ParquetFile(first / "events.parquet").num_row_groups == 3  # one per block
+    assert validate_folder(first, pd.Timestamp("2030-01-01", tz="UTC"))[1].ok
