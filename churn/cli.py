@@ -614,7 +614,7 @@ def score_all(
     engine: EngineOpt = "duckdb",
 ) -> None:
     """Score every snapshot customer with the champion into the score store serving loads."""
-    from serving.history import append_history
+    from serving.history import append_store
     from serving.store import ModelRef
     from serving.store import score_all as write_score_store
     from serving.workflows.service import clear_rules_pending, mark_rules_pending
@@ -650,9 +650,7 @@ def score_all(
         settings.gross_margin, settings.annual_discount_rate,
     )  # fmt: skip
     console.print(f"[green]wrote[/] {target}: {customers:,} customers scored by {name} v{version}")
-    scores = pd.read_parquet(target)
-    as_of = str(scores["as_of"].max())
-    append_history(settings.store_dir, scores, version, as_of, datetime.now(UTC))
+    append_store(settings.store_dir, target, version, datetime.now(UTC))
     console.print(f"appended to the score history in {settings.store_dir / 'history'}")
     if rules:
         from serving.workflows.service import Workflows
