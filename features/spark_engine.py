@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import sys
+import uuid
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from pathlib import Path
@@ -229,13 +230,48 @@ class SparkEngine:
 
 
 def write_frame(frame: DataFrame, uri: str) -> str:
-    """Write ``frame`` as a Parquet folder at ``uri``, replacing what was there.
+    """Write ``frame`` as a Parquet folder at ``uri``, replacing what was there only once the
+    new output is complete.
 
-    Spark's committer publishes the parts and a ``_SUCCESS`` marker only when every task
-    succeeded; readers should check for ``_SUCCESS``.
+    Spark's ``mode("overwrite")`` deletes the old folder before the job runs, so a job that
+    fails half-way leaves neither. Here the job writes to a hidden sibling (``.<name>.tmp-<id>``,
+    which Spark and Hadoop readers skip) and the folders are swapped by Hadoop ``FileSystem``
+    renames: on local disks and HDFS a rename is atomic, so readers see the old output or the
+    new one (with its ``_SUCCESS``), never a part of it. A failed job deletes its temporary and
+    leaves the previous output as it was. On object stores (``s3a://``, ``gs://``, ``abfss://``)
+    a folder rename is a copy: use the cloud committers there (``docs/scale.md``).
     """
-    frame.write.mode("overwrite").option("compression", "zstd").parquet(uri)
+    spark = frame.sparkSession
+    jvm: Any = spark._jvm
+    hadoop_path = jvm.org.apache.hadoop.fs.Path
+    target = hadoop_path(uri)
+    fs = target.getFileSystem(spark._jsc.hadoopConfiguration())
+    target = fs.makeQualified(target)
+    token = uuid.uuid4().hex[:12]
+    staging = hadoop_path(target.getParent(), f".{target.getName()}.tmp-{token}")
+    try:
+        frame.write.mode("errorifexists").option("compression", "zstd").parquet(staging.toString())
+        _swap_into_place(fs, hadoop_path, staging, target, token)
+    finally:
+        if fs.exists(staging):
+            fs.delete(staging, True)
     return uri
+
+
+def _swap_into_place(fs: Any, hadoop_path: Any, staging: Any, target: Any, token: str) -> None:
+    """Rename ``staging`` to ``target``; an existing ``target`` is moved aside first and deleted
+    after, or moved back if the second rename fails."""
+    if not fs.exists(target):
+        if not fs.rename(staging, target):
+            raise ChurnError(f"Could not move the Spark output {staging} to {target}.")
+        return
+    old = hadoop_path(target.getParent(), f".{target.getName()}.old-{token}")
+    if not fs.rename(target, old):
+        raise ChurnError(f"Could not move the previous output {target} aside; it is unchanged.")
+    if not fs.rename(staging, target):
+        fs.rename(old, target)
+        raise ChurnError(f"Could not move the Spark output {staging} to {target}; kept the old.")
+    fs.delete(old, True)
 
 
 # --------------------------------------------------------------------------------------------
