@@ -288,7 +288,9 @@ def _snapshot_batches(
 ) -> Iterator[pd.DataFrame]:
     try:
         for batch in source.iter_batches(batch_size=batch_rows, columns=columns):
-            yield batch.to_pandas()
+            frame = batch.to_pandas()
+            frame.attrs = {}  # pandas deep-copies attrs on every column access: seconds a batch
+            yield frame
     except (OSError, pa.ArrowException) as exc:
         raise ScoreStoreError(
             f"The feature snapshot {path} is corrupt ({str(exc)[:200]}): rebuild it with "
@@ -389,10 +391,15 @@ def _scored_arrow(
     gross_margin: float,
     annual_discount_rate: float,
 ) -> pa.Table:
-    """One snapshot batch as score-store rows (the columns :func:`write_score_store` writes)."""
-    snapshot = snapshot_from_frame(frame, model, source)
-    scored = score_matrix(model, snapshot.X, k, num_threads)
-    table = scores_table(model, snapshot.customer_ids, snapshot.as_of, snapshot.X, scored)
+    """One snapshot batch as score-store rows (the columns :func:`write_score_store` writes);
+    ids were checked and the fingerprint taken over the whole file (:func:`snapshot_summary`)."""
+
+    check_snapshot_columns(frame, model, source)
+    ids = frame["customer_id"].astype("string").to_numpy(dtype=object)
+    as_of = pd.to_datetime(frame["as_of"]).dt.strftime("%Y-%m-%d").to_numpy(dtype=object)
+    X = model.encode(frame)
+    scored = score_matrix(model, X, k, num_threads)
+    table = scores_table(model, ids, as_of, X, scored)
     survival = survival_columns(model, frame, gross_margin, annual_discount_rate)
     if survival is not None:
         table = pd.concat([table, survival], axis=1)
