@@ -23,6 +23,7 @@ attribute types). PySpark is the optional ``spark`` extra: only this module impo
 from __future__ import annotations
 
 import os
+import re
 import sys
 import uuid
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from typing import Any
 
 import pandas as pd
 import sqlglot
+from pyspark import SparkContext
 from pyspark.errors import AnalysisException
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -106,6 +108,7 @@ def local_session(
     shuffle_partitions: int = 4,
     tiny_data: bool = False,
     app_name: str = "churn",
+    master: str | None = None,
 ) -> SparkSession:
     """A local-mode session for tests and benchmarks: few shuffle partitions, no UI, UTC.
 
@@ -115,15 +118,43 @@ def local_session(
     ``tiny_data`` also turns off adaptive execution and code generation: on a few hundred rows,
     compiling each query costs more than running it (about 3x faster in the tests). Never use it
     for real data.
+
+    ``master``: default ``local[cores]`` (one JVM, tasks as threads); ``local-cluster[2,1,1024]``
+    (:func:`cluster_master`) runs a standalone master, workers and one executor JVM per worker on
+    this machine, so tasks, broadcasts and Python workers cross process boundaries as on a real
+    cluster. A session whose master differs from the active one's replaces it.
     """
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    master = master or f"local[{cores}]"
+    parallelism = cores
+    executor: dict[str, str] = {}
+    cluster = _LOCAL_CLUSTER.fullmatch(master.replace(" ", ""))
+    if cluster:
+        # executors are launched with $SPARK_HOME/bin scripts: the pip package holds them
+        from pyspark.find_spark_home import _find_spark_home
+
+        os.environ.setdefault("SPARK_HOME", _find_spark_home())
+        workers, per_worker, megabytes = map(int, cluster.groups())
+        parallelism = workers * per_worker
+        # one machine: every executor reads the same disk, so waiting up to 3 s per task for
+        # a "data-local" slot (the default) only adds seconds to every stage
+        executor = {
+            "spark.executor.memory": f"{megabytes}m",
+            "spark.executor.cores": str(per_worker),
+            "spark.locality.wait": "0s",
+        }
+    active = SparkContext._active_spark_context
+    if active is not None and active.master != master:
+        active.stop()  # one SparkContext per process: getOrCreate would return the old one
     builder: Any = SparkSession.builder
+    for key, value in executor.items():
+        builder = builder.config(key, value)
     spark: SparkSession = (
-        builder.master(f"local[{cores}]")
+        builder.master(master)
         .appName(app_name)
         .config("spark.driver.memory", memory)
         .config("spark.sql.shuffle.partitions", str(shuffle_partitions))
-        .config("spark.default.parallelism", str(cores))
+        .config("spark.default.parallelism", str(parallelism))
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.buffer.pageSize", "2m")
@@ -134,6 +165,14 @@ def local_session(
     spark.sparkContext.setLogLevel("ERROR")
     set_tiny_data(spark, tiny_data)
     return spark
+
+
+_LOCAL_CLUSTER = re.compile(r"local-cluster\[(\d+),(\d+),(\d+)\]")
+
+
+def cluster_master(workers: int = 2, cores: int = 1, memory_mb: int = 1024) -> str:
+    """Spark's ``local-cluster[workers, cores per worker, MB per worker]`` master URL."""
+    return f"local-cluster[{workers},{cores},{memory_mb}]"
 
 
 _TINY_DATA_CONF = {
@@ -383,6 +422,7 @@ __all__ = [
     "SparkDialectError",
     "SparkEngine",
     "SparkExport",
+    "cluster_master",
     "local_session",
     "prepared_frame",
     "read_export",
