@@ -243,7 +243,9 @@ def features(
         str | None, typer.Option(help="Lead time before the horizon, e.g. 14d (default: settings).")
     ] = None,
     label: Annotated[str, typer.Option(help="contractual or noncontractual.")] = "contractual",
-    out: Annotated[Path | None, typer.Option(help="Output Parquet file.")] = None,
+    out: Annotated[
+        str | None, typer.Option(help="Output Parquet file (with --engine spark: any URI).")
+    ] = None,
     engine: EngineOpt = "duckdb",
     observed_until_opt: ObservedOpt = None,
 ) -> None:
@@ -286,7 +288,7 @@ def features(
     if not dates:
         raise ChurnError("Pass --as-of YYYY-MM-DD[,...] or --monthly.")
     labeled = build_labeled_set(tables, dates, spec)
-    target = out or settings.features_path
+    target = Path(out) if out else settings.features_path
     write_labeled_set(labeled, label_record(spec, until, labeled, export_origin(folder)), target)
     complete = labeled[labeled["label_complete"]]
     rate = f"{complete['churned'].mean():.2%}" if len(complete) else "n/a"
@@ -312,7 +314,9 @@ def snapshot(
     as_of: Annotated[
         str | None, typer.Option(help="As-of date; default the day after the export's last record.")
     ] = None,
-    out: Annotated[Path | None, typer.Option(help="Snapshot file.")] = None,
+    out: Annotated[
+        str | None, typer.Option(help="Snapshot file (with --engine spark: any URI).")
+    ] = None,
     engine: EngineOpt = "duckdb",
     observed_until_opt: ObservedOpt = None,
     model: Annotated[
@@ -344,7 +348,7 @@ def snapshot(
     tables = load_tables(folder)
     until = resolve_observed_until(tables, folder, _day(observed_until_opt))
     snap = build_snapshot(tables, day, until, _model_vocabulary(settings, model))
-    target = out or settings.store_dir / "snapshot.parquet"
+    target = Path(out) if out else settings.store_dir / "snapshot.parquet"
     write_parquet(snap, target)
     console.print(
         f"[green]wrote[/] {target}: {len(snap):,} active customers as of "
@@ -604,9 +608,12 @@ def import_data(
 @friendly_errors
 def score_all(
     snapshot_file: Annotated[
-        Path | None, typer.Option("--snapshot", help="Feature snapshot (default: store dir).")
+        str | None,
+        typer.Option("--snapshot", help="Feature snapshot (default: store dir; spark: any URI)."),
     ] = None,
-    out: Annotated[Path | None, typer.Option(help="Score store (default: store dir).")] = None,
+    out: Annotated[
+        str | None, typer.Option(help="Score store (default: store dir; spark: any URI).")
+    ] = None,
     model: Annotated[
         str | None, typer.Option(help="Registered model, e.g. churn-model@champion.")
     ] = None,
@@ -645,8 +652,8 @@ def score_all(
     if rules:  # before the store: a crash from here to the recorded run is finished on start
         mark_rules_pending(settings.store_dir)
     target, customers = write_score_store(
-        churn_model, ModelRef(name, version, alias), snapshot_file or settings.snapshot_path,
-        out or settings.score_store_path, settings.top_k, settings.scoring_threads,
+        churn_model, ModelRef(name, version, alias), Path(snapshot_file or settings.snapshot_path),
+        Path(out) if out else settings.score_store_path, settings.top_k, settings.scoring_threads,
         settings.gross_margin, settings.annual_discount_rate,
     )  # fmt: skip
     console.print(f"[green]wrote[/] {target}: {customers:,} customers scored by {name} v{version}")
