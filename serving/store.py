@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from features.catalog import CATALOG_VERSION
@@ -269,9 +270,15 @@ SCORE_BATCH_ROWS = 100_000
 many rows (about 1 GB at 100 000 customers with 5 drivers), not by the customer count."""
 
 
-def _open_snapshot(snapshot_path: Path) -> pq.ParquetFile:
+def _open_snapshot(snapshot_path: Path) -> ds.Dataset:
+    """The snapshot as an Arrow dataset: one file (``churn snapshot``) or a folder of part files
+    (``churn snapshot --engine spark``; ``_SUCCESS`` and hidden files are skipped)."""
+    if not Path(snapshot_path).exists():
+        raise ScoreStoreError(
+            f"No feature snapshot at {snapshot_path} (missing): build it with `churn snapshot`."
+        )
     try:
-        return pq.ParquetFile(snapshot_path)
+        return ds.dataset(snapshot_path, format="parquet")
     except FileNotFoundError:
         raise ScoreStoreError(
             f"No feature snapshot at {snapshot_path} (missing): build it with `churn snapshot`."
@@ -284,13 +291,19 @@ def _open_snapshot(snapshot_path: Path) -> pq.ParquetFile:
 
 
 def _snapshot_batches(
-    source: pq.ParquetFile, path: Path, batch_rows: int, columns: list[str] | None = None
+    source: ds.Dataset, path: Path, batch_rows: int, columns: list[str] | None = None
 ) -> Iterator[pd.DataFrame]:
+    """The snapshot's rows in file order, at most ``batch_rows`` at a time (Parquet pages are
+    decoded as needed, so even one big row group is read a batch at a time)."""
     try:
-        for batch in source.iter_batches(batch_size=batch_rows, columns=columns):
-            frame = batch.to_pandas()
-            frame.attrs = {}  # pandas deep-copies attrs on every column access: seconds a batch
-            yield frame
+        for fragment in source.get_fragments():
+            for batch in fragment.to_batches(batch_size=batch_rows, columns=columns,
+                                             use_threads=False):  # fmt: skip
+                if not batch.num_rows:
+                    continue
+                frame = batch.to_pandas()
+                frame.attrs = {}  # pandas deep-copies attrs at every column access: seconds
+                yield frame
     except (OSError, pa.ArrowException) as exc:
         raise ScoreStoreError(
             f"The feature snapshot {path} is corrupt ({str(exc)[:200]}): rebuild it with "
@@ -309,10 +322,15 @@ def snapshot_summary(
     """
     source = _open_snapshot(snapshot_path)
     columns = ["customer_id", "as_of", *model.features]
-    check_snapshot_columns(source.schema_arrow.empty_table().to_pandas(), model,
-                           str(snapshot_path))  # fmt: skip
-    checked_ids(source.read(columns=["customer_id"]).column("customer_id").to_pandas(),
-                str(snapshot_path))  # fmt: skip
+    check_snapshot_columns(source.schema.empty_table().to_pandas(), model, str(snapshot_path))
+    try:
+        ids = source.to_table(columns=["customer_id"]).column("customer_id").to_pandas()
+    except (OSError, pa.ArrowException) as exc:
+        raise ScoreStoreError(
+            f"The feature snapshot {snapshot_path} is corrupt ({str(exc)[:200]}): rebuild it "
+            "with `churn snapshot`."
+        ) from None
+    checked_ids(ids, str(snapshot_path))
     digest = hashlib.sha256()
     days: set[str] = set()
     rows = 0
@@ -371,7 +389,7 @@ def score_all(
                     arrow = arrow.cast(schema)  # e.g. a column null in one batch
                 writer.write_table(arrow)
             if writer is None:  # no rows: an empty store with the columns of one
-                empty = source.schema_arrow.empty_table().to_pandas()
+                empty = source.schema.empty_table().to_pandas()
                 arrow = _scored_arrow(model, empty, str(snapshot_path), k, num_threads,
                                       gross_margin, annual_discount_rate)  # fmt: skip
                 metadata = {**(arrow.schema.metadata or {}), METADATA_KEY: json.dumps(meta)}
