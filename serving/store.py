@@ -28,7 +28,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from features.catalog import CATALOG_VERSION
@@ -270,35 +269,41 @@ SCORE_BATCH_ROWS = 100_000
 many rows (about 1 GB at 100 000 customers with 5 drivers), not by the customer count."""
 
 
-def _open_snapshot(snapshot_path: Path) -> ds.Dataset:
-    """The snapshot as an Arrow dataset: one file (``churn snapshot``) or a folder of part files
-    (``churn snapshot --engine spark``; ``_SUCCESS`` and hidden files are skipped)."""
-    if not Path(snapshot_path).exists():
+def _open_snapshot(snapshot_path: Path) -> list[pq.ParquetFile]:
+    """The snapshot's Parquet files: one (``churn snapshot``) or a folder's part files in name
+    order (``churn snapshot --engine spark``; ``_SUCCESS`` and hidden files skipped), the order
+    ``pd.read_parquet`` reads them in."""
+    path = Path(snapshot_path)
+    if not path.exists():
         raise ScoreStoreError(
             f"No feature snapshot at {snapshot_path} (missing): build it with `churn snapshot`."
         )
+    files = (
+        sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(("_", ".")))
+        if path.is_dir()
+        else [path]
+    )
     try:
-        return ds.dataset(snapshot_path, format="parquet")
-    except FileNotFoundError:
-        raise ScoreStoreError(
-            f"No feature snapshot at {snapshot_path} (missing): build it with `churn snapshot`."
-        ) from None
+        parts = [pq.ParquetFile(f) for f in files]
     except Exception as exc:  # pyarrow raises several types for a damaged file
         raise ScoreStoreError(
             f"The feature snapshot {snapshot_path} is corrupt ({str(exc)[:200]}): rebuild it "
             "with `churn snapshot`."
         ) from None
+    if not parts:
+        raise ScoreStoreError(f"The feature snapshot folder {snapshot_path} has no Parquet files.")
+    return parts
 
 
 def _snapshot_batches(
-    source: ds.Dataset, path: Path, batch_rows: int, columns: list[str] | None = None
+    source: list[pq.ParquetFile], path: Path, batch_rows: int, columns: list[str] | None = None
 ) -> Iterator[pd.DataFrame]:
-    """The snapshot's rows in file order, at most ``batch_rows`` at a time (Parquet pages are
-    decoded as needed, so even one big row group is read a batch at a time)."""
+    """The snapshot's rows in file order, at most ``batch_rows`` at a time. ``iter_batches``
+    decodes pages as it goes, so one big row group is still read a batch at a time (an Arrow
+    dataset scan would hold row groups and read ahead: twice the memory)."""
     try:
-        for fragment in source.get_fragments():
-            for batch in fragment.to_batches(batch_size=batch_rows, columns=columns,
-                                             use_threads=False):  # fmt: skip
+        for part in source:
+            for batch in part.iter_batches(batch_size=batch_rows, columns=columns):
                 if not batch.num_rows:
                     continue
                 frame = batch.to_pandas()
@@ -322,9 +327,13 @@ def snapshot_summary(
     """
     source = _open_snapshot(snapshot_path)
     columns = ["customer_id", "as_of", *model.features]
-    check_snapshot_columns(source.schema.empty_table().to_pandas(), model, str(snapshot_path))
+    check_snapshot_columns(source[0].schema_arrow.empty_table().to_pandas(), model,
+                           str(snapshot_path))  # fmt: skip
     try:
-        ids = source.to_table(columns=["customer_id"]).column("customer_id").to_pandas()
+        ids = pd.concat(
+            [p.read(columns=["customer_id"]).column("customer_id").to_pandas() for p in source],
+            ignore_index=True,
+        )
     except (OSError, pa.ArrowException) as exc:
         raise ScoreStoreError(
             f"The feature snapshot {snapshot_path} is corrupt ({str(exc)[:200]}): rebuild it "
@@ -389,7 +398,7 @@ def score_all(
                     arrow = arrow.cast(schema)  # e.g. a column null in one batch
                 writer.write_table(arrow)
             if writer is None:  # no rows: an empty store with the columns of one
-                empty = source.schema.empty_table().to_pandas()
+                empty = source[0].schema_arrow.empty_table().to_pandas()
                 arrow = _scored_arrow(model, empty, str(snapshot_path), k, num_threads,
                                       gross_margin, annual_discount_rate)  # fmt: skip
                 metadata = {**(arrow.schema.metadata or {}), METADATA_KEY: json.dumps(meta)}
