@@ -236,6 +236,11 @@ def main() -> None:
             work.mkdir()
             runs.append(run_size(customers, args.months, args.snapshots, work, args.cores,
                                  master))  # fmt: skip
+        from pyspark.sql import SparkSession
+
+        active = SparkSession.getActiveSession()
+        if active is not None:  # before exit: a killed local-cluster logs executor errors
+            active.stop()
     table = Table(title=f"DuckDB vs Spark {master}: seconds (lower is better), peak RSS")
     columns = ("customers", "events", "rows", "DuckDB features", "Spark features",
                "DuckDB peak GB", "Spark peak GB", "DuckDB scoring", "Spark scoring",
