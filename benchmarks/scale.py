@@ -1,13 +1,18 @@
-"""DuckDB vs Spark local mode: feature build and batch scoring time as the company grows.
+"""DuckDB vs Spark: feature build and batch scoring time and peak memory as the company grows.
 
     .venv/bin/python benchmarks/scale.py --sizes 5000,50000,200000 --months 12
+    .venv/bin/python benchmarks/scale.py --sizes 50000 --spark-master "local-cluster[2,1,2048]"
+    .venv/bin/python benchmarks/scale.py --score-all 1000000     # benchmarks/score_all.py
 
 For each size: generate a world (Parquet), build the labeled set for the last ``--snapshots``
 monthly as-of dates and write it to Parquet (DuckDB: pandas in, ``build_labeled_set``; Spark:
 ``read_export`` + ``build(..., engine=SparkEngine)``, no pandas), then train a small model once and
 score every row (DuckDB path: ``score_frame`` + ``scores_table``; Spark: ``score_spark``). Prints
 seconds, events per second and where Spark starts to win (measured, or extrapolated from a
-straight-line fit of seconds against events). Needs the ``spark`` extra and Java 17.
+straight-line fit of seconds against events). Peak RSS is sampled over this process and its
+children (the Spark driver JVM, local-cluster executors and their Python workers) during each
+feature build. ``--spark-master local-cluster[workers,cores,MB]`` runs Spark with executor
+JVMs as on a cluster instead of ``local[cores]``. Needs the ``spark`` extra and Java 17.
 """
 
 from __future__ import annotations
@@ -20,7 +25,9 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 import argparse
 import os
+import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from datetime import date
@@ -28,6 +35,7 @@ from datetime import date
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+import psutil
 from pyspark.sql import functions as F
 from rich.console import Console
 from rich.table import Table
@@ -52,6 +60,43 @@ class Run:
     spark_features: float
     duck_scoring: float
     spark_scoring: float
+    duck_peak_gb: float
+    spark_peak_gb: float
+
+
+class PeakRss:
+    """Peak resident memory (GB) of this process plus all its descendants, sampled every
+    ``interval`` seconds while the block runs: Spark's memory lives in child JVMs."""
+
+    def __init__(self, interval: float = 0.25) -> None:
+        self.interval = interval
+        self.gb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> float:
+        me = psutil.Process()
+        total = me.memory_info().rss
+        for child in me.children(recursive=True):
+            try:
+                total += child.memory_info().rss
+            except psutil.Error:
+                continue
+        return total / 1024**3
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.gb = max(self.gb, self._sample())
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.gb = max(self.gb, self._sample())
 
 
 def train_small_model(labeled: pd.DataFrame) -> ChurnModel:
@@ -72,7 +117,9 @@ def train_small_model(labeled: pd.DataFrame) -> ChurnModel:
     return model
 
 
-def run_size(customers: int, months: int, snapshots: int, work: Path, spark_cores: int) -> Run:
+def run_size(
+    customers: int, months: int, snapshots: int, work: Path, spark_cores: int, master: str | None
+) -> Run:
     console = Console()
     folder = work / f"world-{customers}"
     folder.mkdir()
@@ -86,6 +133,7 @@ def run_size(customers: int, months: int, snapshots: int, work: Path, spark_core
 
     # DuckDB: Parquet -> pandas -> labeled set -> Parquet
     t0 = time.perf_counter()
+    duck_peak = PeakRss().__enter__()
     tables = RawTables(
         **{
             name: pd.read_parquet(folder / f"{name}.parquet")
@@ -99,17 +147,21 @@ def run_size(customers: int, months: int, snapshots: int, work: Path, spark_core
     labeled = build_labeled_set(tables, as_of, spec)
     write_parquet(labeled, work / "duck_labeled.parquet")
     duck_features = time.perf_counter() - t0
+    duck_peak.__exit__()
     events = len(tables.events)
     del tables
     console.print(f"  duckdb features {duck_features:.1f} s ({len(labeled):,} rows)")
 
     # Spark: Parquet -> Spark -> labeled set -> Parquet (never through pandas)
-    spark = local_session(cores=spark_cores, memory="6g", shuffle_partitions=4 * spark_cores)
+    spark_peak = PeakRss().__enter__()
+    spark = local_session(cores=spark_cores, memory="6g", shuffle_partitions=4 * spark_cores,
+                          master=master)  # fmt: skip
     t0 = time.perf_counter()
     engine = SparkEngine(spark)
     on_spark = build(read_export(spark, str(folder)), as_of, spec, engine, labels=True)
     on_spark.write_parquet(str(work / "spark_labeled"))
     spark_features = time.perf_counter() - t0
+    spark_peak.__exit__()
     engine.close()
     console.print(f"  spark features {spark_features:.1f} s")
 
@@ -135,7 +187,7 @@ def run_size(customers: int, months: int, snapshots: int, work: Path, spark_core
     spark_scoring = time.perf_counter() - t0
     console.print(f"  spark scoring {spark_scoring:.1f} s")
     return Run(customers, events, len(labeled), duck_features, spark_features, duck_scoring,
-               spark_scoring)  # fmt: skip
+               spark_scoring, duck_peak.gb, spark_peak.gb)  # fmt: skip
 
 
 def crossover(runs: list[Run], duck: str, spark: str) -> str:
@@ -166,23 +218,40 @@ def main() -> None:
     parser.add_argument("--months", type=int, default=12)
     parser.add_argument("--snapshots", type=int, default=6, help="Monthly as-of dates.")
     parser.add_argument("--cores", type=int, default=os.cpu_count() or 2, help="Spark cores.")
+    parser.add_argument("--spark-master", default=None,
+                        help="Default local[cores]; e.g. local-cluster[2,1,2048].")  # fmt: skip
+    parser.add_argument("--score-all", type=int, default=None, metavar="N",
+                        help="Instead: score-all of N customers (score_all.py).")  # fmt: skip
     args = parser.parse_args()
+    if args.score_all:
+        script = Path(__file__).with_name("score_all.py")
+        command = [sys.executable, str(script), "--customers", str(args.score_all)]
+        raise SystemExit(subprocess.run(command, check=False).returncode)
+    master = args.spark_master or f"local[{args.cores}]"
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         for customers in sizes:
             work = Path(tmp) / str(customers)
             work.mkdir()
-            runs.append(run_size(customers, args.months, args.snapshots, work, args.cores))
-    table = Table(title=f"DuckDB vs Spark local[{args.cores}]: seconds (lower is better)")
+            runs.append(run_size(customers, args.months, args.snapshots, work, args.cores,
+                                 master))  # fmt: skip
+        from pyspark.sql import SparkSession
+
+        active = SparkSession.getActiveSession()
+        if active is not None:  # before exit: a killed local-cluster logs executor errors
+            active.stop()
+    table = Table(title=f"DuckDB vs Spark {master}: seconds (lower is better), peak RSS")
     columns = ("customers", "events", "rows", "DuckDB features", "Spark features",
-               "DuckDB scoring", "Spark scoring", "DuckDB events/s", "Spark events/s")  # fmt: skip
+               "DuckDB peak GB", "Spark peak GB", "DuckDB scoring", "Spark scoring",
+               "DuckDB events/s", "Spark events/s")  # fmt: skip
     for col in columns:
         table.add_column(col, justify="right")
     for r in runs:
         table.add_row(
             f"{r.customers:,}", f"{r.events:,}", f"{r.rows:,}", f"{r.duck_features:.1f}",
-            f"{r.spark_features:.1f}", f"{r.duck_scoring:.1f}", f"{r.spark_scoring:.1f}",
+            f"{r.spark_features:.1f}", f"{r.duck_peak_gb:.2f}", f"{r.spark_peak_gb:.2f}",
+            f"{r.duck_scoring:.1f}", f"{r.spark_scoring:.1f}",
             f"{r.events / r.duck_features:,.0f}", f"{r.events / r.spark_features:,.0f}",
         )  # fmt: skip
     console = Console(width=max(Console().width, 140))  # the table must not truncate in logs

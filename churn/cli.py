@@ -267,7 +267,9 @@ def features(
         str | None, typer.Option(help="Lead time before the horizon, e.g. 14d (default: settings).")
     ] = None,
     label: Annotated[str, typer.Option(help="contractual or noncontractual.")] = "contractual",
-    out: Annotated[Path | None, typer.Option(help="Output Parquet file.")] = None,
+    out: Annotated[
+        str | None, typer.Option(help="Output Parquet file (with --engine spark: any URI).")
+    ] = None,
     engine: EngineOpt = "duckdb",
     observed_until_opt: ObservedOpt = None,
 ) -> None:
@@ -307,7 +309,7 @@ def features(
     if not dates:
         raise ChurnError("Pass --as-of YYYY-MM-DD[,...] or --monthly.")
     labeled = build(export, dates, spec, labels=True).materialized()
-    target = out or settings.features_path
+    target = Path(out) if out else settings.features_path
     stream_labeled_set(labeled, spec, until, target, export_origin(folder))
     shape = labeled.engine.fetch(
         "SELECT COUNT(*) AS n, COUNT(DISTINCT as_of) AS dates, MIN(as_of) AS first, "
@@ -360,7 +362,9 @@ def snapshot(
     as_of: Annotated[
         str | None, typer.Option(help="As-of date; default the day after the export's last record.")
     ] = None,
-    out: Annotated[Path | None, typer.Option(help="Snapshot file.")] = None,
+    out: Annotated[
+        str | None, typer.Option(help="Snapshot file (with --engine spark: any URI).")
+    ] = None,
     engine: EngineOpt = "duckdb",
     observed_until_opt: ObservedOpt = None,
     model: Annotated[
@@ -391,7 +395,7 @@ def snapshot(
     until = resolve_observed_until(export, folder, _day(observed_until_opt))
     snapshot_day = day or snapshot_as_of(export, until)
     snap = snapshot_set(export, snapshot_day, until, _model_vocabulary(settings, model))
-    target = out or settings.store_dir / "snapshot.parquet"
+    target = Path(out) if out else settings.store_dir / "snapshot.parquet"
     rows = snap.write_frame(target)
     console.print(
         f"[green]wrote[/] {target}: {rows:,} active customers as of {snapshot_day:%Y-%m-%d}"
@@ -650,9 +654,12 @@ def import_data(
 @friendly_errors
 def score_all(
     snapshot_file: Annotated[
-        Path | None, typer.Option("--snapshot", help="Feature snapshot (default: store dir).")
+        str | None,
+        typer.Option("--snapshot", help="Feature snapshot (default: store dir; spark: any URI)."),
     ] = None,
-    out: Annotated[Path | None, typer.Option(help="Score store (default: store dir).")] = None,
+    out: Annotated[
+        str | None, typer.Option(help="Score store (default: store dir; spark: any URI).")
+    ] = None,
     model: Annotated[
         str | None, typer.Option(help="Registered model, e.g. churn-model@champion.")
     ] = None,
@@ -660,7 +667,7 @@ def score_all(
     engine: EngineOpt = "duckdb",
 ) -> None:
     """Score every snapshot customer with the champion into the score store serving loads."""
-    from serving.history import append_history
+    from serving.history import append_store
     from serving.store import ModelRef
     from serving.store import score_all as write_score_store
     from serving.workflows.service import clear_rules_pending, mark_rules_pending
@@ -691,14 +698,12 @@ def score_all(
     if rules:  # before the store: a crash from here to the recorded run is finished on start
         mark_rules_pending(settings.store_dir)
     target, customers = write_score_store(
-        churn_model, ModelRef(name, version, alias), snapshot_file or settings.snapshot_path,
-        out or settings.score_store_path, settings.top_k, settings.scoring_threads,
+        churn_model, ModelRef(name, version, alias), Path(snapshot_file or settings.snapshot_path),
+        Path(out) if out else settings.score_store_path, settings.top_k, settings.scoring_threads,
         settings.gross_margin, settings.annual_discount_rate,
     )  # fmt: skip
     console.print(f"[green]wrote[/] {target}: {customers:,} customers scored by {name} v{version}")
-    scores = pd.read_parquet(target)
-    as_of = str(scores["as_of"].max())
-    append_history(settings.store_dir, scores, version, as_of, datetime.now(UTC))
+    append_store(settings.store_dir, target, version, datetime.now(UTC))
     console.print(f"appended to the score history in {settings.store_dir / 'history'}")
     if rules:
         from serving.workflows.service import Workflows

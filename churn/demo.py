@@ -31,7 +31,7 @@ from features.generator import generate_world, write_world
 from features.io import write_parquet
 from features.labels import LabelSpec
 from features.pipeline import build_snapshot, default_as_of, snapshot_as_of
-from serving.history import append_history
+from serving.history import append_store
 from serving.store import ModelRef, score_all
 from training.fit import FitConfig
 from training.pipeline import TrainConfig
@@ -120,7 +120,7 @@ def build_scored_world(
         write_parquet(tile(build_snapshot(tables, day), replicate), snapshot_path)
         score_all(model, ref, snapshot_path, scores_path, settings.top_k)
         scored_at = datetime.combine(day, datetime.min.time(), UTC) + timedelta(hours=2)
-        append_history(store, pd.read_parquet(scores_path), ref.version, day, scored_at)
+        append_store(store, scores_path, ref.version, scored_at)
     served = len(pd.read_parquet(settings.snapshot_path, columns=["customer_id"]))
     decision = report.decision
     return ScoredWorld(

@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import sys
+import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
@@ -35,6 +37,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 import sqlglot
+from pyspark import SparkContext
 from pyspark.errors import AnalysisException
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -112,6 +115,7 @@ def local_session(
     shuffle_partitions: int = 4,
     tiny_data: bool = False,
     app_name: str = "churn",
+    master: str | None = None,
 ) -> SparkSession:
     """A local-mode session for tests and benchmarks: few shuffle partitions, no UI, UTC.
 
@@ -121,15 +125,43 @@ def local_session(
     ``tiny_data`` also turns off adaptive execution and code generation: on a few hundred rows,
     compiling each query costs more than running it (about 3x faster in the tests). Never use it
     for real data.
+
+    ``master``: default ``local[cores]`` (one JVM, tasks as threads); ``local-cluster[2,1,1024]``
+    (:func:`cluster_master`) runs a standalone master, workers and one executor JVM per worker on
+    this machine, so tasks, broadcasts and Python workers cross process boundaries as on a real
+    cluster. A session whose master differs from the active one's replaces it.
     """
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    master = master or f"local[{cores}]"
+    parallelism = cores
+    executor: dict[str, str] = {}
+    cluster = _LOCAL_CLUSTER.fullmatch(master.replace(" ", ""))
+    if cluster:
+        # executors are launched with $SPARK_HOME/bin scripts: the pip package holds them
+        from pyspark.find_spark_home import _find_spark_home
+
+        os.environ.setdefault("SPARK_HOME", _find_spark_home())
+        workers, per_worker, megabytes = map(int, cluster.groups())
+        parallelism = workers * per_worker
+        # one machine: every executor reads the same disk, so waiting up to 3 s per task for
+        # a "data-local" slot (the default) only adds seconds to every stage
+        executor = {
+            "spark.executor.memory": f"{megabytes}m",
+            "spark.executor.cores": str(per_worker),
+            "spark.locality.wait": "0s",
+        }
+    active = SparkContext._active_spark_context
+    if active is not None and active.master != master:
+        active.stop()  # one SparkContext per process: getOrCreate would return the old one
     builder: Any = SparkSession.builder
+    for key, value in executor.items():
+        builder = builder.config(key, value)
     spark: SparkSession = (
-        builder.master(f"local[{cores}]")
+        builder.master(master)
         .appName(app_name)
         .config("spark.driver.memory", memory)
         .config("spark.sql.shuffle.partitions", str(shuffle_partitions))
-        .config("spark.default.parallelism", str(cores))
+        .config("spark.default.parallelism", str(parallelism))
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.buffer.pageSize", "2m")
@@ -140,6 +172,14 @@ def local_session(
     spark.sparkContext.setLogLevel("ERROR")
     set_tiny_data(spark, tiny_data)
     return spark
+
+
+_LOCAL_CLUSTER = re.compile(r"local-cluster\[(\d+),(\d+),(\d+)\]")
+
+
+def cluster_master(workers: int = 2, cores: int = 1, memory_mb: int = 1024) -> str:
+    """Spark's ``local-cluster[workers, cores per worker, MB per worker]`` master URL."""
+    return f"local-cluster[{workers},{cores},{memory_mb}]"
 
 
 _TINY_DATA_CONF = {
@@ -236,13 +276,48 @@ class SparkEngine:
 
 
 def write_frame(frame: DataFrame, uri: str) -> str:
-    """Write ``frame`` as a Parquet folder at ``uri``, replacing what was there.
+    """Write ``frame`` as a Parquet folder at ``uri``, replacing what was there only once the
+    new output is complete.
 
-    Spark's committer publishes the parts and a ``_SUCCESS`` marker only when every task
-    succeeded; readers should check for ``_SUCCESS``.
+    Spark's ``mode("overwrite")`` deletes the old folder before the job runs, so a job that
+    fails half-way leaves neither. Here the job writes to a hidden sibling (``.<name>.tmp-<id>``,
+    which Spark and Hadoop readers skip) and the folders are swapped by Hadoop ``FileSystem``
+    renames: on local disks and HDFS a rename is atomic, so readers see the old output or the
+    new one (with its ``_SUCCESS``), never a part of it. A failed job deletes its temporary and
+    leaves the previous output as it was. On object stores (``s3a://``, ``gs://``, ``abfss://``)
+    a folder rename is a copy: use the cloud committers there (``docs/scale.md``).
     """
-    frame.write.mode("overwrite").option("compression", "zstd").parquet(uri)
+    spark = frame.sparkSession
+    jvm: Any = spark._jvm
+    hadoop_path = jvm.org.apache.hadoop.fs.Path
+    target = hadoop_path(uri)
+    fs = target.getFileSystem(spark._jsc.hadoopConfiguration())
+    target = fs.makeQualified(target)
+    token = uuid.uuid4().hex[:12]
+    staging = hadoop_path(target.getParent(), f".{target.getName()}.tmp-{token}")
+    try:
+        frame.write.mode("errorifexists").option("compression", "zstd").parquet(staging.toString())
+        _swap_into_place(fs, hadoop_path, staging, target, token)
+    finally:
+        if fs.exists(staging):
+            fs.delete(staging, True)
     return uri
+
+
+def _swap_into_place(fs: Any, hadoop_path: Any, staging: Any, target: Any, token: str) -> None:
+    """Rename ``staging`` to ``target``; an existing ``target`` is moved aside first and deleted
+    after, or moved back if the second rename fails."""
+    if not fs.exists(target):
+        if not fs.rename(staging, target):
+            raise ChurnError(f"Could not move the Spark output {staging} to {target}.")
+        return
+    old = hadoop_path(target.getParent(), f".{target.getName()}.old-{token}")
+    if not fs.rename(target, old):
+        raise ChurnError(f"Could not move the previous output {target} aside; it is unchanged.")
+    if not fs.rename(staging, target):
+        fs.rename(old, target)
+        raise ChurnError(f"Could not move the Spark output {staging} to {target}; kept the old.")
+    fs.delete(old, True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -421,6 +496,7 @@ __all__ = [
     "SparkDialectError",
     "SparkEngine",
     "SparkExport",
+    "cluster_master",
     "local_session",
     "prepared_frame",
     "read_export",

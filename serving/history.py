@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -27,6 +28,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from features.errors import ChurnError
@@ -90,27 +92,83 @@ def append_history(
             f"The scores passed to append_history lack column(s) {', '.join(missing)}; pass the "
             "score store table (serving.scoring.scores_table / data/store/scores.parquet)."
         )
-    ids = scores_frame["customer_id"].astype("string")
-    if ids.isna().any() or ids.duplicated().any():
+    kept = _kept_columns(list(map(str, scores_frame.columns)))
+    frame = scores_frame[kept].reset_index(drop=True)
+    frame["customer_id"] = frame["customer_id"].astype("string")
+    frame["tier"] = frame["tier"].astype("string")
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    return _write_history(store_dir, table.column, kept, len(frame), model_version, as_of,
+                          scored_at)  # fmt: skip
+
+
+def append_store(
+    store_dir: Path, score_store: Path, model_version: str, scored_at: datetime
+) -> Path:
+    """Add the score store file to the history (what ``churn score-all`` does after writing it),
+    reading one column at a time in Arrow: a million customers' drivers never become pandas
+    objects, so the append stays within the memory of the store's own columns."""
+    source = pq.ParquetFile(score_store)
+    names = source.schema_arrow.names
+    missing = [c for c in (*_REQUIRED, "as_of") if c not in names]
+    if missing:
+        raise HistoryError(
+            f"The score store {score_store} lacks column(s) {', '.join(missing)}; rebuild it "
+            "with `churn score-all`."
+        )
+    as_of = pc.max(source.read(columns=["as_of"]).column("as_of")).as_py()
+    if as_of is None:
+        raise HistoryError(f"The score store {score_store} has no rows to append.")
+
+    def column(name: str) -> pa.ChunkedArray:
+        return source.read(columns=[name]).column(name)
+
+    return _write_history(store_dir, column, _kept_columns(names), source.metadata.num_rows,
+                          model_version, str(as_of), scored_at)  # fmt: skip
+
+
+def _kept_columns(names: list[str]) -> list[str]:
+    """The score-store columns the history keeps, in the store's order."""
+    kept = [
+        n
+        for n in names
+        if n.startswith("driver_") or n == "base_value" or n.startswith(CONTRIBUTION_PREFIX)
+    ]
+    return [*_REQUIRED, *kept]
+
+
+def _write_history(
+    store_dir: Path,
+    column: Callable[[str], pa.ChunkedArray],
+    names: list[str],
+    rows: int,
+    model_version: str,
+    as_of: date | datetime | str,
+    scored_at: datetime,
+) -> Path:
+    """The history file of one scoring from its columns (``column(name)``), sorted by id."""
+    ids = column("customer_id").cast(pa.string())
+    if ids.null_count or pc.count_distinct(ids).as_py() != len(ids):
         raise HistoryError("append_history: customer_id must be filled and unique per scoring.")
+    order = pc.sort_indices(ids)
     day = _as_date(as_of)
     moment = scored_at if scored_at.tzinfo else scored_at.replace(tzinfo=UTC)
-    columns: dict[str, object] = {
-        "customer_id": ids.to_numpy(dtype=object),
-        "as_of": pd.Series(pd.Timestamp(day), index=scores_frame.index).dt.date.to_numpy(),
-        "scored_at": pd.Series(pd.Timestamp(moment).tz_convert("UTC"), index=scores_frame.index),
-        "model_version": str(model_version),
-        "churn_probability": scores_frame["churn_probability"].astype("float64").to_numpy(),
-        "health_score": scores_frame["health_score"].astype("float64").to_numpy(),
-        "tier": scores_frame["tier"].astype("string").to_numpy(dtype=object),
+    instant = pd.Timestamp(moment).tz_convert("UTC").tz_localize(None).to_datetime64()
+    stamp = pa.array(np.full(rows, instant.astype("datetime64[ns]")), pa.timestamp("ns", tz="UTC"))
+    arrays: dict[str, pa.Array | pa.ChunkedArray] = {
+        "customer_id": ids.take(order),
+        "as_of": pa.array(np.full(rows, np.datetime64(day, "D")), pa.date32()),
+        "scored_at": stamp,
+        "model_version": pa.array(np.full(rows, str(model_version), dtype=object), pa.string()),
+        "churn_probability": column("churn_probability").cast(pa.float64()).take(order),
+        "health_score": column("health_score").cast(pa.float64()).take(order),
+        "tier": column("tier").cast(pa.string()).take(order),
     }
-    for name in scores_frame.columns:
-        if name.startswith("driver_"):
-            columns[name] = scores_frame[name].to_numpy()
-        elif name == "base_value" or name.startswith(CONTRIBUTION_PREFIX):
-            columns[name] = scores_frame[name].astype("float32").to_numpy()
-    frame = pd.DataFrame(columns).sort_values("customer_id", kind="stable")
-    table = pa.Table.from_pandas(frame, preserve_index=False)
+    for name in names[len(_REQUIRED) :]:
+        values = column(name)
+        if name == "base_value" or name.startswith(CONTRIBUTION_PREFIX):
+            values = values.cast(pa.float32())
+        arrays[name] = values.take(order)
+    table = pa.table(arrays)
     target = history_file(store_dir, day, str(model_version))
     with atomic_path(target) as tmp:
         pq.write_table(table, tmp, compression="zstd", row_group_size=ROW_GROUP_ROWS)
@@ -292,6 +350,7 @@ __all__ = [
     "ScoreHistory",
     "Scoring",
     "append_history",
+    "append_store",
     "history_dir",
     "history_files",
     "history_stamp",
@@ -314,5 +373,4 @@ def recover_history(store_dir: Path, score_store: Path) -> Path | None:
     if history_file(store_dir, day, version).exists():
         return None
     scored_at = datetime.fromisoformat(str(meta.get("created_at") or datetime.now(UTC)))
-    scores = pd.read_parquet(score_store)
-    return append_history(store_dir, scores, version, day, scored_at)
+    return append_store(store_dir, score_store, version, scored_at)

@@ -149,6 +149,11 @@ class Explainer:
             return levels[int(encoded)]
         return float(encoded)
 
+    def sentence(self, j: int, encoded: float) -> str:
+        """The catalog sentence of feature ``j`` at one encoded value (what :meth:`driver`
+        says), without building the rest of the driver: the score store writes millions."""
+        return self.info[j].explain(self.value(j, encoded))
+
     def driver(self, j: int, encoded: float, contribution: float) -> dict[str, Any]:
         value = self.value(j, encoded)
         info = self.info[j]
@@ -208,8 +213,8 @@ def scores_table(
         contribution = scored.contributions[rows, idx]
         columns[f"driver_{rank + 1}_feature"] = np.asarray(model.features, dtype=object)[idx]
         columns[f"driver_{rank + 1}_contribution"] = contribution
+        sentence = explainer.sentence
         columns[f"driver_{rank + 1}_sentence"] = [
-            explainer.driver(int(j), X[i, j], c)["sentence"]
-            for i, j, c in zip(rows, idx, contribution, strict=True)
+            sentence(j, value) for j, value in zip(idx.tolist(), X[rows, idx].tolist(), strict=True)
         ]
     return pd.DataFrame(columns)

@@ -19,6 +19,7 @@ import json
 import re
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -87,6 +88,19 @@ def read_snapshot(path: Path, model: ChurnModel) -> Snapshot:
 
 def snapshot_from_frame(frame: pd.DataFrame, model: ChurnModel, source: str) -> Snapshot:
     """Check ids and feature columns, then encode once for the whole life of the state."""
+    check_snapshot_columns(frame, model, source)
+    ids = checked_ids(frame["customer_id"], source)
+    as_of = pd.to_datetime(frame["as_of"]).dt.strftime("%Y-%m-%d")
+    return Snapshot(
+        customer_ids=ids.to_numpy(dtype=object),
+        as_of=as_of.to_numpy(dtype=object),
+        X=model.encode(frame),
+        fingerprint=hashlib.sha256(row_hashes(frame, model).tobytes()).hexdigest()[:16],
+    )
+
+
+def check_snapshot_columns(frame: pd.DataFrame, model: ChurnModel, source: str) -> None:
+    """Ids, as-of dates and every feature the model reads must be columns of the snapshot."""
     for column in ("customer_id", "as_of"):
         if column not in frame.columns:
             raise ScoreStoreError(f"{source}: column '{column}' is missing; rebuild the snapshot.")
@@ -97,7 +111,11 @@ def snapshot_from_frame(frame: pd.DataFrame, model: ChurnModel, source: str) -> 
             "snapshot lacks; rebuild it with `churn snapshot --model NAME@ALIAS` (the columns "
             "that model reads, even when the export's event types changed)."
         )
-    ids = frame["customer_id"].astype("string")
+
+
+def checked_ids(customer_ids: pd.Series, source: str) -> pd.Series:
+    """The ids as strings, refused when one is missing or appears twice."""
+    ids = customer_ids.astype("string")
     if ids.isna().any():
         raise ScoreStoreError(f"{source}: {int(ids.isna().sum())} rows have no customer_id.")
     duplicated = ids[ids.duplicated()].unique()
@@ -106,15 +124,14 @@ def snapshot_from_frame(frame: pd.DataFrame, model: ChurnModel, source: str) -> 
             f"{source}: customer_id(s) {', '.join(map(str, duplicated[:5]))} appear more than once;"
             " a snapshot has one row per customer."
         )
-    as_of = pd.to_datetime(frame["as_of"]).dt.strftime("%Y-%m-%d")
+    return ids
+
+
+def row_hashes(frame: pd.DataFrame, model: ChurnModel) -> np.ndarray:
+    """One hash per snapshot row over id, as-of and the model's features: the fingerprint is
+    the SHA-256 of their bytes, so it can be computed whole or batch by batch alike."""
     columns = ["customer_id", "as_of", *model.features]
-    hashed = pd.util.hash_pandas_object(frame[columns], index=False).to_numpy()
-    return Snapshot(
-        customer_ids=ids.to_numpy(dtype=object),
-        as_of=as_of.to_numpy(dtype=object),
-        X=model.encode(frame),
-        fingerprint=hashlib.sha256(hashed.tobytes()).hexdigest()[:16],
-    )
+    return pd.util.hash_pandas_object(frame[columns], index=False).to_numpy()
 
 
 def write_score_store(
@@ -247,6 +264,92 @@ def survival_block(row: dict[str, Any]) -> dict[str, Any]:
     }  # fmt: skip
 
 
+SCORE_BATCH_ROWS = 100_000
+"""Snapshot rows scored and written per step of :func:`score_all`: memory is bounded by this
+many rows (about 1 GB at 100 000 customers with 5 drivers), not by the customer count."""
+
+
+def _open_snapshot(snapshot_path: Path) -> list[pq.ParquetFile]:
+    """The snapshot's Parquet files: one (``churn snapshot``) or a folder's part files in name
+    order (``churn snapshot --engine spark``; ``_SUCCESS`` and hidden files skipped), the order
+    ``pd.read_parquet`` reads them in."""
+    path = Path(snapshot_path)
+    if not path.exists():
+        raise ScoreStoreError(
+            f"No feature snapshot at {snapshot_path} (missing): build it with `churn snapshot`."
+        )
+    files = (
+        sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(("_", ".")))
+        if path.is_dir()
+        else [path]
+    )
+    try:
+        parts = [pq.ParquetFile(f) for f in files]
+    except Exception as exc:  # pyarrow raises several types for a damaged file
+        raise ScoreStoreError(
+            f"The feature snapshot {snapshot_path} is corrupt ({str(exc)[:200]}): rebuild it "
+            "with `churn snapshot`."
+        ) from None
+    if not parts:
+        raise ScoreStoreError(f"The feature snapshot folder {snapshot_path} has no Parquet files.")
+    return parts
+
+
+def _snapshot_batches(
+    source: list[pq.ParquetFile], path: Path, batch_rows: int, columns: list[str] | None = None
+) -> Iterator[pd.DataFrame]:
+    """The snapshot's rows in file order, at most ``batch_rows`` at a time. ``iter_batches``
+    decodes pages as it goes, so one big row group is still read a batch at a time (an Arrow
+    dataset scan would hold row groups and read ahead: twice the memory)."""
+    try:
+        for part in source:
+            for batch in part.iter_batches(batch_size=batch_rows, columns=columns):
+                if not batch.num_rows:
+                    continue
+                frame = batch.to_pandas()
+                frame.attrs = {}  # pandas deep-copies attrs at every column access: seconds
+                yield frame
+    except (OSError, pa.ArrowException) as exc:
+        raise ScoreStoreError(
+            f"The feature snapshot {path} is corrupt ({str(exc)[:200]}): rebuild it with "
+            "`churn snapshot`."
+        ) from None
+
+
+def snapshot_summary(
+    snapshot_path: Path, model: ChurnModel, batch_rows: int = SCORE_BATCH_ROWS
+) -> tuple[str, list[str], int]:
+    """The snapshot's fingerprint, sorted as-of dates and row count, read batch by batch.
+
+    The fingerprint equals :func:`snapshot_from_frame`'s (row hashes do not depend on the
+    batch), so serving recognises a streamed store as its snapshot's. Ids are checked over the
+    whole file first (one column): a duplicate across two batches is still a duplicate.
+    """
+    source = _open_snapshot(snapshot_path)
+    columns = ["customer_id", "as_of", *model.features]
+    check_snapshot_columns(source[0].schema_arrow.empty_table().to_pandas(), model,
+                           str(snapshot_path))  # fmt: skip
+    try:
+        ids = pd.concat(
+            [p.read(columns=["customer_id"]).column("customer_id").to_pandas() for p in source],
+            ignore_index=True,
+        )
+    except (OSError, pa.ArrowException) as exc:
+        raise ScoreStoreError(
+            f"The feature snapshot {snapshot_path} is corrupt ({str(exc)[:200]}): rebuild it "
+            "with `churn snapshot`."
+        ) from None
+    checked_ids(ids, str(snapshot_path))
+    digest = hashlib.sha256()
+    days: set[str] = set()
+    rows = 0
+    for frame in _snapshot_batches(source, snapshot_path, batch_rows, columns):
+        digest.update(row_hashes(frame, model).tobytes())
+        days.update(pd.to_datetime(frame["as_of"]).dt.strftime("%Y-%m-%d").unique().tolist())
+        rows += len(frame)
+    return digest.hexdigest()[:16], sorted(days), rows
+
+
 def score_all(
     model: ChurnModel,
     ref: ModelRef,
@@ -256,24 +359,78 @@ def score_all(
     num_threads: int = 0,
     gross_margin: float = 0.8,
     annual_discount_rate: float = 0.10,
+    batch_rows: int = SCORE_BATCH_ROWS,
 ) -> tuple[Path, int]:
     """Score every snapshot customer with one model and write the score store (``churn
-    score-all``); returns the path and the number of customers."""
-    try:
-        frame = pd.read_parquet(snapshot_path)
-    except FileNotFoundError:
-        raise ScoreStoreError(
-            f"No feature snapshot at {snapshot_path} (missing): build it with `churn snapshot`."
-        ) from None
-    except Exception as exc:  # pyarrow raises several types for a damaged file
-        raise ScoreStoreError(
-            f"The feature snapshot {snapshot_path} is corrupt ({str(exc)[:200]}): rebuild it "
-            "with `churn snapshot`."
-        ) from None
-    snapshot = snapshot_from_frame(frame, model, str(snapshot_path))
-    scored = score_matrix(model, snapshot.X, k, num_threads)
+    score-all``); returns the path and the number of customers.
+
+    Streams: the snapshot is read ``batch_rows`` at a time, each batch goes through the scoring
+    core and becomes one row group of the store, so peak memory is one batch whatever the
+    number of customers. The store appears only when every batch is written (``atomic_path``):
+    a crash leaves the previous one in place. Same rows, values and metadata as
+    :func:`write_score_store` of the whole snapshot.
+    """
+    fingerprint, days, rows = snapshot_summary(snapshot_path, model, batch_rows)
+    source = _open_snapshot(snapshot_path)
+    meta = {
+        **ref.as_dict(),
+        "snapshot_fingerprint": fingerprint,
+        "as_of": days,
+        "features": model.features,
+        "catalog_version": CATALOG_VERSION,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "customers": rows,
+        "survival": model.survival is not None,
+    }
+    with atomic_path(Path(out)) as tmp:
+        writer: pq.ParquetWriter | None = None
+        try:
+            batches = _snapshot_batches(source, snapshot_path, batch_rows)
+            for frame in batches:
+                arrow = _scored_arrow(model, frame, str(snapshot_path), k, num_threads,
+                                      gross_margin, annual_discount_rate)  # fmt: skip
+                if writer is None:
+                    schema = arrow.schema.with_metadata(
+                        {**(arrow.schema.metadata or {}), METADATA_KEY: json.dumps(meta).encode()}
+                    )
+                    writer = pq.ParquetWriter(tmp, schema, compression="zstd")
+                if not arrow.schema.equals(schema):
+                    arrow = arrow.cast(schema)  # e.g. a column null in one batch
+                writer.write_table(arrow)
+            if writer is None:  # no rows: an empty store with the columns of one
+                empty = source[0].schema_arrow.empty_table().to_pandas()
+                arrow = _scored_arrow(model, empty, str(snapshot_path), k, num_threads,
+                                      gross_margin, annual_discount_rate)  # fmt: skip
+                metadata = {**(arrow.schema.metadata or {}), METADATA_KEY: json.dumps(meta)}
+                pq.write_table(arrow.replace_schema_metadata(metadata), tmp, compression="zstd")
+        finally:
+            if writer is not None:
+                writer.close()
+    return Path(out), rows
+
+
+def _scored_arrow(
+    model: ChurnModel,
+    frame: pd.DataFrame,
+    source: str,
+    k: int,
+    num_threads: int,
+    gross_margin: float,
+    annual_discount_rate: float,
+) -> pa.Table:
+    """One snapshot batch as score-store rows (the columns :func:`write_score_store` writes);
+    ids were checked and the fingerprint taken over the whole file (:func:`snapshot_summary`)."""
+
+    check_snapshot_columns(frame, model, source)
+    ids = frame["customer_id"].astype("string").to_numpy(dtype=object)
+    as_of = pd.to_datetime(frame["as_of"]).dt.strftime("%Y-%m-%d").to_numpy(dtype=object)
+    X = model.encode(frame)
+    scored = score_matrix(model, X, k, num_threads)
+    table = scores_table(model, ids, as_of, X, scored)
     survival = survival_columns(model, frame, gross_margin, annual_discount_rate)
-    return write_score_store(model, ref, snapshot, scored, out, survival), len(scored)
+    if survival is not None:
+        table = pd.concat([table, survival], axis=1)
+    return pa.Table.from_pandas(table, preserve_index=False)
 
 
 SURVIVAL_PREFIX = "survival."

@@ -255,3 +255,35 @@ def test_rows_stamped_on_or_after_as_of_change_no_feature_on_spark(
     )
     engine.close()
     assert_same_table(before, after)
+
+
+# ----- writes: the previous output survives a failed job -----
+
+
+def test_a_job_failing_mid_write_leaves_the_previous_output(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    from pyspark.sql import functions as F
+
+    from features.spark_engine import write_frame
+
+    out = str(tmp_path / "scores")
+    write_frame(spark.range(0, 50, numPartitions=2).withColumn("x", F.col("id") * 2), out)
+    before = pd.read_parquet(out).sort_values("id", ignore_index=True)
+
+    @F.udf("long")
+    def fail_on_row_150(value: int) -> int:
+        if value == 150:
+            raise ValueError("a bad row in the last partition")
+        return value
+
+    failing = spark.range(0, 160, numPartitions=4).select(fail_on_row_150("id").alias("id"))
+    with pytest.raises(Exception, match="a bad row"):
+        write_frame(failing, out)
+    after = pd.read_parquet(out).sort_values("id", ignore_index=True)
+    pd.testing.assert_frame_equal(after, before)
+    assert (tmp_path / "scores" / "_SUCCESS").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scores"], "no temporary left"
+    write_frame(spark.range(3), out)  # and a good job replaces it whole
+    assert sorted(pd.read_parquet(out)["id"]) == [0, 1, 2]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scores"]

@@ -37,6 +37,10 @@ def spark() -> Iterator[SparkSession]:
 
 @pytest.fixture(scope="module")
 def world() -> tuple[ChurnModel, pd.DataFrame]:
+    return small_model_and_snapshot()
+
+
+def small_model_and_snapshot() -> tuple[ChurnModel, pd.DataFrame]:
     """A small LightGBM churn model trained on a generated company, and its latest snapshot."""
     tables = parse_tables(generate_world(300, 8, seed=1).tables)
     labeled = build_labeled_set(tables, default_as_of(tables), LabelSpec(horizon_days=60))
@@ -74,7 +78,13 @@ def assert_same_scores(service: pd.DataFrame, spark: pd.DataFrame) -> None:
 def test_spark_batch_scores_equal_the_service_scores_and_drivers(
     spark: SparkSession, world: tuple[ChurnModel, pd.DataFrame], tmp_path: Path
 ) -> None:
-    model, snapshot = world
+    assert_spark_scores_the_service_way(spark, *world, tmp_path)
+
+
+def assert_spark_scores_the_service_way(
+    spark: SparkSession, model: ChurnModel, snapshot: pd.DataFrame, tmp_path: Path
+) -> None:
+    """``score_spark`` on several partitions gives ``scores_table``'s rows, bit for bit."""
     X = model.encode(snapshot)
     service = scores_table(
         model, snapshot["customer_id"].to_numpy(), snapshot["as_of"].to_numpy(), X,
