@@ -10,6 +10,7 @@ xdist group as the other Spark tests, so it never runs beside them.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -47,8 +48,11 @@ def cluster() -> Iterator[SparkSession]:
 
 def test_the_session_runs_tasks_on_two_executor_jvms(cluster: SparkSession) -> None:
     assert cluster.sparkContext.master == "local-cluster[2,1,1024]"
-    executors = cluster.sparkContext._jsc.sc().getExecutorMemoryStatus().size()
-    assert executors == 3  # the driver and two executors
+    status = cluster.sparkContext._jsc.sc().getExecutorMemoryStatus
+    deadline = time.monotonic() + 60  # executors register a few seconds after the session starts
+    while status().size() < 3 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert status().size() == 3  # the driver and two executors
 
 
 def test_cluster_features_from_parquet_equal_duckdb(cluster: SparkSession, tmp_path: Path) -> None:
