@@ -611,7 +611,7 @@ def _row_finding(
     values: tuple[str, ...] = ()
     if show_values and column in frame.columns:
         values = tuple(str(v) for v in frame[column].iloc[first])
-    return _worded(
+    return worded_finding(
         rule,
         table,
         column,
@@ -624,7 +624,7 @@ def _row_finding(
     )
 
 
-def _worded(
+def worded_finding(
     rule: str,
     table: str,
     column: str | None,
@@ -675,7 +675,7 @@ def merge_findings(first: Finding, then: Finding, offset: int) -> Finding:
     details = dict(first.details)
     if "share_of" in details:
         details["share_of"] = _share_of(first.details) + _share_of(then.details)
-    return _worded(
+    return worded_finding(
         first.rule,
         first.table,
         first.column,
@@ -688,7 +688,7 @@ def merge_findings(first: Finding, then: Finding, offset: int) -> Finding:
     )
 
 
-def _severity_order(finding: Finding) -> tuple[int, int, str]:
+def severity_order(finding: Finding) -> tuple[int, int, str]:
     tables = list(TABLE_COLUMNS)
     table_rank = tables.index(finding.table) if finding.table in tables else -1
     return (0 if finding.severity == "error" else 1, table_rank, finding.column or "")
@@ -704,7 +704,7 @@ def _string_mapper(arrow_type: pyarrow.DataType) -> pd.api.extensions.ExtensionD
     return None
 
 
-def _csv_header(path: Path) -> list[str]:
+def csv_header(path: Path) -> list[str]:
     """The header row of a CSV file; a name given twice makes the file unreadable."""
     with path.open(newline="", encoding="utf-8-sig") as handle:
         header = next(csv.reader(handle), [])
@@ -714,7 +714,7 @@ def _csv_header(path: Path) -> list[str]:
     return header
 
 
-def _csv_options(header: list[str]) -> arrow_csv.ConvertOptions:
+def csv_options(header: list[str]) -> arrow_csv.ConvertOptions:
     """Every CSV cell as text (empty is null); the contract types are parsed afterwards."""
     return arrow_csv.ConvertOptions(
         column_types={name: pyarrow.string() for name in header},
@@ -724,21 +724,21 @@ def _csv_options(header: list[str]) -> arrow_csv.ConvertOptions:
     )
 
 
-def _arrow_frame(arrow_table: pyarrow.Table) -> pd.DataFrame:
+def arrow_frame(arrow_table: pyarrow.Table) -> pd.DataFrame:
     """An Arrow table as the raw frame ``parse_table`` reads (Arrow-backed strings)."""
     return arrow_table.to_pandas(types_mapper=_string_mapper, date_as_object=False)
 
 
-def _read_file(path: Path) -> pd.DataFrame:
+def read_file(path: Path) -> pd.DataFrame:
     """Read one file, every CSV column as text (types are parsed per column afterwards)."""
     if path.suffix == ".parquet":
         arrow_table = pq.read_table(path)
     else:
-        arrow_table = arrow_csv.read_csv(path, convert_options=_csv_options(_csv_header(path)))
-    return _arrow_frame(arrow_table)
+        arrow_table = arrow_csv.read_csv(path, convert_options=csv_options(csv_header(path)))
+    return arrow_frame(arrow_table)
 
 
-def _as_text(values: pd.Series, *, lower: bool = False) -> pd.Series:
+def as_text(values: pd.Series, *, lower: bool = False) -> pd.Series:
     """Strings with surrounding spaces removed; empty strings become null."""
     if pd.api.types.is_float_dtype(values.dtype):
         whole = values.dropna()
@@ -768,7 +768,7 @@ def _as_timestamp(values: pd.Series) -> tuple[pd.Series, np.ndarray | None]:
     if pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype):
         bad = values.notna().to_numpy()
         return pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns, UTC]"), bad
-    text = _as_text(values)
+    text = as_text(values)
     arrow_values = _arrow_text(text)
     parsed: pd.Series | None = None
     for target in (pyarrow.timestamp("ns", "UTC"), pyarrow.timestamp("ns")):
@@ -797,7 +797,7 @@ def _as_number(values: pd.Series) -> tuple[pd.Series, np.ndarray | None]:
     """float64 with NaN for missing."""
     if pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values):
         return values.astype("float64"), None
-    text = _as_text(values)
+    text = as_text(values)
     try:
         arrow_numbers = pc.cast(_arrow_text(text), pyarrow.float64())
         parsed = pd.Series(arrow_numbers.to_pandas(), index=values.index, dtype="float64")
@@ -826,7 +826,7 @@ def _as_boolean(values: pd.Series) -> tuple[pd.Series, np.ndarray | None]:
     """Nullable boolean from true/false, yes/no or 1/0."""
     if pd.api.types.is_bool_dtype(values.dtype):
         return values.astype("boolean"), None
-    text = _as_text(values, lower=True)
+    text = as_text(values, lower=True)
     parsed = pd.Series(pd.NA, index=values.index, dtype="boolean")
     parsed[text.isin(_TRUE).fillna(False).to_numpy(dtype=bool)] = True
     parsed[text.isin(_FALSE).fillna(False).to_numpy(dtype=bool)] = False
@@ -890,7 +890,7 @@ def parse_table(table: str, frame: pd.DataFrame) -> tuple[pd.DataFrame, list[Fin
                 if finding is not None:
                     findings.append(finding)
         else:
-            columns[name] = _as_text(frame[name], lower=kind == "category")
+            columns[name] = as_text(frame[name], lower=kind == "category")
     for name in frame.columns:
         if name in columns or name in required:
             continue
@@ -898,7 +898,7 @@ def parse_table(table: str, frame: pd.DataFrame) -> tuple[pd.DataFrame, list[Fin
             is_text = pd.api.types.is_object_dtype(frame[name]) or pd.api.types.is_string_dtype(
                 frame[name]
             )
-            columns[name] = _as_text(frame[name]) if is_text else frame[name]
+            columns[name] = as_text(frame[name]) if is_text else frame[name]
         else:
             findings.append(_finding("unknown_column", table, name))
     return pd.DataFrame(columns, index=frame.index), findings
@@ -953,7 +953,7 @@ def _read_folder(folder: Path) -> tuple[dict[str, pd.DataFrame], list[Finding]]:
         if path is None:
             continue
         try:
-            raw = _read_file(path)
+            raw = read_file(path)
         except READ_ERRORS as exc:
             findings.append(unreadable(table, path, exc))
             continue
@@ -962,7 +962,7 @@ def _read_folder(folder: Path) -> tuple[dict[str, pd.DataFrame], list[Finding]]:
     return frames, findings
 
 
-def _read_options(folder: Path) -> tuple[FeatureOptions, list[Finding]]:
+def options_findings(folder: Path) -> tuple[FeatureOptions, list[Finding]]:
     """The folder's ``features.yaml`` (defaults when absent); a bad file becomes an error."""
     try:
         return read_options(folder), []
@@ -977,7 +977,7 @@ def read_raw_tables(folder: Path) -> RawTables:
     problem (unparseable values, unknown columns) travels in ``read_findings`` to ``validate``.
     """
     frames, findings = _read_folder(folder)
-    options, problems = _read_options(folder)
+    options, problems = options_findings(folder)
     findings += problems
     if any(table not in frames for table in REQUIRED_TABLES):
         raise ContractError(ValidationReport(tuple(findings)).format_errors())
@@ -988,7 +988,7 @@ def read_raw_tables(folder: Path) -> RawTables:
 # Validation: one pandera schema per table, then cross-table checks
 
 
-def _as_utc(now: pd.Timestamp) -> pd.Timestamp:
+def as_utc(now: pd.Timestamp) -> pd.Timestamp:
     stamp = pd.Timestamp(now)
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
@@ -1085,7 +1085,7 @@ def table_schemas(
     run, one of the ``"warning"`` schema is only reported. Every check is named after its
     ``RULES`` key; emptiness and uniqueness are checks too, so they are reported the same way.
     """
-    now = _as_utc(now)
+    now = as_utc(now)
     today = now.tz_localize(None).normalize()
     usable = set(columns)
     error_columns: dict[str, pa.Column] = {}
@@ -1138,7 +1138,7 @@ def _schema_findings(
         rule = getattr(error.check, "name", None)
         output = error.check_output
         if rule not in RULES or not isinstance(output, pd.Series):
-            # a check that could not run; the type gate in _check_table should prevent it
+            # a check that could not run; the type gate in check_table should prevent it
             raise RuntimeError(f"pandera failed on {table}: {error}") from error
         column = _ORDER_RULES[rule][1] if rule in _ORDER_RULES else str(error.column_name)
         failed = ~output.to_numpy(dtype=bool, na_value=True)
@@ -1161,7 +1161,7 @@ def _schema_findings(
     return findings
 
 
-def _check_table(
+def check_table(
     table: str, frame: pd.DataFrame, now: pd.Timestamp
 ) -> tuple[list[Finding], set[str]]:
     """Column presence, types and the table's pandera schemas; returns the usable columns."""
@@ -1193,7 +1193,7 @@ def _check_table(
     return findings, usable
 
 
-def _without_echoes(findings: list[Finding]) -> list[Finding]:
+def without_echoes(findings: list[Finding]) -> list[Finding]:
     """Drop a ``missing_value`` that only repeats an unparseable finding on the same rows.
 
     Unparseable values are read as empty, so the not-null check sees them again.
@@ -1660,24 +1660,24 @@ def validate(tables: RawTables, now: pd.Timestamp) -> ValidationReport:
     ``now`` is the caller's clock (a naive value is UTC): rows later than it are warned about.
     Vectorised throughout: a few seconds for ~10 M event rows.
     """
-    now = _as_utc(now)
+    now = as_utc(now)
     findings = list(tables.read_findings)
-    frames = {name: _checkable(name, frame) for name, frame in tables.present().items()}
+    frames = {name: checkable(name, frame) for name, frame in tables.present().items()}
     usable: dict[str, set[str]] = {}
     for name, frame in frames.items():
-        table_findings, usable[name] = _check_table(name, frame, now)
+        table_findings, usable[name] = check_table(name, frame, now)
         findings += table_findings
     findings += _cross_table_findings(frames, usable, now)
     if "events" in frames and "event_id" in usable["events"]:
         duplicates = _duplicate_event_ids(frames["events"])
         findings += [duplicates] if duplicates is not None else []
     return ValidationReport(
-        findings=tuple(sorted(_without_echoes(findings), key=_severity_order)),
+        findings=tuple(sorted(without_echoes(findings), key=severity_order)),
         row_counts={name: len(frame) for name, frame in frames.items()},
     )
 
 
-def _checkable(table: str, frame: pd.DataFrame) -> pd.DataFrame:
+def checkable(table: str, frame: pd.DataFrame) -> pd.DataFrame:
     """``frame`` with a 0-based positional index (row numbers in messages) and categorical
     contract columns as plain values (pandera cannot report empty categorical cells)."""
     index = frame.index
@@ -1722,12 +1722,12 @@ def validate_folder(folder: Path, now: pd.Timestamp) -> tuple[RawTables | None, 
     The tables are None when a required table is missing or unreadable.
     """
     frames, findings = _read_folder(folder)
-    options, problems = _read_options(folder)
+    options, problems = options_findings(folder)
     findings += problems
     if any(table not in frames for table in REQUIRED_TABLES):
         for name, frame in frames.items():  # a missing table must not hide the other problems
-            findings += _check_table(name, _checkable(name, frame), _as_utc(now))[0]
-        order = sorted(_without_echoes(findings), key=_severity_order)
+            findings += check_table(name, checkable(name, frame), as_utc(now))[0]
+        order = sorted(without_echoes(findings), key=severity_order)
         return None, ValidationReport(tuple(order), {n: len(f) for n, f in frames.items()})
     tables = RawTables(**frames, read_findings=tuple(findings), options=options)  # type: ignore[arg-type]
     return tables, validate(tables, now)

@@ -7,7 +7,7 @@ findings, counts, first rows and messages) while never holding a large table who
   read whole, as ``validate_folder`` reads them.
 - ``STREAMED`` tables (events, marketing) are read ``chunk_rows`` rows at a time (Parquet row
   batches, Arrow's streaming CSV reader). Each chunk is parsed and checked by the rule code of
-  ``features.contract`` (``parse_table``, ``_check_table``, ``row_findings`` against the
+  ``features.contract`` (``parse_table``, ``check_table``, ``row_findings`` against the
   ``Reference`` of the small tables); the chunks' findings merge (``merge_findings``: counts add,
   row numbers shift by the chunk's start, the first rows in file order are kept).
 - ``duplicate_event_id``, the one rule over the whole events table, is counted by DuckDB over
@@ -56,27 +56,27 @@ from features.contract import (
     RawTables,
     Reference,
     ValidationReport,
-    _arrow_frame,
-    _as_text,
-    _as_utc,
-    _check_table,
-    _checkable,
-    _csv_header,
-    _csv_options,
-    _read_file,
-    _read_options,
-    _severity_order,
-    _without_echoes,
-    _worded,
+    arrow_frame,
+    as_text,
+    as_utc,
+    check_table,
+    checkable,
+    csv_header,
+    csv_options,
     customer_findings,
     duplicate_event_details,
     merge_findings,
     missing_folder,
+    options_findings,
     parse_table,
+    read_file,
     reference,
     row_findings,
+    severity_order,
     table_file,
     unreadable,
+    without_echoes,
+    worded_finding,
 )
 
 STREAMED = ("events", "marketing")
@@ -89,7 +89,7 @@ _RULE_RANK = {rule: rank for rank, rule in enumerate(RULES)}
 
 @dataclass(frozen=True)
 class TableSource:
-    """Where one table's raw rows come from (as ``_read_file`` gives them: text from CSV, the
+    """Where one table's raw rows come from (as ``read_file`` gives them: text from CSV, the
     stored types from Parquet): ``whole`` reads the table at once, ``chunks(n)`` yields its rows
     in order, at most ``n`` at a time and at least one (maybe empty) frame."""
 
@@ -98,16 +98,23 @@ class TableSource:
     path: Path | None = None
     """The file, named in ``unreadable_file``; None when reading errors are not the user's."""
 
+    def unreadable(self, table: str, exc: Exception) -> Finding:
+        """The ``unreadable_file`` finding of a failed read; a source with no file of the
+        user's (a frame handed in) has nothing to name, so the error is ours and is raised."""
+        if self.path is None:
+            raise exc
+        return unreadable(table, self.path, exc)
+
 
 def file_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
     """The raw rows of ``<table>.parquet`` or ``<table>.csv``, ``chunk_rows`` at a time.
 
-    The same readers and types as ``_read_file``: Parquet row batches keep the file's schema
+    The same readers and types as ``read_file``: Parquet row batches keep the file's schema
     (and its pandas metadata), CSV cells are all text. A format without a streaming reader here
-    is read whole by ``_read_file`` and then cut: the same findings, without the memory bound.
+    is read whole by ``read_file`` and then cut: the same findings, without the memory bound.
     """
     if path.suffix not in (".parquet", ".csv"):
-        frame = _read_file(path)
+        frame = read_file(path)
         starts = range(0, max(len(frame), 1), chunk_rows)
         return (frame.iloc[start : start + chunk_rows].reset_index(drop=True) for start in starts)
     if path.suffix == ".parquet":  # one fragment, as pq.read_table opens it (and words errors)
@@ -117,7 +124,7 @@ def file_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
             batch_size=chunk_rows, batch_readahead=1, fragment_readahead=1
         )
     else:
-        reader = arrow_csv.open_csv(path, convert_options=_csv_options(_csv_header(path)))
+        reader = arrow_csv.open_csv(path, convert_options=csv_options(csv_header(path)))
         schema = reader.schema
         batches = iter(reader)
     return rechunked(batches, schema, chunk_rows)
@@ -139,10 +146,10 @@ def rechunked(
             held += piece.num_rows
             start += piece.num_rows
             if held == chunk_rows:
-                yield _arrow_frame(pyarrow.Table.from_batches(pieces, schema=schema))
+                yield arrow_frame(pyarrow.Table.from_batches(pieces, schema=schema))
                 pieces, held, empty = [], 0, False
     if held or empty:
-        yield _arrow_frame(pyarrow.Table.from_batches(pieces, schema=schema))
+        yield arrow_frame(pyarrow.Table.from_batches(pieces, schema=schema))
 
 
 def _folder_sources(folder: Path) -> tuple[dict[str, TableSource], dict[str, list[Finding]]]:
@@ -152,9 +159,7 @@ def _folder_sources(folder: Path) -> tuple[dict[str, TableSource], dict[str, lis
     for table in TABLE_COLUMNS:
         path, findings[table] = table_file(folder, table)
         if path is not None:
-            sources[table] = TableSource(
-                partial(_read_file, path), partial(file_chunks, path), path
-            )
+            sources[table] = TableSource(partial(read_file, path), partial(file_chunks, path), path)
     return sources, findings
 
 
@@ -210,7 +215,7 @@ class _EventIds:
             "SELECT coalesce(sum(c), 0) FROM (SELECT count(*) AS c FROM ids "
             "SEMI JOIN repeated USING (event_id) GROUP BY event_id, row_hash HAVING count(*) > 1)"
         ).fetchone()  # type: ignore[misc]
-        return _worded(
+        return worded_finding(
             "duplicate_event_id",
             "events",
             "event_id",
@@ -235,7 +240,7 @@ def _whole_event_row_id(source: TableSource, chunk_rows: int) -> str | None:
         names = {str(name).strip(): name for name in raw.columns}
         if "event_id" not in names:
             return None
-        if _as_text(raw[names["event_id"]]).notna().any():
+        if as_text(raw[names["event_id"]]).notna().any():
             return "event_id"
     return None
 
@@ -283,8 +288,8 @@ def _stream(
     streamed = _Streamed({}, {}, {})
     for raw in source.chunks(chunk_rows):
         frame, parsed = parse_table(table, raw)
-        frame = _checkable(table, frame)
-        checked, usable = _check_table(table, frame, now)
+        frame = checkable(table, frame)
+        checked, usable = check_table(table, frame, now)
         streamed.add(streamed.read, parsed)
         streamed.add(streamed.checked, checked)
         if ref is not None:
@@ -309,7 +314,7 @@ def validate_sources(
     ``file_findings`` are the problems with each table's file (``table_file``); ``problems``
     those with ``features.yaml``. A source that fails to read becomes ``unreadable_file``.
     """
-    utc = _as_utc(now)
+    utc = as_utc(now)
     read = {table: list(file_findings.get(table, [])) for table in TABLE_COLUMNS}
     frames: dict[str, pd.DataFrame] = {}
     for table, source in sources.items():
@@ -318,17 +323,15 @@ def validate_sources(
         try:
             raw = source.whole()
         except READ_ERRORS as exc:
-            if source.path is None:
-                raise
-            read[table].append(unreadable(table, source.path, exc))
+            read[table].append(source.unreadable(table, exc))
             continue
         frame, parsed = parse_table(table, raw)
-        frames[table] = _checkable(table, frame)
+        frames[table] = checkable(table, frame)
         read[table] += parsed
     checked: dict[str, list[Finding]] = {}
     usable: dict[str, set[str]] = {}
     for table, frame in frames.items():
-        checked[table], usable[table] = _check_table(table, frame, utc)
+        checked[table], usable[table] = check_table(table, frame, utc)
     complete = all(table in frames for table in REQUIRED_TABLES)
     ref = reference(frames, usable) if complete else None
     row_counts = {table: len(frame) for table, frame in frames.items()}
@@ -345,9 +348,7 @@ def validate_sources(
                 if event_ids is not None:
                     duplicates = event_ids.finding()
             except READ_ERRORS as exc:
-                if source.path is None:
-                    raise
-                read[table].append(unreadable(table, source.path, exc))
+                read[table].append(source.unreadable(table, exc))
                 continue
             finally:
                 if event_ids is not None:
@@ -367,7 +368,7 @@ def validate_sources(
     findings += [duplicates] if duplicates is not None else []
     order = {table: rank for rank, table in enumerate(TABLE_COLUMNS)}
     return ValidationReport(
-        findings=tuple(sorted(_without_echoes(findings), key=_severity_order)),
+        findings=tuple(sorted(without_echoes(findings), key=severity_order)),
         row_counts=dict(sorted(row_counts.items(), key=lambda item: order[item[0]])),
     )
 
@@ -379,10 +380,10 @@ def validate_export(
     a time: what ``churn validate`` runs on an export folder of any size."""
     folder = Path(folder)
     if not folder.is_dir():
-        found = [missing_folder(folder), *_read_options(folder)[1]]
-        return ValidationReport(tuple(sorted(_without_echoes(found), key=_severity_order)), {})
+        found = [missing_folder(folder), *options_findings(folder)[1]]
+        return ValidationReport(tuple(sorted(without_echoes(found), key=severity_order)), {})
     sources, file_findings = _folder_sources(folder)
-    return validate_sources(sources, file_findings, _read_options(folder)[1], now, chunk_rows)
+    return validate_sources(sources, file_findings, options_findings(folder)[1], now, chunk_rows)
 
 
 def read_per_customer_tables(folder: Path) -> RawTables:
@@ -400,4 +401,4 @@ def read_per_customer_tables(folder: Path) -> RawTables:
             frames[table] = parse_table(table, source.whole())[0]
         except READ_ERRORS:
             continue  # validate_export reports it
-    return RawTables(**frames, options=_read_options(Path(folder))[0])  # type: ignore[arg-type]
+    return RawTables(**frames, options=options_findings(Path(folder))[0])  # type: ignore[arg-type]

@@ -33,8 +33,8 @@ from features.contract import (
     COLUMN_ORDER,
     REQUIRED_TABLES,
     TABLE_COLUMNS,
-    _read_file,
     parse_table,
+    read_file,
 )
 from features.contract import column_kind as contract_kind
 from features.engine import column_kind, prepare_table, prepared_columns
@@ -70,7 +70,7 @@ def _ident(name: str) -> str:
 
 def file_scan(path: Path) -> str:
     """The DuckDB table function reading one export file, every CSV column as text (the
-    contract types columns itself, as ``features.contract._read_file`` does)."""
+    contract types columns itself, as ``features.contract.read_file`` does)."""
     if path.suffix == ".parquet":
         return f"read_parquet({_quoted(str(path))})"
     return (
@@ -80,7 +80,7 @@ def file_scan(path: Path) -> str:
 
 
 def _text(value: str, source_type: str) -> str:
-    """``_as_text``: trimmed, empty as null; whole floats (ids read as 1.0) without ``.0``."""
+    """``as_text``: trimmed, empty as null; whole floats (ids read as 1.0) without ``.0``."""
     if source_type in ("FLOAT", "DOUBLE"):
         value = (
             f"CASE WHEN {value} = floor({value}) THEN CAST(CAST({value} AS BIGINT) AS VARCHAR) "
@@ -259,7 +259,7 @@ def read_file_export(folder: Path, limits: DuckDBLimits | None = None) -> FileEx
         )
     path = table_file(folder, "customers")
     assert path is not None
-    customers, _ = parse_table("customers", _read_file(path))
+    customers, _ = parse_table("customers", read_file(path))
     return FileExport(folder, customers, read_options(folder), limits or DuckDBLimits())
 
 

@@ -165,9 +165,7 @@ def test_empty_strings_are_missing_values_but_na_stays_a_region(tmp_path: Path) 
 
 
 def test_ids_are_text_and_keep_their_leading_zeros(tmp_path: Path) -> None:
-    frames = export()
-    frames["customers"]["customer_id"] = ["007", "008"]
-    frames["subscriptions"]["customer_id"] = ["007", "008"]
+    frames = seven_zero_ids()
     tables = read_raw_tables(write_export(frames, tmp_path, "csv"))
     assert tables.customers["customer_id"].tolist() == ["007", "008"]
 
@@ -390,10 +388,7 @@ def test_a_time_later_than_the_given_now_is_a_warning(table: str, column: str, v
 
 
 def test_a_scheduled_end_date_or_a_due_date_in_the_future_is_not_a_warning() -> None:
-    frames = export()
-    frames["subscriptions"].loc[1, "end_date"] = "2025-01-01"
-    frames["invoices"].loc[0, "due_at"] = "2024-07-01"
-    frames["exit_reasons"] = frames["exit_reasons"].iloc[0:0]  # s2 is active now
+    frames = scheduled_ends()
     assert check(frames).findings == ()
 
 
@@ -566,6 +561,73 @@ def event(event_id: str, customer: str, subscription: str, timestamp: str) -> di
             "timestamp": timestamp, "event_type": "login"}  # fmt: skip
 
 
+# --- exports shared with tests/features/test_contract_stream.py ---------------------------------
+
+
+def seven_zero_ids() -> dict[str, pd.DataFrame]:
+    """Customer ids with leading zeros."""
+    frames = export()
+    frames["customers"]["customer_id"] = ["007", "008"]
+    frames["subscriptions"]["customer_id"] = ["007", "008"]
+    return frames
+
+
+def scheduled_ends() -> dict[str, pd.DataFrame]:
+    """A scheduled end date and a due date in the future, s2 active now."""
+    frames = export()
+    frames["subscriptions"].loc[1, "end_date"] = "2025-01-01"
+    frames["invoices"].loc[0, "due_at"] = "2024-07-01"
+    frames["exit_reasons"] = frames["exit_reasons"].iloc[0:0]  # s2 is active now
+    return frames
+
+
+def spanning_subscriptions() -> dict[str, pd.DataFrame]:
+    """c2 with a second subscription s3 after s2, events inside and outside each."""
+    frames = linked_export()  # s2 covers [2024-02-01, 2024-05-01); s1 is open since 2024-01-01
+    with_rows(
+        frames,
+        "subscriptions",
+        {"subscription_id": "s3", "customer_id": "c2", "start_date": "2024-05-01",
+         "end_date": "2024-05-10", "mrr": "10", "plan": "basic"},
+    )  # fmt: skip
+    frames["exit_reasons"].loc[0, "churned_at"] = "2024-05-10"
+    with_rows(
+        frames,
+        "events",
+        event("e3", "c2", "s2", "2024-02-01T00:00:00Z"),  # first day: inside
+        event("e4", "c2", "s2", "2024-04-30T23:59:59Z"),  # inside
+        event("e5", "c2", "s2", "2024-05-01T00:00:00Z"),  # end_date is not covered: outside
+        event("e6", "c2", "s3", "2024-04-15T00:00:00Z"),  # before s3 starts: outside
+        event("e7", "c1", "s1", "2023-12-31T00:00:00Z"),  # before s1 starts: outside
+    )
+    return frames
+
+
+def both_churned_by_status() -> dict[str, pd.DataFrame]:
+    """Both customers flagged churned; c1's subscription is still open."""
+    frames = linked_export()
+    frames["customers"]["status"] = ["churned", "churned"]
+    with_rows(frames, "exit_reasons", {"customer_id": "c1", "churned_at": "2024-04-01",
+                                       "category": "price"})  # fmt: skip
+    return frames
+
+
+def cancelled_with_notice() -> dict[str, pd.DataFrame]:
+    """c2 churned, its subscription ending after a notice period."""
+    frames = linked_export()
+    frames["subscriptions"].loc[1, "end_date"] = "2024-07-01"  # cancelled, notice period runs
+    frames["exit_reasons"].loc[0, "churned_at"] = "2024-05-20"
+    return frames
+
+
+def two_errors() -> dict[str, pd.DataFrame]:
+    """Repeated customers and a negative MRR."""
+    frames = export()
+    frames["customers"] = pd.concat([frames["customers"]] * 2, ignore_index=True)
+    frames["subscriptions"].loc[0, "mrr"] = "-1"
+    return frames
+
+
 def test_event_ids_subscription_links_and_status_that_agree_pass_without_findings(
     tmp_path: Path,
 ) -> None:
@@ -633,24 +695,7 @@ def test_an_event_linked_to_another_customers_subscription_is_a_warning() -> Non
 
 
 def test_events_outside_their_own_subscription_are_counted_even_if_another_covers_them() -> None:
-    frames = linked_export()  # s2 covers [2024-02-01, 2024-05-01); s1 is open since 2024-01-01
-    with_rows(
-        frames,
-        "subscriptions",
-        {"subscription_id": "s3", "customer_id": "c2", "start_date": "2024-05-01",
-         "end_date": "2024-05-10", "mrr": "10", "plan": "basic"},
-    )  # fmt: skip
-    frames["exit_reasons"].loc[0, "churned_at"] = "2024-05-10"
-    with_rows(
-        frames,
-        "events",
-        event("e3", "c2", "s2", "2024-02-01T00:00:00Z"),  # first day: inside
-        event("e4", "c2", "s2", "2024-04-30T23:59:59Z"),  # inside
-        event("e5", "c2", "s2", "2024-05-01T00:00:00Z"),  # end_date is not covered: outside
-        event("e6", "c2", "s3", "2024-04-15T00:00:00Z"),  # before s3 starts: outside
-        event("e7", "c1", "s1", "2023-12-31T00:00:00Z"),  # before s1 starts: outside
-    )
-    report = check(frames)
+    report = check(spanning_subscriptions())
     finding = only(report, "event_outside_own_subscription")
     assert (finding.severity, finding.where) == ("warning", "events.timestamp")
     assert finding.rows == (5, 6, 7) and finding.ids == ("e5", "e6", "e7")
@@ -692,11 +737,7 @@ def test_a_customer_flagged_churned_without_an_exit_reason_is_a_warning() -> Non
 
 
 def test_a_customer_flagged_churned_with_a_subscription_still_open_is_a_warning() -> None:
-    frames = linked_export()
-    frames["customers"]["status"] = ["churned", "churned"]
-    with_rows(frames, "exit_reasons", {"customer_id": "c1", "churned_at": "2024-04-01",
-                                       "category": "price"})  # fmt: skip
-    report = check(frames)
+    report = check(both_churned_by_status())
     finding = only(report, "churned_while_subscribed")
     assert (finding.severity, finding.where, finding.ids) == (
         "warning",
@@ -707,10 +748,7 @@ def test_a_customer_flagged_churned_with_a_subscription_still_open_is_a_warning(
 
 
 def test_a_scheduled_end_date_counts_as_cancelled_for_a_churned_status() -> None:
-    frames = linked_export()
-    frames["subscriptions"].loc[1, "end_date"] = "2024-07-01"  # cancelled, notice period runs
-    frames["exit_reasons"].loc[0, "churned_at"] = "2024-05-20"
-    rules = {f.rule for f in check(frames).findings}
+    rules = {f.rule for f in check(cancelled_with_notice()).findings}
     assert "churned_while_subscribed" not in rules
 
 
@@ -749,10 +787,7 @@ def test_link_and_status_checks_over_many_events_count_every_offending_row() -> 
 
 
 def test_load_valid_tables_raises_a_contract_error_listing_every_error(tmp_path: Path) -> None:
-    frames = export()
-    frames["customers"] = pd.concat([frames["customers"]] * 2, ignore_index=True)
-    frames["subscriptions"].loc[0, "mrr"] = "-1"
-    folder = write_export(frames, tmp_path, "parquet")
+    folder = write_export(two_errors(), tmp_path, "parquet")
     with pytest.raises(ContractError) as raised:
         load_valid_tables(folder, NOW)
     message = str(raised.value)

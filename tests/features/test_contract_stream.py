@@ -16,7 +16,20 @@ from features.contract import RawTables, parse_tables, validate_folder
 from features.contract_stream import validate_export
 from features.generator import generate_world, write_world
 from features.importers import import_to_folder, shared_data_dir
-from tests.features.test_contract import NOW, event, export, linked_export, with_rows, write_export
+from tests.features.test_contract import (
+    NOW,
+    both_churned_by_status,
+    cancelled_with_notice,
+    event,
+    export,
+    linked_export,
+    scheduled_ends,
+    seven_zero_ids,
+    spanning_subscriptions,
+    two_errors,
+    with_rows,
+    write_export,
+)
 
 Frames = dict[str, pd.DataFrame]
 
@@ -148,65 +161,8 @@ def _many_bad_events() -> Frames:
     return frames
 
 
-def _spanning_subscriptions() -> Frames:
-    frames = linked_export()
-    with_rows(
-        frames,
-        "subscriptions",
-        {"subscription_id": "s3", "customer_id": "c2", "start_date": "2024-05-01",
-         "end_date": "2024-05-10", "mrr": "10", "plan": "basic"},
-    )  # fmt: skip
-    frames["exit_reasons"].loc[0, "churned_at"] = "2024-05-10"
-    with_rows(
-        frames,
-        "events",
-        event("e3", "c2", "s2", "2024-02-01T00:00:00Z"),
-        event("e4", "c2", "s2", "2024-04-30T23:59:59Z"),
-        event("e5", "c2", "s2", "2024-05-01T00:00:00Z"),
-        event("e6", "c2", "s3", "2024-04-15T00:00:00Z"),
-        event("e7", "c1", "s1", "2023-12-31T00:00:00Z"),
-    )
-    return frames
-
-
 def _categorical_text(frames: Frames) -> None:
     frames["events"] = frames["events"].astype({"event_type": "category"})
-
-
-def _status_churned_both() -> Frames:
-    frames = _status(["churned", "churned"])()
-    with_rows(frames, "exit_reasons", {"customer_id": "c1", "churned_at": "2024-04-01",
-                                       "category": "price"})  # fmt: skip
-    return frames
-
-
-def _seven_zero_ids() -> Frames:
-    frames = export()
-    frames["customers"]["customer_id"] = ["007", "008"]
-    frames["subscriptions"]["customer_id"] = ["007", "008"]
-    return frames
-
-
-def _scheduled_ends() -> Frames:
-    frames = export()
-    frames["subscriptions"].loc[1, "end_date"] = "2025-01-01"
-    frames["invoices"].loc[0, "due_at"] = "2024-07-01"
-    frames["exit_reasons"] = frames["exit_reasons"].iloc[0:0]
-    return frames
-
-
-def _cancelled_with_notice() -> Frames:
-    frames = linked_export()
-    frames["subscriptions"].loc[1, "end_date"] = "2024-07-01"
-    frames["exit_reasons"].loc[0, "churned_at"] = "2024-05-20"
-    return frames
-
-
-def _errors_to_list() -> Frames:
-    frames = export()
-    frames["customers"] = pd.concat([frames["customers"]] * 2, ignore_index=True)
-    frames["subscriptions"].loc[0, "mrr"] = "-1"
-    return frames
 
 
 E = "events"
@@ -216,7 +172,7 @@ CASES: dict[str, Callable[[], Frames]] = {
         E, {"customer_id": "c1", "timestamp": "2024-03-01T12:00:00+02:00", "event_type": "login"}
     ),
     "date_with_time": changed("customers", 0, "signup_date", "2024-01-01 17:45:00"),
-    "leading_zeros": _seven_zero_ids,
+    "leading_zeros": seven_zero_ids,
     "extra_customer_column": with_frames(segment=lambda f: f["customers"].insert(2, "seg", "x")),
     "unknown_event_column": with_frames(colour=lambda f: f[E].insert(3, "colour", "red")),
     "no_nps_no_marketing": lambda: {
@@ -256,7 +212,7 @@ CASES: dict[str, Callable[[], Frames]] = {
     "future_event": changed(E, 0, "timestamp", "2024-06-01T00:00:01Z"),
     "future_signup": changed("customers", 0, "signup_date", "2024-06-02"),
     "future_nps": changed("nps", 0, "responded_at", "2030-01-01"),
-    "scheduled_end_and_due": _scheduled_ends,
+    "scheduled_end_and_due": scheduled_ends,
     "csat_out_of_range": changed("tickets", 0, "csat", "9"),
     "nps_out_of_range": changed("nps", 0, "score", "11"),
     "unknown_priority": changed("tickets", 0, "priority", "Whatever"),
@@ -337,16 +293,16 @@ CASES: dict[str, Callable[[], Frames]] = {
     "other_customers_subscription": added(
         E, event("e3", "c1", "s2", "2024-03-05"), base=linked_export
     ),
-    "outside_own_subscription": _spanning_subscriptions,
+    "outside_own_subscription": spanning_subscriptions,
     "no_subscription_id": added(
         E, event("e3", "c1", "", "2023-12-31T00:00:00Z"), base=linked_export
     ),
     "exit_for_active_status": _status(["active", "active"]),
     "churned_without_exit_reason": emptied("exit_reasons", base=linked_export),
     "churned_without_exit_table": dropped("exit_reasons", base=linked_export),
-    "churned_while_subscribed": _status_churned_both,
-    "cancelled_with_notice": _cancelled_with_notice,
-    "errors_to_list": _errors_to_list,
+    "churned_while_subscribed": both_churned_by_status,
+    "cancelled_with_notice": cancelled_with_notice,
+    "errors_to_list": two_errors,
     "end_date_early": changed("subscriptions", 1, "end_date", "2024-01-01"),
     "unknown_event_customer": added(
         E, {"customer_id": "zz", "timestamp": "2024-03-01", "event_type": "x"}
@@ -442,7 +398,7 @@ def test_large_tables_are_only_read_in_chunks_of_at_most_chunk_rows(
     folder = write_world(generate_world(40, 3, seed=5), tmp_path / "world")
     whole: list[str] = []
     passes: dict[str, list[list[int]]] = {}  # per table, the chunk sizes of each pass
-    read_file, file_chunks = contract_stream._read_file, contract_stream.file_chunks
+    read_file, file_chunks = contract_stream.read_file, contract_stream.file_chunks
 
     def spy_whole(path: Path) -> pd.DataFrame:
         whole.append(path.stem)
@@ -455,7 +411,7 @@ def test_large_tables_are_only_read_in_chunks_of_at_most_chunk_rows(
             sizes.append(len(chunk))
             yield chunk
 
-    monkeypatch.setattr(contract_stream, "_read_file", spy_whole)
+    monkeypatch.setattr(contract_stream, "read_file", spy_whole)
     monkeypatch.setattr(contract_stream, "file_chunks", spy_chunks)
     report = validate_export(folder, NOW, chunk_rows=500)
     assert set(whole) == {
