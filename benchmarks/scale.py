@@ -62,6 +62,10 @@ class Run:
     spark_scoring: float
     duck_peak_gb: float
     spark_peak_gb: float
+    feature_difference: float
+    """Largest difference of a feature between the engines (relative past 1, as 1e-9 reads)."""
+    unequal: tuple[str, ...]
+    """Columns whose values differ beyond 1e-9, or scores / drivers not bit for bit equal."""
 
 
 class PeakRss:
@@ -115,6 +119,61 @@ def train_small_model(labeled: pd.DataFrame) -> ChurnModel:
     params = {"objective": "binary", "num_leaves": 31, "verbosity": -1, "seed": 0}
     model.booster = lgb.train(params, data, num_boost_round=200)
     return model
+
+
+def feature_difference(duck: pd.DataFrame, spark: pd.DataFrame) -> tuple[float, list[str]]:
+    """The largest numeric difference between the two labeled sets (absolute, or relative for
+    values past 1: the tests' ``rtol = atol = 1e-9``) and the columns that disagree beyond it
+    (text and labels must be equal, the same missing cells missing)."""
+    if list(spark.columns) != list(duck.columns):
+        return float("inf"), ["column list"]
+    keys = ["customer_id", "as_of"]
+    duck = duck.sort_values(keys, ignore_index=True)
+    spark = spark.sort_values(keys, ignore_index=True)
+    if len(duck) != len(spark):
+        return float("inf"), ["row count"]
+    worst, unequal = 0.0, []
+    for column in duck.columns:
+        left, right = duck[column], spark[column]
+        if column == "as_of":
+            same = bool((pd.to_datetime(left).to_numpy() == pd.to_datetime(right).to_numpy()).all())
+        elif pd.api.types.is_numeric_dtype(left) and not pd.api.types.is_bool_dtype(left):
+            a, b = left.to_numpy(np.float64), right.to_numpy(np.float64)
+            same = bool((np.isnan(a) == np.isnan(b)).all())
+            both = ~np.isnan(a) & ~np.isnan(b)
+            gap = np.abs(a[both] - b[both]) / np.maximum(1.0, np.abs(a[both]))
+            difference = float(gap.max()) if gap.size else 0.0
+            worst = max(worst, difference)
+            same = same and difference <= 1e-9
+        else:
+            same = (
+                left.astype(object).where(left.notna(), None).tolist()
+                == right.astype(object).where(right.notna(), None).tolist()
+            )
+        if not same:
+            unequal.append(column)
+    return worst, unequal
+
+
+def scores_unequal(duck: pd.DataFrame, spark: pd.DataFrame) -> list[str]:
+    """The score columns (probability, health, tier, drivers, sentences) not bit for bit equal."""
+    if list(spark.columns) != list(duck.columns) or len(spark) != len(duck):
+        return ["score columns or rows"]
+    keys = ["customer_id", "as_of"]
+    duck = duck.sort_values(keys, ignore_index=True)
+    spark = spark.sort_values(keys, ignore_index=True)
+    unequal = []
+    for column in duck.columns:
+        left, right = duck[column], spark[column]
+        if pd.api.types.is_float_dtype(left):
+            same = np.array_equal(left.to_numpy(float), right.to_numpy(float), equal_nan=True)
+        elif column == "as_of":
+            same = bool((pd.to_datetime(left).to_numpy() == pd.to_datetime(right).to_numpy()).all())
+        else:
+            same = left.astype(str).tolist() == right.astype(str).tolist()
+        if not same:
+            unequal.append(f"score {column}")
+    return unequal
 
 
 def run_size(
@@ -186,8 +245,17 @@ def run_size(
     write_frame(score_spark(features, model_dir, 3), str(work / "spark_scores"))
     spark_scoring = time.perf_counter() - t0
     console.print(f"  spark scoring {spark_scoring:.1f} s")
+
+    # the same tables and scores on both engines (issue 23: features to 1e-9, scores bit for bit)
+    difference, unequal = feature_difference(labeled, pd.read_parquet(work / "spark_labeled"))
+    unequal += scores_unequal(table, pd.read_parquet(work / "spark_scores"))
+    console.print(
+        f"  largest feature difference {difference:.1e}; "
+        + (f"NOT EQUAL: {', '.join(unequal)}" if unequal else "scores and drivers bit-identical")
+    )
     return Run(customers, events, len(labeled), duck_features, spark_features, duck_scoring,
-               spark_scoring, duck_peak.gb, spark_peak.gb)  # fmt: skip
+               spark_scoring, duck_peak.gb, spark_peak.gb, difference,
+               tuple(unequal))  # fmt: skip
 
 
 def crossover(runs: list[Run], duck: str, spark: str) -> str:
@@ -244,7 +312,8 @@ def main() -> None:
     table = Table(title=f"DuckDB vs Spark {master}: seconds (lower is better), peak RSS")
     columns = ("customers", "events", "rows", "DuckDB features", "Spark features",
                "DuckDB peak GB", "Spark peak GB", "DuckDB scoring", "Spark scoring",
-               "DuckDB events/s", "Spark events/s")  # fmt: skip
+               "DuckDB events/s", "Spark events/s", "max feature diff",
+               "same tables and scores (else: what differs)")  # fmt: skip
     for col in columns:
         table.add_column(col, justify="right")
     for r in runs:
@@ -253,6 +322,7 @@ def main() -> None:
             f"{r.spark_features:.1f}", f"{r.duck_peak_gb:.2f}", f"{r.spark_peak_gb:.2f}",
             f"{r.duck_scoring:.1f}", f"{r.spark_scoring:.1f}",
             f"{r.events / r.duck_features:,.0f}", f"{r.events / r.spark_features:,.0f}",
+            f"{r.feature_difference:.1e}", ", ".join(r.unequal) or "yes",
         )  # fmt: skip
     console = Console(width=max(Console().width, 140))  # the table must not truncate in logs
     console.print(table)

@@ -345,9 +345,44 @@ _SPARK_KINDS: dict[str, T.DataType] = {
 }
 
 
+_EDGE_SPACE = r"^\s+|\s+$"
+"""What Python's ``str.strip()`` removes from ASCII text (Java's ``\s``): ``as_text``'s trim."""
+
+
+def parsed_frame(name: str, frame: DataFrame) -> DataFrame:
+    """The Spark side of :func:`features.contract.parse_table` for what a typed Parquet file can
+    still get wrong once the contract passed: text trimmed with empty text null, categories
+    lower-cased (``" URGENT "`` is ``urgent``), NaN numbers missing. Other columns as read."""
+    out: list[Column] = []
+    for field in frame.schema.fields:
+        value = F.col(f"`{field.name}`")
+        kind = contract_kind(name, field.name)
+        if isinstance(field.dataType, T.StringType) and kind in ("text", "category"):
+            text = F.regexp_replace(value, _EDGE_SPACE, "")
+            text = F.when(text == "", F.lit(None)).otherwise(text)
+            value = F.lower(text) if kind == "category" else text
+        elif isinstance(field.dataType, (T.DoubleType, T.FloatType)):
+            value = F.when(F.isnan(value), F.lit(None)).otherwise(value)
+        out.append(value.alias(field.name))
+    return frame.select(*out)
+
+
+def cleaned_frame(name: str, frame: DataFrame, customers: DataFrame) -> DataFrame:
+    """:func:`features.contract.clean` on Spark, for a prepared table: rows of customers not in
+    ``customers`` dropped (warned as ``unknown_customer``), a ticket's ``resolved_at`` before
+    its ``opened_at`` blanked (``resolved_before_opened``)."""
+    known = customers.select("customer_id").where(F.col("customer_id").isNotNull()).distinct()
+    frame = frame.join(known, on="customer_id", how="left_semi")
+    if name == "tickets" and {"opened_at", "resolved_at"} <= set(frame.columns):
+        resolved = F.when(F.col("resolved_at") < F.col("opened_at"), F.lit(None))
+        frame = frame.withColumn("resolved_at", resolved.otherwise(F.col("resolved_at")))
+    return frame
+
+
 def prepared_frame(name: str, frame: DataFrame) -> DataFrame:
     """A contract table as the definitions read it: the Spark side of
     :func:`features.engine.prepare_table`, with the same columns, kinds and nulls."""
+    frame = parsed_frame(name, frame)
     types = {f.name: f.dataType for f in frame.schema.fields}
     if "timestamp" in types:
         types["ts"] = types.pop("timestamp")
@@ -386,12 +421,13 @@ class SparkExport:
                 "An export read by Spark runs on a SparkEngine; read it with pandas "
                 "(features.contract) to build it on DuckDB."
             )
-        loaded: dict[str, tuple[str, ...]] = {}
+        engine.register("customers", prepare_table("customers", self.customers))
+        loaded = {"customers": tuple(engine.views["customers"].columns)}
         for name, frame in self.tables.items():
             if name == "customers":
-                engine.register(name, prepare_table(name, self.customers))
-            else:
-                engine.register_frame(name, prepared_frame(name, frame))
+                continue
+            prepared = prepared_frame(name, frame)
+            engine.register_frame(name, cleaned_frame(name, prepared, engine.views["customers"]))
             loaded[name] = tuple(engine.views[name].columns)
         return loaded
 

@@ -287,3 +287,50 @@ def test_a_job_failing_mid_write_leaves_the_previous_output(
     write_frame(spark.range(3), out)  # and a good job replaces it whole
     assert sorted(pd.read_parquet(out)["id"]) == [0, 1, 2]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scores"]
+
+
+def test_spark_parses_and_cleans_a_messy_export_as_the_duckdb_file_build_does(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    """Warnings that pass the contract are treated alike on both engines: events of customers
+    the export does not hold dropped (a frequent type of theirs must not enter the vocabulary),
+    text trimmed, categories lower-cased, a resolution before its opening blanked."""
+    world = generate_world(300, 8, seed=1)
+    tables = world.tables
+    rng = np.random.default_rng(3)
+    events, tickets = tables.events, tables.tickets
+    assert events is not None and tickets is not None
+    start, span = events["timestamp"].min(), events["timestamp"].max() - events["timestamp"].min()
+    ghosts = pd.DataFrame(
+        {
+            "customer_id": "ghost",
+            "timestamp": start + span * rng.random(3000),
+            "event_type": "ghost_ping",
+        }
+    )
+    events = pd.concat([events.astype({"event_type": str, "customer_id": str}), ghosts])
+    events.loc[events.index[:50], "event_type"] = " login "
+    tickets = tickets.astype({"priority": str}).copy()
+    tickets.loc[tickets.index[:20], "priority"] = " HIGH "
+    early = tickets.index[20:30]
+    tickets.loc[early, "resolved_at"] = tickets.loc[early, "opened_at"] - pd.Timedelta(days=1)
+    messy = replace(tables, events=events.reset_index(drop=True), tickets=tickets)
+    folder = tmp_path / "export"
+    folder.mkdir()
+    for name, frame in messy.present().items():
+        frame.to_parquet(folder / f"{name}.parquet", index=False)
+    _, report = validate_folder(folder, NOW)
+    assert report.ok and {"unknown_customer", "resolved_before_opened"} <= {
+        f.rule for f in report.findings
+    }
+    spec = LabelSpec(horizon_days=60)
+    from features.files import read_file_export
+
+    files = read_file_export(folder)
+    as_of = default_as_of(files)
+    duck = build_labeled_set(files, as_of, spec)
+    engine = SparkEngine(spark)
+    on_spark = build_labeled_set(read_export(spark, str(folder)), as_of, spec, engine=engine)
+    engine.close()
+    assert not any("ghost" in c for c in duck.columns)
+    assert_same_table(duck, on_spark)
