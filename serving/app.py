@@ -153,7 +153,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         include_versioned(app, router, dependencies=[ScoreRead])
     include_versioned(app, model.router)  # its admin route needs the admin scope itself
     app.include_router(operations.router)  # /healthz, /readyz, /metrics: for orchestrators
-    app.include_router(monitoring.router)  # declares /v1/monitoring and its alias itself
+    include_versioned(app, monitoring.router)  # /v1/monitoring, and /monitoring as an alias
     app.openapi = model.ServedOpenApi(app)  # type: ignore[method-assign]
     mount_ui(app)
     mount_workflows(app)

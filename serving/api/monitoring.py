@@ -25,7 +25,6 @@ RESPONSES = {
 SUMMARY = "Drift, freshness, estimated and realised quality of the champion"
 
 
-@router.get("/v1/monitoring", responses=RESPONSES, summary=SUMMARY)
 @router.get("/monitoring", responses=RESPONSES, summary=SUMMARY)
 def monitoring_report(monitoring: MonitoringDep, metrics: MetricsDep) -> Response:
     """Plain ``def``: a run that is not cached reads the registry, the export and the history

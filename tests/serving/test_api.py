@@ -424,7 +424,9 @@ def test_every_operation_is_under_v1_and_the_old_paths_are_undocumented_aliases(
     paths = set(client.get("/openapi.json").json()["paths"])
     assert {"/v1/score", "/v1/score/batch", "/v1/customers", "/v1/model", "/v1/admin/reload",
             "/v1/monitoring", "/v1/workflows/tasks"} <= paths  # fmt: skip
-    assert not {p for p in paths if p.startswith(("/score", "/customers", "/workflows"))}
+    assert not {
+        p for p in paths if p.startswith(("/score", "/customers", "/workflows", "/monitoring"))
+    }
     webhooks = set(client.get("/openapi.json").json()["webhooks"])
     assert webhooks == {"alert.opened", "alert.cleared", "task.created", "task.completed",
                         "score.tier_changed"}  # fmt: skip
