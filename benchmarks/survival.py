@@ -1,6 +1,6 @@
 """Time to churn: the hazard model vs Kaplan–Meier, Cox and (synthetic world) the truth.
 
-    .venv/bin/python benchmarks/survival.py [--customers 3000] [--months 30] [--paths 20]
+    .venv/bin/python benchmarks/survival.py [--customers 3000] [--months 30] [--paths 60]
         [--data ../shared/data]
 
 Three sections, each printed as a Markdown table (``benchmarks/results.py`` puts them in
@@ -62,6 +62,11 @@ NAMES = {"survival_model": "Hazard model (LightGBM person-period, Platt)",
 
 
 SYNTHETIC_ROWS = ("survival_model", "cox", "kaplan_meier", "oracle", "oracle_realised")
+ORACLE_PATHS = 60
+"""Futures the point-in-time oracle averages. Its curve is a Monte Carlo mean, and the noise of a
+mean over few paths scrambles its ranking, so a small count understates the oracle's C and
+flatters the model's ratio: measured on the default world, Uno's C 0.760 / 0.766 / 0.769 / 0.773
+at 10 / 20 / 40 / 60 paths. 60 costs about two minutes of generation."""
 
 
 def table(metrics: Mapping[str, Mapping[str, float]]) -> list[str]:
@@ -73,7 +78,9 @@ def table(metrics: Mapping[str, Mapping[str, float]]) -> list[str]:
     return lines
 
 
-def synthetic_section(customers: int, months: int, seed: int = 11, paths: int = 20) -> list[str]:
+def synthetic_section(
+    customers: int, months: int, seed: int = 11, paths: int = ORACLE_PATHS
+) -> list[str]:
     start = time.perf_counter()
     world = generate_world(customers, months, seed=seed)
     labeled = build_labeled_set(world.tables, default_as_of(world.tables), LabelSpec())
@@ -113,7 +120,8 @@ def synthetic_section(customers: int, months: int, seed: int = 11, paths: int = 
     return [
         f"### Synthetic world ({customers:,} customers, {months} months, seed {seed})",
         "",
-        f"{result.description}. tau = {m['survival_model']['tau_days']:.0f} days.",
+        f"{result.description}. tau = {m['survival_model']['tau_days']:.0f} days; the oracle "
+        f"averages {paths} futures.",
         "",
         *table({k: m[k] for k in SYNTHETIC_ROWS}),
         "",
@@ -150,7 +158,8 @@ def telco_section(data: Path, seed: int = 0) -> list[str]:
     features, _ = usable_features(train_rows, np.ones(len(train_rows), dtype=bool))
     levels = categorical_levels(frame, features)
     cap = 6 * 365
-    model, _ = fit_survival(train_rows, features, levels, 365, SurvivalConfig(cap_days=cap))
+    config = SurvivalConfig(cap_days=cap)  # the served recipe: early-stopped, refit on all
+    model, _ = fit_survival(train_rows, features, levels, 365, config, refit=train_rows)
     y = outcomes_array(test_rows)
     times = evaluation_times(y, float(cap), 30.0)
     tau = float(times[-1])
@@ -192,7 +201,7 @@ def cdnow_section(data: Path, silence_days: int = 90) -> list[str]:
     features, _ = usable_features(train_rows, np.ones(len(train_rows), dtype=bool))
     model, _ = fit_survival(
         train_rows, features, categorical_levels(labeled, features), silence_days,
-        SurvivalConfig(cap_days=270),
+        SurvivalConfig(cap_days=270), refit=train_rows,
     )  # fmt: skip
     test = labeled[(as_of == pd.Timestamp(cdnow.HOLDOUT_START)).to_numpy()].reset_index(drop=True)
     days = np.array([30.0, 60.0, 90.0, 180.0])  # grid boundaries: no interpolation
@@ -221,7 +230,7 @@ def cdnow_section(data: Path, silence_days: int = 90) -> list[str]:
     ]
 
 
-def render(data: Path, customers: int, months: int, paths: int = 20) -> str:
+def render(data: Path, customers: int, months: int, paths: int = ORACLE_PATHS) -> str:
     sections = [synthetic_section(customers, months, paths=paths), telco_section(data),
                 cdnow_section(data)]  # fmt: skip
     header = ["## Time to churn (benchmarks/survival.py)", ""]
@@ -233,7 +242,9 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=shared_data_dir())
     parser.add_argument("--customers", type=int, default=3000)
     parser.add_argument("--months", type=int, default=30)
-    parser.add_argument("--paths", type=int, default=20, help="Futures per as-of (oracle).")
+    parser.add_argument(
+        "--paths", type=int, default=ORACLE_PATHS, help="Futures per as-of (oracle)."
+    )
     args = parser.parse_args()
     print(render(args.data, args.customers, args.months, args.paths))
 

@@ -347,9 +347,8 @@ def fit_survival(
     """Fit the hazard model on ``labeled`` (its follow-up already cut where it must end).
 
     Early stopping and Platt on person-periods of a seeded 20 % of customers. With ``refit`` (a
-    labeled set with the whole follow-up), the served model is refit on all of its rows with
-    the same number of trees and an out-of-fold Platt map (the classifier's recipe); returns
-    (served, held-out), else (held-out, None).
+    labeled set), the served model is ``refit_survival`` of it; returns (served, held-out), else
+    (held-out, None).
     """
     config = config or SurvivalConfig()
     cap = max(config.cap_days, horizon_days)
@@ -380,17 +379,34 @@ def fit_survival(
     )
     if refit is None:
         return model, None
-    refit = refit.reset_index(drop=True)
-    all_periods = _sample_rows(person_periods(refit, grid), config.max_person_periods, fit.seed)
-    X_all, y_all = _matrix(model, refit, all_periods)
-    ids = refit["customer_id"].astype("string").to_numpy()[all_periods["row"].to_numpy()]
-    booster, platt = refit_calibrated(X_all, y_all, ids, inputs, categorical, fit, trees)
-    served = SurvivalModel(booster, list(features), categories, platt, grid, horizon_days)
+    return refit_survival(model, refit, config), model
+
+
+def refit_survival(
+    heldout: SurvivalModel, labeled: pd.DataFrame, config: SurvivalConfig | None = None
+) -> SurvivalModel:
+    """The served recipe (the classifier's): ``heldout``'s number of trees fitted on every
+    person-period of ``labeled``, Platt map from customer-grouped out-of-fold margins.
+
+    The early-stopped model saw 80 % of the customers; refit on all of them it is the model that
+    is served, so an out-of-time measurement refits it on the rows before the test date too.
+    """
+    config = config or SurvivalConfig()
+    fit = config.fit
+    labeled = labeled.reset_index(drop=True)
+    categorical = [c for c in heldout.features if c in heldout.categories]
+    trees = int(heldout.meta.get("trees", heldout.booster.num_trees()))
+    periods = _sample_rows(person_periods(labeled, heldout.grid), config.max_person_periods,
+                           fit.seed)  # fmt: skip
+    X, y = _matrix(heldout, labeled, periods)
+    ids = labeled["customer_id"].astype("string").to_numpy()[periods["row"].to_numpy()]
+    booster, platt = refit_calibrated(X, y, ids, heldout.inputs, categorical, fit, trees)
+    served = SurvivalModel(booster, list(heldout.features), heldout.categories, platt,
+                           heldout.grid, heldout.horizon_days)  # fmt: skip
     served.meta.update(
-        {"trees": trees, "person_periods": len(all_periods),
-         "period_churns": int(y_all.sum())}
-    )  # fmt: skip
-    return served, model
+        {"trees": trees, "person_periods": len(periods), "period_churns": int(y.sum())}
+    )
+    return served
 
 
 def survival_test_date(labeled: pd.DataFrame, cap_days: int, horizon_days: int) -> pd.Timestamp:
@@ -414,7 +430,11 @@ TrueSurvival = Callable[[pd.DataFrame, np.ndarray], np.ndarray]
 
 @dataclass
 class SurvivalResult:
-    """The served hazard model, the held-out one, and how both compare on the test window."""
+    """The served hazard model, the held-out one, and how both compare on the test window.
+
+    ``heldout`` is the served recipe (``refit_survival``) applied to the rows before the test
+    date: the model the metrics measure. Without refit the two are the same model.
+    """
 
     model: SurvivalModel
     heldout: SurvivalModel
@@ -435,7 +455,10 @@ def train_survival(
     references: Mapping[str, TrueSurvival] | None = None,
 ) -> SurvivalResult:
     """Out-of-time: train on as-of dates before the test date with follow-up cut there, test on
-    the test date's rows; Kaplan–Meier per segment and Cox on the same rows as baselines.
+    the test date's rows; Kaplan–Meier per segment and Cox on the same rows as baselines. The
+    measured model is made as the served one is (early stopping on 20 % of customers, then
+    refit on all of them): measuring the early-stopped 80 % model understated it (Uno's C
+    0.733 vs 0.740 on the benchmark world).
     ``truth``: the oracle the model is measured against (``c_index_vs_oracle``, revenue);
     ``references``: more known curves, each reported under its name (benchmarks).
 
@@ -465,11 +488,9 @@ def train_survival(
         )
     train_rows = truncate_followup(labeled.loc[before], test_date).reset_index(drop=True)
     test_rows = labeled.loc[(as_of == test_date).to_numpy()].reset_index(drop=True)
-    served, heldout = fit_survival(
-        train_rows, features, categories, horizon_days, config, labeled if refit else None
-    )
-    if heldout is None:
-        served, heldout = served, served
+    early, _ = fit_survival(train_rows, features, categories, horizon_days, config)
+    heldout = refit_survival(early, train_rows, config)  # the served recipe, before test_date
+    served = refit_survival(early, labeled, config) if refit else heldout
     y_test = outcomes_array(test_rows)
     usable = y_test["time"] > 0
     test_rows, y_test = test_rows.loc[usable].reset_index(drop=True), y_test[usable]
@@ -519,7 +540,8 @@ def train_survival(
     description = (
         f"survival out-of-time: train {as_of[before].min():%Y-%m-%d}.."
         f"{as_of[before].max():%Y-%m-%d}"
-        f" with follow-up cut at {test_date:%Y-%m-%d}, test {test_date:%Y-%m-%d} "
+        f" with follow-up cut at {test_date:%Y-%m-%d} ({early.meta['trees']} trees early-stopped "
+        f"on {config.valid_share:.0%} of customers, then refit on all), test {test_date:%Y-%m-%d} "
         f"({len(test_rows):,} rows, follow-up to {tau:.0f} days); KM by "
         f"{segment or 'all customers'}"
     )

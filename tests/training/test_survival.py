@@ -13,6 +13,7 @@ from features.contract import RawTables
 from features.engine import build_labeled_set, monthly_as_of
 from features.labels import LabelSpec
 from training.fit import categorical_levels
+from training.periods import period_grid, person_periods, truncate_followup
 from training.pipeline import TrainConfig, train, usable_features
 from training.survival import (
     CONSISTENCY_TOLERANCE,
@@ -21,8 +22,11 @@ from training.survival import (
     fit_survival,
     median_days,
     outcomes,
+    refit_survival,
     restricted_mean,
     survival_at,
+    survival_test_date,
+    train_survival,
 )
 
 UNTIL = date(2025, 12, 31)
@@ -161,3 +165,26 @@ def test_revenue_and_ltv_follow_mrr_and_margin(
     richer = rows.assign(mrr=rows["mrr"] * 2)
     doubled = outcomes(model, richer, gross_margin=1.0)
     assert doubled["expected_ltv"].to_numpy() == pytest.approx(4 * base["expected_ltv"].to_numpy())
+
+
+def test_measured_hazard_model_is_the_served_recipe_fitted_on_every_customer_before_the_test(
+    small_labeled: pd.DataFrame,
+) -> None:
+    """The metrics used to describe the early-stopped model fitted on 80 % of the customers;
+    the served model is refit on all of them, so the measured one must be too."""
+    features, _ = usable_features(small_labeled, np.ones(len(small_labeled), dtype=bool))
+    levels = categorical_levels(small_labeled, features)
+    result = train_survival(small_labeled, features, levels, 90)
+    test_date = survival_test_date(small_labeled, 365, 90)
+    before = (pd.to_datetime(small_labeled["as_of"]) < test_date).to_numpy()
+    train_rows = truncate_followup(small_labeled[before], test_date).reset_index(drop=True)
+    early, _ = fit_survival(train_rows, features, levels, 90)
+    recipe = refit_survival(early, train_rows)
+    periods = person_periods(train_rows, period_grid(90, 365))
+    assert result.heldout.meta["person_periods"] == len(periods)
+    rows = small_labeled[(pd.to_datetime(small_labeled["as_of"]) == test_date).to_numpy()]
+    assert np.array_equal(result.heldout.hazards(rows), recipe.hazards(rows))
+    assert not np.array_equal(early.hazards(rows), recipe.hazards(rows))
+    # the served model: the same tree count on the whole follow-up, test window included
+    assert result.model.meta["trees"] == result.heldout.meta["trees"] == early.meta["trees"]
+    assert result.model.meta["person_periods"] > len(periods)
