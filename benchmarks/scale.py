@@ -313,7 +313,7 @@ def main() -> None:
     columns = ("customers", "events", "rows", "DuckDB features", "Spark features",
                "DuckDB peak GB", "Spark peak GB", "DuckDB scoring", "Spark scoring",
                "DuckDB events/s", "Spark events/s", "max feature diff",
-               "same tables and scores (else: what differs)")  # fmt: skip
+               "same tables and scores")  # fmt: skip
     for col in columns:
         table.add_column(col, justify="right")
     for r in runs:
@@ -324,7 +324,7 @@ def main() -> None:
             f"{r.events / r.duck_features:,.0f}", f"{r.events / r.spark_features:,.0f}",
             f"{r.feature_difference:.1e}", ", ".join(r.unequal) or "yes",
         )  # fmt: skip
-    console = Console(width=max(Console().width, 140))  # the table must not truncate in logs
+    console = Console(width=max(Console().width, 200))  # the table must not truncate in logs
     console.print(table)
     console.print(f"features crossover: {crossover(runs, 'duck_features', 'spark_features')}")
     console.print(f"scoring crossover:  {crossover(runs, 'duck_scoring', 'spark_scoring')}")
