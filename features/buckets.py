@@ -1,13 +1,13 @@
 """The feature build in customer buckets: one bucket of customers at a time, on DuckDB.
 
-Every feature definition reads one customer's rows at a time, except the few facts across
-customers (``features.engine.SHARED``: which product features are core, when each launched) and
-the export's profile (its date, sources, vocabulary). So the build computes those once over the
-whole export, then runs every per-customer definition on one bucket of customers (``hash(customer_id)
-% buckets``) after another, writing each bucket's rows to a Parquet file. Memory holds one
-bucket's events and intermediate tables instead of the whole export's: a 100 M event log builds
-under a few GB without spilling a join (docs/scale.md). The rows are the ones of the build in one
-piece (tests/features/test_buckets.py), and the output is sorted by its reader as before.
+Every feature definition reads one customer's rows at a time, except the few facts across customers
+(``features.engine.SHARED``: which product features are core, when each launched) and the export's
+profile (its date, sources, vocabulary). So the build computes those once over the whole export,
+then runs every per-customer definition on one bucket of customers (``hash(customer_id) % buckets``)
+after another, writing each bucket's rows to a Parquet file. Memory holds one bucket's events and
+intermediate tables instead of the whole export's: a 100 M event log builds under a few GB without
+spilling a join (docs/scale.md). The rows are the ones of the build in one piece
+(tests/features/test_buckets.py), and the output is sorted by its reader as before.
 
 Each contract table is read once, parsed, and written split by bucket (Parquet, in a folder under
 the engine's temporary directory, removed with the engine); a bucket reads only its own files.
@@ -112,8 +112,7 @@ def split_table(
     else:
         engine.materialize(f"stored_{table}", f"SELECT * FROM ({bucketed}) LIMIT 0")
     engine.con.execute(
-        f'CREATE OR REPLACE TEMP VIEW "{table}" AS '
-        f'SELECT * EXCLUDE (bucket) FROM "stored_{table}"'
+        f'CREATE OR REPLACE TEMP VIEW "{table}" AS SELECT * EXCLUDE (bucket) FROM "stored_{table}"'
     )
     names = engine.con.execute(f'DESCRIBE "{table}"').fetchall()
     return tuple(str(row[0]) for row in names)

@@ -365,6 +365,40 @@ def as_of_frame(as_of: Sequence[date]) -> pd.DataFrame:
     return pd.DataFrame({"as_of": pd.to_datetime(days).astype("datetime64[us]")})
 
 
+WINDOW_DAYS = 90
+"""The longest window (days before an as-of date) a definition reads through ``as_of_days``."""
+
+
+def as_of_days_frame(as_of: Sequence[date]) -> pd.DataFrame:
+    """``as_of_days``: each as-of date with the ``WINDOW_DAYS`` days before it and their age
+    (1 = the day before as_of). Event days meet as-of dates on it by equality, which engines
+    join by hash, instead of by a range (``day < as_of AND day >= as_of - 90``)."""
+    dates = as_of_frame(as_of)["as_of"].to_numpy()
+    ages = np.arange(1, WINDOW_DAYS + 1)
+    repeated = np.repeat(dates, len(ages))
+    age = np.tile(ages, len(dates))
+    return pd.DataFrame(
+        {
+            "as_of": repeated.astype("datetime64[us]"),
+            "day": (repeated - age.astype("timedelta64[D]")).astype("datetime64[us]"),
+            "age": age.astype("int64"),
+        }
+    )
+
+
+def period_days_frame(as_of: Sequence[date], start: date | None) -> pd.DataFrame:
+    """``period_days``: each day from ``start`` (the first event) up to the last as-of date with
+    the first as-of date after it: the period whose lifetime bucket the day adds to."""
+    dates = as_of_frame(as_of)["as_of"]
+    last = dates.iloc[-1]
+    first = pd.Timestamp(start) if start is not None else last
+    days = pd.date_range(min(first, last), last - pd.Timedelta(days=1), freq="D")
+    period = dates.to_numpy()[np.searchsorted(dates.to_numpy(), days.to_numpy(), side="right")]
+    return pd.DataFrame(
+        {"day": days.to_numpy().astype("datetime64[us]"), "as_of": period.astype("datetime64[us]")}
+    )
+
+
 def monthly_as_of(start: date, end: date) -> list[date]:
     """First days of the months in ``[start, end]``: the usual monthly scoring calendar."""
     months = pd.date_range(pd.Timestamp(start).to_period("M").to_timestamp(), end, freq="MS")
@@ -580,6 +614,8 @@ def _registered(
     engine.register("vocabulary", vocabulary.table())
     engine.register("sign_in_events", sign_in_frame(vocabulary))
     engine.register("as_of_dates", as_of_frame(as_of))
+    engine.register("as_of_days", as_of_days_frame(as_of))
+    engine.register("period_days", period_days_frame(as_of, known.data_start))
     engine.register("params", label_params(spec, spec.observed_until or known.observed_until))
     if spec.kind == "noncontractual" and "events" not in known.tables:
         raise ChurnError(

@@ -9,5 +9,5 @@ WITH feature_days AS (
 )
 SELECT a.as_of, f.feature, COUNT(DISTINCT f.customer_id) AS customers
 FROM feature_days AS f
-JOIN as_of_dates AS a ON f.day < a.as_of AND f.day >= a.as_of - INTERVAL 90 DAY
+JOIN as_of_days AS a ON a.day = f.day  -- the 90 days before each as-of date
 GROUP BY a.as_of, f.feature

@@ -11,9 +11,9 @@ WITH feature_days AS (
   GROUP BY customer_id, feature, CAST(DATE_TRUNC('day', ts) AS TIMESTAMP)
 ),
 recent AS (
-  SELECT f.customer_id, f.feature, a.as_of, f.n, DATE_DIFF('day', f.day, a.as_of) AS age
+  SELECT f.customer_id, f.feature, a.as_of, f.n, a.age
   FROM feature_days AS f
-  JOIN as_of_dates AS a ON f.day < a.as_of AND f.day >= a.as_of - INTERVAL 90 DAY
+  JOIN as_of_days AS a ON a.day = f.day  -- the 90 days before each as-of date
 ),
 core AS (
   SELECT as_of, feature

@@ -94,5 +94,6 @@ def test_core_features_and_launches_count_every_customer_not_one_bucket(
 def test_buckets_grow_with_the_events_and_shrink_with_the_memory_limit() -> None:
     assert bucket_count(0, byte_count("1GB")) == 1
     assert bucket_count(1_000_000, byte_count("4GB")) == 1
-    assert bucket_count(100_000_000, byte_count("4GB")) > bucket_count(100_000_000, byte_count("8GB"))
-    assert bucket_count(100_000_000, byte_count("1GB")) > bucket_count(10_000_000, byte_count("1GB"))
+    one, four, eight = (byte_count(size) for size in ("1GB", "4GB", "8GB"))
+    assert bucket_count(100_000_000, four) > bucket_count(100_000_000, eight)
+    assert bucket_count(100_000_000, one) > bucket_count(10_000_000, one)
