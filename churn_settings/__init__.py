@@ -193,11 +193,13 @@ class Settings(BaseSettings):
         Path("data/store"), description="Feature snapshot and score store read by serving."
     )
     duckdb_memory_limit: str = Field(
-        "4GB",
+        "1GB",
         pattern=r"^\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$",
         description="Most memory DuckDB may hold while `churn features` and `churn snapshot` "
         "build (CHURN_DUCKDB_MEMORY_LIMIT, e.g. 4GB); past it, sorts, joins and aggregates "
-        "spill to duckdb_temp_directory.",
+        "spill to duckdb_temp_directory. The build runs in customer buckets sized to half of "
+        "it (features.buckets), so a larger limit buys little time: 1GB builds 50 000 "
+        "customers as fast as 4GB, in a third of the memory (docs/scale.md).",
     )
     duckdb_temp_directory: Path | None = Field(
         None,

@@ -85,6 +85,18 @@ MATERIALISED: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("event_days", "event_days", ("events",)),
 )
 
+# Facts across customers (definition file = table, tables it needs, how the tables computed on
+# disjoint customer buckets combine into the table of all customers, reading ``{parts}``): the
+# one place a per-customer definition reads something other customers did. Computed once, before
+# any feature group.
+SHARED: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    ("feature_reach", ("events",),
+     "SELECT as_of, feature, CAST(SUM(customers) AS BIGINT) AS customers FROM {parts} "
+     "GROUP BY as_of, feature"),
+    ("feature_first_use", ("events",),
+     "SELECT feature, MIN(first_day) AS first_day FROM {parts} GROUP BY feature"),
+)  # fmt: skip
+
 # Feature groups: (definition file, tables it needs). A group whose tables are absent is skipped,
 # and its features are absent from the output (never zero-filled).
 GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -353,6 +365,40 @@ def as_of_frame(as_of: Sequence[date]) -> pd.DataFrame:
     return pd.DataFrame({"as_of": pd.to_datetime(days).astype("datetime64[us]")})
 
 
+WINDOW_DAYS = 90
+"""The longest window (days before an as-of date) a definition reads through ``as_of_days``."""
+
+
+def as_of_days_frame(as_of: Sequence[date]) -> pd.DataFrame:
+    """``as_of_days``: each as-of date with the ``WINDOW_DAYS`` days before it and their age
+    (1 = the day before as_of). Event days meet as-of dates on it by equality, which engines
+    join by hash, instead of by a range (``day < as_of AND day >= as_of - 90``)."""
+    dates = as_of_frame(as_of)["as_of"].to_numpy()
+    ages = np.arange(1, WINDOW_DAYS + 1)
+    repeated = np.repeat(dates, len(ages))
+    age = np.tile(ages, len(dates))
+    return pd.DataFrame(
+        {
+            "as_of": repeated.astype("datetime64[us]"),
+            "day": (repeated - age.astype("timedelta64[D]")).astype("datetime64[us]"),
+            "age": age.astype("int64"),
+        }
+    )
+
+
+def period_days_frame(as_of: Sequence[date], start: date | None) -> pd.DataFrame:
+    """``period_days``: each day from ``start`` (the first event) up to the last as-of date with
+    the first as-of date after it: the period whose lifetime bucket the day adds to."""
+    dates = as_of_frame(as_of)["as_of"]
+    last = dates.iloc[-1]
+    first = pd.Timestamp(start) if start is not None else last
+    days = pd.date_range(min(first, last), last - pd.Timedelta(days=1), freq="D")
+    period = dates.to_numpy()[np.searchsorted(dates.to_numpy(), days.to_numpy(), side="right")]
+    return pd.DataFrame(
+        {"day": days.to_numpy().astype("datetime64[us]"), "as_of": period.astype("datetime64[us]")}
+    )
+
+
 def monthly_as_of(start: date, end: date) -> list[date]:
     """First days of the months in ``[start, end]``: the usual monthly scoring calendar."""
     months = pd.date_range(pd.Timestamp(start).to_period("M").to_timestamp(), end, freq="MS")
@@ -415,6 +461,8 @@ class FeatureSet:
     """Generated catalog entries of the columns the table has."""
     vocabulary: Vocabulary
     attributes: tuple[AttributeSpec, ...]
+    kept: bool = False
+    """Whether ``sql`` reads a table already computed (a build in buckets writes its rows once)."""
 
     def attrs(self) -> dict[str, Any]:
         """What the table carries about itself in pandas ``attrs`` (and so in Parquet)."""
@@ -435,6 +483,8 @@ class FeatureSet:
 
     def materialized(self, name: str = "build_output") -> FeatureSet:
         """The same table computed once and kept in the engine (several reads, one build)."""
+        if self.kept:
+            return self
         self.engine.materialize(name, self.sql)
         return replace(self, sql=f'SELECT * FROM "{name}"')
 
@@ -551,6 +601,36 @@ def _selects(sql: str) -> list[str]:
     return names
 
 
+def _registered(
+    export: Export,
+    as_of: Sequence[date],
+    spec: LabelSpec,
+    engine: SqlEngine,
+    known: ExportProfile,
+    vocabulary: Vocabulary | None,
+) -> Vocabulary:
+    """The small inputs every definition reads: as-of dates, params, vocabulary."""
+    vocabulary = vocabulary or known.vocabulary
+    engine.register("vocabulary", vocabulary.table())
+    engine.register("sign_in_events", sign_in_frame(vocabulary))
+    engine.register("as_of_dates", as_of_frame(as_of))
+    engine.register("as_of_days", as_of_days_frame(as_of))
+    engine.register("period_days", period_days_frame(as_of, known.data_start))
+    engine.register("params", label_params(spec, spec.observed_until or known.observed_until))
+    if spec.kind == "noncontractual" and "events" not in known.tables:
+        raise ChurnError(
+            "Non-contractual labels need the events table (activity or purchases); "
+            "add events.parquet or use --label contractual."
+        )
+    return vocabulary
+
+
+def _materialised(engine: SqlEngine, known: ExportProfile, spec: LabelSpec) -> None:
+    for table, name, needs in MATERIALISED:
+        if set(needs) <= known.tables:
+            engine.materialize(table, definition(name.format(kind=spec.kind)))
+
+
 def _prepared(
     export: Export,
     as_of: Sequence[date],
@@ -561,47 +641,13 @@ def _prepared(
     """The export loaded into ``engine`` with the small inputs every definition reads (as-of
     dates, params, vocabulary) and the shared tables (paid, lives, spine, event_days)."""
     engine, known = load_export(export, engine)
-    vocabulary = vocabulary or known.vocabulary
-    engine.register("vocabulary", vocabulary.table())
-    engine.register("sign_in_events", sign_in_frame(vocabulary))
-    engine.register("as_of_dates", as_of_frame(as_of))
-    engine.register("params", label_params(spec, spec.observed_until or known.observed_until))
-    if spec.kind == "noncontractual" and "events" not in known.tables:
-        raise ChurnError(
-            "Non-contractual labels need the events table (activity or purchases); "
-            "add events.parquet or use --label contractual."
-        )
-    for table, name, needs in MATERIALISED:
-        if set(needs) <= known.tables:
-            engine.materialize(table, definition(name.format(kind=spec.kind)))
+    vocabulary = _registered(export, as_of, spec, engine, known, vocabulary)
+    _materialised(engine, known, spec)
     return engine, known, vocabulary
 
 
-def build(
-    source: RawTables | Export,
-    as_of: Sequence[date],
-    spec: LabelSpec | None = None,
-    engine: SqlEngine | None = None,
-    vocabulary: Vocabulary | None = None,
-    labels: bool = False,
-) -> FeatureSet:
-    """One row per customer active at each as-of date with every available leading indicator,
-    and with ``labels`` the label columns (rows churned during the lead time dropped).
-
-    Reads only rows stamped strictly before each as-of date (the leakage property test proves it).
-    ``vocabulary``: the event types and features with their own columns (default: the export's
-    most frequent, :func:`default_vocabulary`).
-    """
-    spec = spec or LabelSpec()
-    export = as_export(source)
-    engine, known, vocabulary = _prepared(export, as_of, spec, engine, vocabulary)
-
-    parts: list[tuple[str, list[str]]] = []  # feature tables joined onto the spine, in order
-    for group, needs in GROUPS:
-        if set(needs) <= known.tables:
-            sql = definition(group)
-            engine.materialize(f"features_{group}", sql)
-            parts.append((f"features_{group}", _selects(sql)))
+def _sources(engine: SqlEngine, known: ExportProfile) -> set[str]:
+    """The export's sources, plus sign-ins when any event is one (over all customers)."""
     sources = set(known.sources)
     if "events" in known.tables:
         signs = engine.fetch(
@@ -610,19 +656,38 @@ def build(
         )
         if int(signs["n"].iloc[0]):
             sources.add(SIGN_IN)
+    return sources
+
+
+def _customer_rows(
+    engine: SqlEngine,
+    known: ExportProfile,
+    spec: LabelSpec,
+    vocabulary: Vocabulary,
+    specs: Sequence[AttributeSpec],
+    sources: set[str],
+    labels: bool,
+) -> tuple[str, set[str]]:
+    """Every feature group (and the labels) of the customers in the engine's spine, and the
+    query joining them: per customer only (facts across customers are in ``SHARED``). Returns
+    the query and the feature columns it has."""
+    parts: list[tuple[str, list[str]]] = []  # feature tables joined onto the spine, in order
+    for group, needs in GROUPS:
+        if set(needs) <= known.tables:
+            sql = definition(group)
+            engine.materialize(f"features_{group}", sql)
+            parts.append((f"features_{group}", _selects(sql)))
+    if "events" in known.tables:
         engine.materialize("vocabulary_terms", definition("vocabulary"))
         sql = vocabulary_query(vocabulary, "events.user_id" in sources, "vocabulary_terms")
         engine.materialize("features_vocabulary", sql)
         parts.append(("features_vocabulary", _selects(sql)))
-    specs = tuple(s for s in attribute_specs(export) if s.feature)
     if specs:
-        engine.register("attributes", attribute_table(export.customers, specs))
         sql = attribute_query(specs, "spine", "attributes")
         engine.materialize("features_attributes", sql)
         parts.append(("features_attributes", _selects(sql)))
 
-    keep = {f.name for f in available(sources)}
-    unavailable = {f.name for f in FEATURES if f.name not in keep}
+    unavailable = _unavailable(sources)
     keys = list(KEY_COLUMNS)
     selected: list[exp.Expr] = [column(k, "s") for k in keys]
     query = exp.select().from_(exp.to_table("spine").as_("s"))
@@ -652,15 +717,79 @@ def build(
             ),
         ]
         query = query.join(exp.to_table("labels").as_("l"), on=on_keys("s", "l", keys))
-    present = {c for _, columns in parts for c in columns}
+    return to_sql(query.select(*selected)), {c for _, columns in parts for c in columns}
+
+
+def _unavailable(sources: set[str]) -> set[str]:
+    keep = {f.name for f in available(sources)}
+    return {f.name for f in FEATURES if f.name not in keep}
+
+
+def _feature_set(
+    engine: SqlEngine,
+    sql: str,
+    present: set[str],
+    known: ExportProfile,
+    vocabulary: Vocabulary,
+    specs: tuple[AttributeSpec, ...],
+    sources: set[str],
+    kept: bool = False,
+) -> FeatureSet:
+    unavailable = _unavailable(sources)
     catalog = _generated_catalog(vocabulary, known, specs)
     return FeatureSet(
         engine,
-        to_sql(query.select(*selected)),
+        sql,
         tuple(f for f in catalog if f.name in present and f.name not in unavailable),
         vocabulary,
         specs,
+        kept,
     )
+
+
+def build(
+    source: RawTables | Export,
+    as_of: Sequence[date],
+    spec: LabelSpec | None = None,
+    engine: SqlEngine | None = None,
+    vocabulary: Vocabulary | None = None,
+    labels: bool = False,
+    buckets: int | None = None,
+) -> FeatureSet:
+    """One row per customer active at each as-of date with every available leading indicator,
+    and with ``labels`` the label columns (rows churned during the lead time dropped).
+
+    Reads only rows stamped strictly before each as-of date (the leakage property test proves it).
+    ``vocabulary``: the event types and features with their own columns (default: the export's
+    most frequent, :func:`default_vocabulary`). ``buckets``: on DuckDB, build the customers in
+    this many disjoint buckets one after another (:mod:`features.buckets`), so memory holds one
+    bucket's events, not the export's; the rows are the same. Default: as many as the engine's
+    memory limit needs (:func:`features.buckets.bucket_count`); always 1 on other engines.
+    """
+    from features import buckets as bucketed
+
+    spec = spec or LabelSpec()
+    export = as_export(source)
+    engine = engine or export.default_engine()
+    count = bucketed.default_buckets(export, engine) if buckets is None else buckets
+    if count > 1:
+        return bucketed.build_in_buckets(export, as_of, spec, engine, vocabulary, labels, count)
+    engine, known, vocabulary = _prepared(export, as_of, spec, engine, vocabulary)
+    for table, needs, _ in SHARED:
+        if set(needs) <= known.tables:
+            engine.materialize(table, definition(table))
+    sources = _sources(engine, known)
+    specs = _attributes(export, engine)
+    sql, present = _customer_rows(engine, known, spec, vocabulary, specs, sources, labels)
+    return _feature_set(engine, sql, present, known, vocabulary, specs, sources)
+
+
+def _attributes(export: Export, engine: SqlEngine) -> tuple[AttributeSpec, ...]:
+    """The attribute features of the export, their table registered as ``attributes``."""
+    specs = tuple(s for s in attribute_specs(export) if s.feature)
+    if specs:
+        engine.register("attributes", attribute_table(export.customers, specs))
+    return specs
 
 
 def build_features(

@@ -29,6 +29,7 @@ from typing import Any
 
 import pandas as pd
 
+from features.buckets import bucket_count, split_table
 from features.contract import (
     COLUMN_ORDER,
     REQUIRED_TABLES,
@@ -88,7 +89,10 @@ def _text(value: str, source_type: str) -> str:
         )
     elif source_type != "VARCHAR":
         value = f"CAST({value} AS VARCHAR)"
-    return f"NULLIF(trim({value}, {_WHITESPACE}), '')"
+    # trimming is the costliest step of reading an export (a third of it): only text that
+    # starts or ends with a control character or space can change, so only that is trimmed
+    edge = f"ascii({value}) <= 32 OR ascii(right({value}, 1)) <= 32"
+    return f"NULLIF(CASE WHEN {edge} THEN trim({value}, {_WHITESPACE}) ELSE {value} END, '')"
 
 
 def _timestamp(value: str, source_type: str) -> str:
@@ -228,14 +232,13 @@ class FileExport:
         if self._loaded.get("into") is engine:
             columns: dict[str, tuple[str, ...]] = self._loaded["columns"]
             return columns
-        customers = prepare_table("customers", self.customers)
-        engine.register("customers", customers)
-        loaded = {"customers": tuple(str(c) for c in customers.columns)}
-        for table, path in self.files().items():
-            if table == "customers":
+        loaded = {"customers": self.register_customers(engine)}
+        buckets = self.buckets(engine)
+        for table, sql in self.prepared_queries(engine).items():
+            if buckets > 1:  # too large for memory in one piece: on disk, split by customer
+                folder = engine.scratch() / f"tables-{buckets}" / table
+                loaded[table] = split_table(engine, table, sql, buckets, folder)
                 continue
-            scan = file_scan(path)
-            sql = prepared_sql(table, scan, _schema(engine, scan))
             # parsed once into DuckDB's own compressed columns (a view would parse the file again
             # for each of the eight definitions reading events: 3x slower); past the memory
             # limit DuckDB keeps them in its spill folder
@@ -244,6 +247,42 @@ class FileExport:
             loaded[table] = tuple(str(row[0]) for row in names)
         self._loaded.update(into=engine, columns=loaded)
         return loaded
+
+    def buckets(self, engine: DuckDBEngine) -> int:
+        """The customer buckets the build on ``engine`` runs in, from the event count and the
+        engine's memory limit (``features.buckets.bucket_count``); its tables are stored split
+        by them (1: whole, in DuckDB's memory)."""
+        if self._loaded.get("sized") is not engine:
+            count = bucket_count(self.event_rows(engine), engine.memory_limit())
+            self._loaded.update(sized=engine, buckets=count)
+        buckets: int = self._loaded["buckets"]
+        return buckets
+
+    def register_customers(self, engine: DuckDBEngine) -> tuple[str, ...]:
+        """``customers``, prepared, registered in ``engine``; its columns."""
+        customers = prepare_table("customers", self.customers)
+        engine.register("customers", customers)
+        return tuple(str(c) for c in customers.columns)
+
+    def prepared_queries(self, engine: DuckDBEngine) -> dict[str, str]:
+        """Each present table but ``customers`` as the query that reads, parses, cleans and
+        prepares it from its file (reading ``customers``: register it first). A build in
+        customer buckets (``features.buckets``) writes each once, split by bucket."""
+        queries: dict[str, str] = {}
+        for table, path in self.files().items():
+            if table != "customers":
+                scan = file_scan(path)
+                queries[table] = prepared_sql(table, scan, _schema(engine, scan))
+        return queries
+
+    def event_rows(self, engine: DuckDBEngine) -> int:
+        """Rows of the events file (0 without one): what sizes a build's buckets. Parquet
+        keeps the count in its footer; a CSV file is scanned."""
+        path = self.files().get("events")
+        if path is None:
+            return 0
+        rows = engine.con.execute(f"SELECT COUNT(*) FROM {file_scan(path)}").fetchall()
+        return int(rows[0][0])
 
 
 def read_file_export(folder: Path, limits: DuckDBLimits | None = None) -> FileExport:

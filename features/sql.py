@@ -10,6 +10,9 @@ and values from an export are quoted, never pasted into SQL text.
 from __future__ import annotations
 
 import contextlib
+import shutil
+import tempfile
+import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -80,6 +83,8 @@ class DuckDBEngine:
         and aggregates spill to ``temp_directory``. ``preserve_order=False`` lets DuckDB stream
         results without keeping scan order, which it needs to stay under the limit on large
         exports; every output of the build is sorted explicitly, so nothing depends on it."""
+        self.temp_directory = temp_directory
+        self._scratch: Path | None = None
         self.con = duckdb.connect()
         self.con.execute("SET TimeZone = 'UTC'")
         # Jupyter without ipywidgets refuses the setting: the bar is off there already
@@ -93,6 +98,22 @@ class DuckDBEngine:
             self.con.execute("SET temp_directory = ?", [str(temp_directory)])
         if not preserve_order:
             self.con.execute("SET preserve_insertion_order = false")
+
+    def scratch(self) -> Path:
+        """A folder of this engine's own under its temporary directory (files a build writes,
+        e.g. tables split by customer bucket), removed with the engine."""
+        if self._scratch is None:
+            if self.temp_directory is not None:
+                Path(self.temp_directory).mkdir(parents=True, exist_ok=True)
+            made = tempfile.mkdtemp(prefix="churn-duckdb-", dir=self.temp_directory)
+            weakref.finalize(self, shutil.rmtree, made, True)
+            self._scratch = Path(made)
+        return self._scratch
+
+    def memory_limit(self) -> int:
+        """The memory DuckDB may hold, in bytes (its own default when none was set)."""
+        rows = self.con.execute("SELECT current_setting('memory_limit')").fetchall()
+        return byte_count(str(rows[0][0]))
 
     def register(self, name: str, frame: pd.DataFrame) -> None:
         self.con.register(f"{name}__df", frame)
@@ -124,6 +145,20 @@ class DuckDBEngine:
         with atomic_path(Path(uri)) as tmp:
             self.con.execute(f"COPY ({sql}) TO '{tmp}' (FORMAT parquet, COMPRESSION zstd)")
         return uri
+
+
+_UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}  # fmt: skip
+
+
+def byte_count(size: str) -> int:
+    """``"4GB"``, ``"3.7 GiB"`` (DuckDB's and the settings' spellings) in bytes."""
+    text = size.strip().upper().replace(" ", "")
+    number = text.rstrip("KMGTIB")
+    unit = text[len(number) :] or "B"
+    if unit not in _UNITS or not number:
+        raise ValueError(f"Not a memory size: {size!r} (expected e.g. 4GB or 512MiB).")
+    return int(float(number) * _UNITS[unit])
 
 
 # ----- building queries (names and values quoted by SQLGlot) -----
@@ -161,6 +196,7 @@ __all__ = [
     "DuckDBLimits",
     "SqlEngine",
     "alias",
+    "byte_count",
     "column",
     "definition",
     "double",

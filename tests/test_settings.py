@@ -103,7 +103,7 @@ def test_the_feature_builds_duckdb_limits_come_from_the_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     settings = Settings()
-    assert settings.duckdb_memory_limit == "4GB"
+    assert settings.duckdb_memory_limit == "1GB"
     assert settings.duckdb_spill_path == Path("data/store/duckdb-spill")  # beside the store
     monkeypatch.setenv("CHURN_DUCKDB_MEMORY_LIMIT", "1.5GB")
     monkeypatch.setenv("CHURN_DUCKDB_TEMP_DIRECTORY", "/scratch/spill")

@@ -2,6 +2,8 @@
 -- Core features at an as-of date = the 5 features used by the most customers in the 90 days
 -- before it; a feature is "launched" on the first day anyone used it (at least 30 days after
 -- the export's first event, so features that simply predate the export are not "new").
+-- Reach and first use are facts across customers (feature_reach.sql, feature_first_use.sql),
+-- computed once; everything here is per customer.
 WITH feature_days AS (
   SELECT customer_id, feature, CAST(DATE_TRUNC('day', ts) AS TIMESTAMP) AS day, COUNT(*) AS n
   FROM events
@@ -9,21 +11,16 @@ WITH feature_days AS (
   GROUP BY customer_id, feature, CAST(DATE_TRUNC('day', ts) AS TIMESTAMP)
 ),
 recent AS (
-  SELECT f.customer_id, f.feature, a.as_of, f.n, DATE_DIFF('day', f.day, a.as_of) AS age
+  SELECT f.customer_id, f.feature, a.as_of, f.n, a.age
   FROM feature_days AS f
-  JOIN as_of_dates AS a ON f.day < a.as_of AND f.day >= a.as_of - INTERVAL 90 DAY
-),
-reach AS (
-  SELECT as_of, feature, COUNT(DISTINCT customer_id) AS customers
-  FROM recent
-  GROUP BY as_of, feature
+  JOIN as_of_days AS a ON a.day = f.day  -- the 90 days before each as-of date
 ),
 core AS (
   SELECT as_of, feature
   FROM (
     SELECT as_of, feature,
            ROW_NUMBER() OVER (PARTITION BY as_of ORDER BY customers DESC, feature) AS rk
-    FROM reach
+    FROM feature_reach
   ) AS ranked
   WHERE rk <= 5
 ),
@@ -42,10 +39,9 @@ usage AS (
   GROUP BY r.customer_id, r.as_of
 ),
 launches AS (
-  SELECT feature, MIN(day) AS launched
-  FROM feature_days
-  GROUP BY feature
-  HAVING MIN(day) >= (SELECT MIN(day) FROM feature_days) + INTERVAL 30 DAY
+  SELECT feature, first_day AS launched
+  FROM feature_first_use
+  WHERE first_day >= (SELECT MIN(first_day) FROM feature_first_use) + INTERVAL 30 DAY
 ),
 new_features AS (
   SELECT a.as_of, l.feature

@@ -2,11 +2,12 @@
 -- (1 = the day before as_of); only days strictly before as_of are joined. Windowed counts read the
 -- last 90 days; lifetime figures add up per-period buckets (the days between consecutive as-of
 -- dates) cumulatively, so each event day is joined once, not once per later as-of date.
+-- Days meet as-of dates by equality on the calendars `as_of_days` (each as-of date with the 90
+-- days before it and their age) and `period_days` (each day with the first as-of date after it).
 WITH windowed AS (
-  SELECT d.customer_id, a.as_of, d.n, d.logins, d.value,
-         DATE_DIFF('day', d.day, a.as_of) AS age
+  SELECT d.customer_id, a.as_of, d.n, d.logins, d.value, a.age
   FROM event_days AS d
-  JOIN as_of_dates AS a ON d.day < a.as_of AND d.day >= a.as_of - INTERVAL 90 DAY
+  JOIN as_of_days AS a ON a.day = d.day
 ),
 agg AS (
   SELECT
@@ -33,8 +34,7 @@ buckets AS (
   SELECT d.customer_id, p.as_of, COUNT(*) AS days, SUM(d.value) AS value,
          MIN(d.first_ts) AS first_ts, MAX(d.last_ts) AS last_ts
   FROM event_days AS d
-  JOIN periods AS p
-    ON d.day < p.as_of AND (p.previous_as_of IS NULL OR d.day >= p.previous_as_of)
+  JOIN period_days AS p ON p.day = d.day
   GROUP BY d.customer_id, p.as_of
 ),
 grid AS (

@@ -1,4 +1,6 @@
--- Active users and seat utilisation: distinct users per 30-day window.
+-- Active users and seat utilisation: distinct users per 30-day window. Days meet as-of dates
+-- on the calendar `as_of_days` (each as-of date with the 90 days before it; age 1 = the day
+-- before as_of).
 WITH user_days AS (
   SELECT DISTINCT customer_id, user_id, CAST(DATE_TRUNC('day', ts) AS TIMESTAMP) AS day
   FROM events
@@ -7,12 +9,10 @@ WITH user_days AS (
 agg AS (
   SELECT
     u.customer_id, a.as_of,
-    COUNT(DISTINCT CASE WHEN DATE_DIFF('day', u.day, a.as_of) <= 30 THEN u.user_id END)
-      AS users_30d,
-    COUNT(DISTINCT CASE WHEN DATE_DIFF('day', u.day, a.as_of) > 30 THEN u.user_id END)
-      AS users_prev_30d
+    COUNT(DISTINCT CASE WHEN a.age <= 30 THEN u.user_id END) AS users_30d,
+    COUNT(DISTINCT CASE WHEN a.age > 30 THEN u.user_id END) AS users_prev_30d
   FROM user_days AS u
-  JOIN as_of_dates AS a ON u.day < a.as_of AND u.day >= a.as_of - INTERVAL 60 DAY
+  JOIN as_of_days AS a ON a.day = u.day AND a.age <= 60
   GROUP BY u.customer_id, a.as_of
 ),
 seats AS (

@@ -2,7 +2,8 @@
 -- event type or a product feature named in the `vocabulary` table (source, value, term); the
 -- rest of each source pools as `<source>:other`. Same conventions as usage.sql: age = whole days
 -- between the event's day and as_of, only days strictly before as_of are read, lifetime figures
--- come from per-period buckets so each event day is joined once. The engine pivots the result
+-- come from per-period buckets so each event day is joined once; days meet as-of dates on the
+-- calendars `as_of_days` and `period_days` (see usage.sql). The engine pivots the result
 -- to one column per term and metric (features.vocabulary).
 WITH tagged AS (
   SELECT e.customer_id, e.ts, e.user_id, COALESCE(v.term, 'event_type:other') AS term,
@@ -23,9 +24,9 @@ daily AS (
   GROUP BY customer_id, term, source, CAST(DATE_TRUNC('day', ts) AS TIMESTAMP)
 ),
 windowed AS (
-  SELECT d.customer_id, a.as_of, d.term, d.source, d.n, DATE_DIFF('day', d.day, a.as_of) AS age
+  SELECT d.customer_id, a.as_of, d.term, d.source, d.n, a.age
   FROM daily AS d
-  JOIN as_of_dates AS a ON d.day < a.as_of AND d.day >= a.as_of - INTERVAL 90 DAY
+  JOIN as_of_days AS a ON a.day = d.day
 ),
 agg AS (
   SELECT customer_id, as_of, term, MIN(source) AS source,
@@ -44,7 +45,7 @@ users AS (
   SELECT e.customer_id, a.as_of, COUNT(DISTINCT e.user_id) AS users_30d
   FROM (SELECT DISTINCT customer_id, user_id, CAST(DATE_TRUNC('day', ts) AS TIMESTAMP) AS day
         FROM events WHERE user_id IS NOT NULL) AS e
-  JOIN as_of_dates AS a ON e.day < a.as_of AND e.day >= a.as_of - INTERVAL 30 DAY
+  JOIN as_of_days AS a ON a.day = e.day AND a.age <= 30
   GROUP BY e.customer_id, a.as_of
 ),
 periods AS (
@@ -53,8 +54,7 @@ periods AS (
 buckets AS (
   SELECT d.customer_id, d.term, p.as_of, MAX(d.last_ts) AS last_ts
   FROM daily AS d
-  JOIN periods AS p
-    ON d.day < p.as_of AND (p.previous_as_of IS NULL OR d.day >= p.previous_as_of)
+  JOIN period_days AS p ON p.day = d.day
   GROUP BY d.customer_id, d.term, p.as_of
 ),
 pairs AS (

@@ -131,3 +131,26 @@ def test_observed_until_is_the_latest_record_and_monthly_dates_are_month_starts(
         date(2024, 3, 1),
         date(2024, 4, 1),
     ]
+
+
+def test_the_calendars_join_each_day_to_the_as_of_dates_a_range_would() -> None:
+    """``as_of_days`` holds exactly the days with ``as_of - 90 <= day < as_of`` and their age;
+    ``period_days`` gives each day the first as-of date after it (the range joins they
+    replace)."""
+    from features.engine import as_of_days_frame, period_days_frame
+
+    as_of = [date(2024, 3, 1), date(2024, 1, 1), date(2024, 2, 1)]
+    days = as_of_days_frame(as_of)
+    for moment in pd.to_datetime(["2024-01-01", "2024-02-01", "2024-03-01"]):
+        mine = days[days["as_of"] == moment]
+        window = pd.date_range(moment - pd.Timedelta(days=90), moment - pd.Timedelta(days=1))
+        assert sorted(mine["day"]) == list(window)
+        assert ((moment - mine["day"]).dt.days == mine["age"]).all()
+    periods = period_days_frame(as_of, date(2023, 12, 20))
+    assert periods["day"].min() == pd.Timestamp("2023-12-20")
+    assert periods["day"].max() == pd.Timestamp("2024-02-29")
+    by_day = dict(zip(periods["day"], periods["as_of"], strict=True))
+    assert by_day[pd.Timestamp("2023-12-31")] == pd.Timestamp("2024-01-01")
+    assert by_day[pd.Timestamp("2024-01-01")] == pd.Timestamp("2024-02-01")
+    assert by_day[pd.Timestamp("2024-02-29")] == pd.Timestamp("2024-03-01")
+    assert period_days_frame(as_of, None).empty

@@ -17,6 +17,7 @@ from features.importers.telco import label_spec as telco_spec
 from features.importers.telco import write_telco
 from features.labels import LabelSpec
 from features.pipeline import default_as_of, snapshot_as_of
+from features.sql import DuckDBEngine
 
 NOW = pd.Timestamp("2030-01-01", tz="UTC")
 
@@ -149,3 +150,19 @@ def test_the_files_are_parsed_once_for_the_export_date_the_as_of_dates_and_the_b
         build_labeled_set(export, as_of, LabelSpec()),
         build_labeled_set(tables, as_of, LabelSpec()),
     )
+
+
+def test_text_is_trimmed_of_the_whitespace_pandas_strips_and_only_of_it(tmp_path: Path) -> None:
+    """Only text starting or ending with a space or control character is trimmed (the fast
+    path): every such value reads as ``str.strip`` of the six ASCII whitespace characters."""
+    from features.files import parsed_column
+
+    values = ["plain", " lead", "trail\t", "\n\r both \x0b\x0c", "in side", "", "   ",
+              "\x01ctl", "é ", None]  # fmt: skip
+    path = tmp_path / "t.parquet"
+    pd.DataFrame({"v": values}).to_parquet(path)
+    engine = DuckDBEngine()
+    sql = parsed_column("events", "user_id", "v", "VARCHAR")
+    got = engine.con.execute(f"SELECT {sql} FROM read_parquet('{path}')").fetchall()
+    expected = [(v.strip(" \t\n\r\x0b\x0c") or None) if v is not None else None for v in values]
+    assert [row[0] for row in got] == expected
