@@ -27,13 +27,13 @@ from features.engine import (
     Export,
     FeatureSet,
     TablesExport,
-    _attributes,
-    _customer_rows,
-    _feature_set,
-    _materialised,
-    _profile,
-    _registered,
-    _sources,
+    customer_rows,
+    feature_set,
+    feature_sources,
+    materialise_tables,
+    profile_loaded,
+    register_attributes,
+    register_inputs,
 )
 from features.errors import ChurnError
 from features.labels import LabelSpec
@@ -183,10 +183,10 @@ def build_in_buckets(
     if not isinstance(engine, DuckDBEngine):
         raise ChurnError("A build in customer buckets runs on DuckDB; pass buckets=1.")
     loaded = export.load(engine)
-    known = _profile(engine, loaded, export.options)
-    vocabulary = _registered(export, as_of, spec, engine, known, vocabulary)
-    sources = _sources(engine, known)
-    specs = _attributes(export, engine)
+    known = profile_loaded(engine, loaded, export.options)
+    vocabulary = register_inputs(export, as_of, spec, engine, known, vocabulary)
+    sources = feature_sources(engine, known)
+    specs = register_attributes(export, engine)
     split = [table for table in loaded if table != "customers"]
     stored = export.buckets(engine) if isinstance(export, FileTables) else 1
     for table in split:
@@ -212,14 +212,14 @@ def build_in_buckets(
     present: set[str] = set()
     for bucket in range(buckets):
         _bucket_tables(engine, split, bucket, "TABLE")
-        _materialised(engine, known, spec)
-        sql, present = _customer_rows(engine, known, spec, vocabulary, specs, sources, labels)
+        materialise_tables(engine, known, spec)
+        sql, present = customer_rows(engine, known, spec, vocabulary, specs, sources, labels)
         files.append(str(out / f"bucket-{bucket:04d}.parquet"))
         engine.con.execute(f"COPY ({sql}) TO {_quoted(files[-1])} (FORMAT parquet)")
     for table in split:
         _restore(engine, table)
     rows = f"SELECT * FROM read_parquet([{', '.join(_quoted(f) for f in files)}])"
-    return _feature_set(engine, rows, present, known, vocabulary, specs, sources, kept=True)
+    return feature_set(engine, rows, present, known, vocabulary, specs, sources, kept=True)
 
 
 __all__ = ["bucket_count", "build_in_buckets", "default_buckets", "split_table"]

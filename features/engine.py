@@ -268,7 +268,7 @@ def _table_profile(name: str, columns: Sequence[str]) -> exp.Select:
     return exp.select(*[alias(a, f"a{i}") for i, a in enumerate(aggregates)]).from_(name)
 
 
-def _profile(
+def profile_loaded(
     engine: SqlEngine, loaded: dict[str, tuple[str, ...]], options: FeatureOptions
 ) -> ExportProfile:
     sources: set[str] = set()
@@ -305,7 +305,7 @@ def load_export(
     """Load the export's prepared tables into ``engine`` (default: the export's) and profile it."""
     export = as_export(source)
     engine = engine or export.default_engine()
-    return engine, _profile(engine, export.load(engine), export.options)
+    return engine, profile_loaded(engine, export.load(engine), export.options)
 
 
 def profile(source: RawTables | Export) -> ExportProfile:
@@ -601,7 +601,7 @@ def _selects(sql: str) -> list[str]:
     return names
 
 
-def _registered(
+def register_inputs(
     export: Export,
     as_of: Sequence[date],
     spec: LabelSpec,
@@ -625,7 +625,7 @@ def _registered(
     return vocabulary
 
 
-def _materialised(engine: SqlEngine, known: ExportProfile, spec: LabelSpec) -> None:
+def materialise_tables(engine: SqlEngine, known: ExportProfile, spec: LabelSpec) -> None:
     for table, name, needs in MATERIALISED:
         if set(needs) <= known.tables:
             engine.materialize(table, definition(name.format(kind=spec.kind)))
@@ -641,12 +641,12 @@ def _prepared(
     """The export loaded into ``engine`` with the small inputs every definition reads (as-of
     dates, params, vocabulary) and the shared tables (paid, lives, spine, event_days)."""
     engine, known = load_export(export, engine)
-    vocabulary = _registered(export, as_of, spec, engine, known, vocabulary)
-    _materialised(engine, known, spec)
+    vocabulary = register_inputs(export, as_of, spec, engine, known, vocabulary)
+    materialise_tables(engine, known, spec)
     return engine, known, vocabulary
 
 
-def _sources(engine: SqlEngine, known: ExportProfile) -> set[str]:
+def feature_sources(engine: SqlEngine, known: ExportProfile) -> set[str]:
     """The export's sources, plus sign-ins when any event is one (over all customers)."""
     sources = set(known.sources)
     if "events" in known.tables:
@@ -659,7 +659,7 @@ def _sources(engine: SqlEngine, known: ExportProfile) -> set[str]:
     return sources
 
 
-def _customer_rows(
+def customer_rows(
     engine: SqlEngine,
     known: ExportProfile,
     spec: LabelSpec,
@@ -725,7 +725,7 @@ def _unavailable(sources: set[str]) -> set[str]:
     return {f.name for f in FEATURES if f.name not in keep}
 
 
-def _feature_set(
+def feature_set(
     engine: SqlEngine,
     sql: str,
     present: set[str],
@@ -778,13 +778,13 @@ def build(
     for table, needs, _ in SHARED:
         if set(needs) <= known.tables:
             engine.materialize(table, definition(table))
-    sources = _sources(engine, known)
-    specs = _attributes(export, engine)
-    sql, present = _customer_rows(engine, known, spec, vocabulary, specs, sources, labels)
-    return _feature_set(engine, sql, present, known, vocabulary, specs, sources)
+    sources = feature_sources(engine, known)
+    specs = register_attributes(export, engine)
+    sql, present = customer_rows(engine, known, spec, vocabulary, specs, sources, labels)
+    return feature_set(engine, sql, present, known, vocabulary, specs, sources)
 
 
-def _attributes(export: Export, engine: SqlEngine) -> tuple[AttributeSpec, ...]:
+def register_attributes(export: Export, engine: SqlEngine) -> tuple[AttributeSpec, ...]:
     """The attribute features of the export, their table registered as ``attributes``."""
     specs = tuple(s for s in attribute_specs(export) if s.feature)
     if specs:
