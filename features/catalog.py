@@ -17,7 +17,7 @@ from typing import Any, Literal
 Group = Literal["usage", "support", "commercial", "marketing", "profile"]
 Kind = Literal["numeric", "categorical"]
 
-CATALOG_VERSION = "1.0.0"
+CATALOG_VERSION = "1.1.0"
 KEY_COLUMNS = ("customer_id", "as_of")
 DURATION_COLUMNS = ("duration_days", "event_observed", "followup_days")
 """Time to churn of a labeled row, from the same life as its label (see ``labels_*.sql``)."""
@@ -139,6 +139,9 @@ FEATURES: tuple[Feature, ...] = (
        "Purchases or usage worth {value:,.0f} to date", EV, "events.value"),
     _f("days_since_first_activity", "usage", "days", "Days since the first product activity",
        "First activity {value:.0f} days ago", EV),
+    _f("lifetime_active_share", "usage", "share",
+       "Share of the days since the first product activity with any activity",
+       "Active on {pct:.0f} % of the days since the first activity", EV),
     # support: tickets
     _f("tickets_30d", "support", "tickets", "Support tickets opened in the last 30 days",
        "{value:.0f} support tickets opened in the last 30 days", "tickets.opened_at"),

@@ -75,7 +75,11 @@ SELECT
   CAST(COALESCE(g.value_90d, 0) AS DOUBLE) AS value_90d,
   CAST(COALESCE(l.lifetime_active_days, 0) AS DOUBLE) AS lifetime_active_days,
   CAST(COALESCE(l.lifetime_value, 0) AS DOUBLE) AS lifetime_value,
-  (EPOCH(s.as_of) - EPOCH(l.first_ts)) / 86400.0 AS days_since_first_activity
+  (EPOCH(s.as_of) - EPOCH(l.first_ts)) / 86400.0 AS days_since_first_activity,
+  -- the days from the first active day to as_of (whole days: as_of is a UTC midnight), so the
+  -- share lies in (0, 1]; unlike the lifetime counts it does not grow with calendar time alone
+  CAST(COALESCE(l.lifetime_active_days, 0) AS DOUBLE)
+    / CEIL((EPOCH(s.as_of) - EPOCH(l.first_ts)) / 86400.0) AS lifetime_active_share
 FROM spine AS s
 LEFT JOIN agg AS g ON g.customer_id = s.customer_id AND g.as_of = s.as_of
 LEFT JOIN lifetime AS l ON l.customer_id = s.customer_id AND l.as_of = s.as_of

@@ -68,6 +68,22 @@ def test_activity_change_compares_the_last_30_days_with_the_30_before() -> None:
     assert r["activity_change_30d"] == pytest.approx((1 - 4) / 4)
 
 
+def test_lifetime_active_share_counts_whole_days_from_the_first_active_day() -> None:
+    # first active day 2024-03-22 (late in the day): 10 whole days before as_of, 3 of them active
+    events = [("2024-03-22T23:00", "use", "u1"), ("2024-03-25T08:00", "use", "u1"),
+              ("2024-03-25T09:00", "use", "u2"), ("2024-03-31T23:59", "use", "u1")]  # fmt: skip
+    r = row(tables(events))
+    assert r["lifetime_active_days"] == 3
+    assert r["lifetime_active_share"] == pytest.approx(3 / 10)
+    one_day = row(tables([("2024-03-31T00:00", "use", "u1")]))
+    assert one_day["lifetime_active_share"] == 1.0
+
+
+def test_no_activity_before_as_of_leaves_the_lifetime_active_share_unknown() -> None:
+    built = build_features(tables([("2024-03-31T00:00", "use", "u1")]), [date(2024, 3, 1)])
+    assert pd.isna(built.iloc[0]["lifetime_active_share"])
+
+
 def test_seat_utilization_is_active_users_over_paid_seats() -> None:
     events = [("2024-03-20T10:00", "login", u) for u in ("u1", "u2", "u3")]
     r = row(tables(events))
