@@ -513,9 +513,8 @@ class FeatureSet:
             try:
                 for piece in self.engine.chunks(ordered, rows):
                     piece = _pandas_types(piece, self.attributes, missing)
-                    piece.attrs.update(self.attrs())
                     if writer is None:
-                        schema = _arrow_schema(piece, types)
+                        schema = _arrow_schema(piece, types, self.attrs())
                         writer = pq.ParquetWriter(tmp, schema, compression="zstd")
                     if each_piece is not None:
                         each_piece(piece)
@@ -546,16 +545,23 @@ class FeatureSet:
         return {name: bool(found[str(i)]) for i, name in enumerate(flagged)}
 
 
-def _arrow_schema(piece: pd.DataFrame, types: dict[str, str]) -> pa.Schema:
-    """The Arrow schema of the whole table from its first piece: a text or boolean column whose
-    values in that piece are all missing takes its SQL type (``types``), not Arrow's null."""
+def _arrow_schema(piece: pd.DataFrame, types: dict[str, str], attrs: dict[str, Any]) -> pa.Schema:
+    """The Arrow schema of the whole table from its first piece, carrying ``attrs`` as
+    ``frame().to_parquet`` does: a text or boolean column whose values in that piece are all
+    missing takes its SQL type (``types``), not Arrow's null.
+
+    Only the schema carries ``attrs``, never the pieces: pandas deep-copies a frame's ``attrs``
+    into every column it hands out, which made hashing and converting the pieces of a labeled set
+    (a catalog of 160 features in ``attrs``) cost more than reading them from DuckDB."""
+    piece = piece.copy(deep=False)
+    piece.attrs.update(attrs)
     schema = pa.Schema.from_pandas(piece, preserve_index=False)
     for i, field in enumerate(schema):
         if pa.types.is_null(field.type):
             typed = pa.bool_() if types.get(field.name) == "BOOLEAN" else pa.string()
             schema = schema.set(i, field.with_type(typed))
-    attrs = {b"PANDAS_ATTRS": json.dumps(piece.attrs).encode()} if piece.attrs else {}
-    return schema.with_metadata({**(schema.metadata or {}), **attrs})
+    kept = {b"PANDAS_ATTRS": json.dumps(piece.attrs).encode()} if piece.attrs else {}
+    return schema.with_metadata({**(schema.metadata or {}), **kept})
 
 
 def _pandas_types(
