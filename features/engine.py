@@ -550,18 +550,22 @@ def _arrow_schema(piece: pd.DataFrame, types: dict[str, str], attrs: dict[str, A
     ``frame().to_parquet`` does: a text or boolean column whose values in that piece are all
     missing takes its SQL type (``types``), not Arrow's null.
 
-    Only the schema carries ``attrs``, never the pieces: pandas deep-copies a frame's ``attrs``
-    into every column it hands out, which made hashing and converting the pieces of a labeled set
-    (a catalog of 160 features in ``attrs``) cost more than reading them from DuckDB."""
-    piece = piece.copy(deep=False)
-    piece.attrs.update(attrs)
+    Only the schema carries ``attrs``, never a frame: pandas deep-copies a frame's ``attrs`` into
+    every column it hands out, which made hashing and converting the pieces of a labeled set (a
+    catalog of 160 features in ``attrs``) cost more than reading them from DuckDB. So ``attrs``
+    go into the schema's pandas metadata as pyarrow writes them from a frame's."""
     schema = pa.Schema.from_pandas(piece, preserve_index=False)
     for i, field in enumerate(schema):
         if pa.types.is_null(field.type):
             typed = pa.bool_() if types.get(field.name) == "BOOLEAN" else pa.string()
             schema = schema.set(i, field.with_type(typed))
-    kept = {b"PANDAS_ATTRS": json.dumps(piece.attrs).encode()} if piece.attrs else {}
-    return schema.with_metadata({**(schema.metadata or {}), **kept})
+    metadata = dict(schema.metadata or {})
+    if attrs:
+        described = json.loads(metadata[b"pandas"])
+        described["attributes"] = attrs
+        metadata[b"pandas"] = json.dumps(described).encode("utf8")
+        metadata[b"PANDAS_ATTRS"] = json.dumps(attrs).encode()
+    return schema.with_metadata(metadata)
 
 
 def _pandas_types(
