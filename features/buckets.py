@@ -47,7 +47,11 @@ roll-ups, measured at 50 000 customers: about 4 GB for 13.7 M events in one piec
 
 BUCKET_SHARE = 0.5
 """The share of the memory limit one bucket's working set may take: the rest holds the engine's
-other tables (customers, the bucket's output being written) without spilling."""
+other tables (customers, the bucket's output being written) without spilling. Two buckets
+built at once (``bucket_workers``) fill the limit between them, and DuckDB spills what does not
+fit. Smaller buckets bought nothing: 50 000 customers in 17 buckets, one at a time on one
+thread, took 81-82 CPU s and 80 s; in 9, two at a time, 78-83 CPU s and 67 s (the same loaded
+machine), at the same peak memory."""
 
 MAX_BUCKETS = 256
 
