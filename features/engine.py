@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
@@ -510,6 +511,11 @@ class FeatureSet:
         written = 0
         with atomic_path(Path(target)) as tmp:
             writer: pq.ParquetWriter | None = None
+            # a row group is compressed and written on another thread (Arrow lets go of the
+            # GIL) while the next piece is fetched, typed and hashed: the stream's CPU is
+            # mostly this one Python thread, so the writing came on top of it
+            background = ThreadPoolExecutor(max_workers=1)
+            pending: Future[None] | None = None
             try:
                 for piece in self.engine.chunks(ordered, rows):
                     piece = _pandas_types(piece, self.attributes, missing)
@@ -519,11 +525,18 @@ class FeatureSet:
                     if each_piece is not None:
                         each_piece(piece)
                     table = pa.Table.from_pandas(piece, schema=schema, preserve_index=False)
-                    writer.write_table(table, row_group_size=max(len(piece), 1))
+                    if pending is not None:
+                        pending.result()
+                    pending = background.submit(
+                        writer.write_table, table, row_group_size=max(len(piece), 1)
+                    )
                     written += len(piece)
+                if pending is not None:
+                    pending.result()
                 if writer is not None and footer is not None:
                     writer.add_key_value_metadata(footer())
             finally:
+                background.shutdown(wait=True)
                 if writer is not None:
                     writer.close()
         return written
