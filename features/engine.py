@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
@@ -510,21 +511,32 @@ class FeatureSet:
         written = 0
         with atomic_path(Path(target)) as tmp:
             writer: pq.ParquetWriter | None = None
+            # a row group is compressed and written on another thread (Arrow lets go of the
+            # GIL) while the next piece is fetched, typed and hashed: the stream's CPU is
+            # mostly this one Python thread, so the writing came on top of it
+            background = ThreadPoolExecutor(max_workers=1)
+            pending: Future[None] | None = None
             try:
                 for piece in self.engine.chunks(ordered, rows):
                     piece = _pandas_types(piece, self.attributes, missing)
-                    piece.attrs.update(self.attrs())
                     if writer is None:
-                        schema = _arrow_schema(piece, types)
+                        schema = _arrow_schema(piece, types, self.attrs())
                         writer = pq.ParquetWriter(tmp, schema, compression="zstd")
                     if each_piece is not None:
                         each_piece(piece)
                     table = pa.Table.from_pandas(piece, schema=schema, preserve_index=False)
-                    writer.write_table(table, row_group_size=max(len(piece), 1))
+                    if pending is not None:
+                        pending.result()
+                    pending = background.submit(
+                        writer.write_table, table, row_group_size=max(len(piece), 1)
+                    )
                     written += len(piece)
+                if pending is not None:
+                    pending.result()
                 if writer is not None and footer is not None:
                     writer.add_key_value_metadata(footer())
             finally:
+                background.shutdown(wait=True)
                 if writer is not None:
                     writer.close()
         return written
@@ -546,16 +558,27 @@ class FeatureSet:
         return {name: bool(found[str(i)]) for i, name in enumerate(flagged)}
 
 
-def _arrow_schema(piece: pd.DataFrame, types: dict[str, str]) -> pa.Schema:
-    """The Arrow schema of the whole table from its first piece: a text or boolean column whose
-    values in that piece are all missing takes its SQL type (``types``), not Arrow's null."""
+def _arrow_schema(piece: pd.DataFrame, types: dict[str, str], attrs: dict[str, Any]) -> pa.Schema:
+    """The Arrow schema of the whole table from its first piece, carrying ``attrs`` as
+    ``frame().to_parquet`` does: a text or boolean column whose values in that piece are all
+    missing takes its SQL type (``types``), not Arrow's null.
+
+    Only the schema carries ``attrs``, never a frame: pandas deep-copies a frame's ``attrs`` into
+    every column it hands out, which made hashing and converting the pieces of a labeled set (a
+    catalog of 160 features in ``attrs``) cost more than reading them from DuckDB. So ``attrs``
+    go into the schema's pandas metadata as pyarrow writes them from a frame's."""
     schema = pa.Schema.from_pandas(piece, preserve_index=False)
     for i, field in enumerate(schema):
         if pa.types.is_null(field.type):
             typed = pa.bool_() if types.get(field.name) == "BOOLEAN" else pa.string()
             schema = schema.set(i, field.with_type(typed))
-    attrs = {b"PANDAS_ATTRS": json.dumps(piece.attrs).encode()} if piece.attrs else {}
-    return schema.with_metadata({**(schema.metadata or {}), **attrs})
+    metadata = dict(schema.metadata or {})
+    if attrs:
+        described = json.loads(metadata[b"pandas"])
+        described["attributes"] = attrs
+        metadata[b"pandas"] = json.dumps(described).encode("utf8")
+        metadata[b"PANDAS_ATTRS"] = json.dumps(attrs).encode()
+    return schema.with_metadata(metadata)
 
 
 def _pandas_types(

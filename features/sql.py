@@ -85,19 +85,46 @@ class DuckDBEngine:
         exports; every output of the build is sorted explicitly, so nothing depends on it."""
         self.temp_directory = temp_directory
         self._scratch: Path | None = None
+        self._preserve_order = preserve_order
         self.con = duckdb.connect()
-        self.con.execute("SET TimeZone = 'UTC'")
-        # Jupyter without ipywidgets refuses the setting: the bar is off there already
-        with contextlib.suppress(duckdb.InvalidInputException):
-            self.con.execute("SET enable_progress_bar = false")
+        self._session()
         if threads:
             self.con.execute(f"SET threads = {int(threads)}")
         if memory_limit:
             self.con.execute("SET memory_limit = ?", [memory_limit])
         if temp_directory is not None:  # DuckDB creates it when it first spills
             self.con.execute("SET temp_directory = ?", [str(temp_directory)])
-        if not preserve_order:
+
+    def _session(self) -> None:
+        """The settings of this engine's connection (a worker's connection repeats them)."""
+        self.con.execute("SET TimeZone = 'UTC'")
+        # Jupyter without ipywidgets refuses the setting: the bar is off there already
+        with contextlib.suppress(duckdb.InvalidInputException):
+            self.con.execute("SET enable_progress_bar = false")
+        if not self._preserve_order:
             self.con.execute("SET preserve_insertion_order = false")
+
+    def connection(self) -> DuckDBEngine:
+        """An engine on a connection of its own to this engine's database: the same tables
+        of the database and limits, its own temporary tables; to run queries at the same time
+        as this engine's, from another thread (``features.buckets``). Close its ``con``."""
+        other = object.__new__(DuckDBEngine)
+        other.temp_directory = self.temp_directory
+        other._scratch = self.scratch()
+        other._preserve_order = self._preserve_order
+        other.con = self.con.cursor()
+        other._session()
+        return other
+
+    def threads(self) -> int:
+        """The threads DuckDB may use."""
+        rows = self.con.execute("SELECT current_setting('threads')").fetchall()
+        return int(rows[0][0])
+
+    def database(self) -> str:
+        """The quoted name of this engine's database (where tables that are not temporary go)."""
+        rows = self.con.execute("SELECT current_database()").fetchall()
+        return '"' + str(rows[0][0]).replace('"', '""') + '"'
 
     def scratch(self) -> Path:
         """A folder of this engine's own under its temporary directory (files a build writes,

@@ -3,7 +3,8 @@
 -- before it; a feature is "launched" on the first day anyone used it (at least 30 days after
 -- the export's first event, so features that simply predate the export are not "new").
 -- Reach and first use are facts across customers (feature_reach.sql, feature_first_use.sql),
--- computed once; everything here is per customer.
+-- computed once; everything here is per customer. Distinct features are counted as rows of one
+-- row per customer, as_of and feature (cheaper than COUNT(DISTINCT ...) on the day rows).
 WITH feature_days AS (
   SELECT customer_id, feature, CAST(DATE_TRUNC('day', ts) AS TIMESTAMP) AS day, COUNT(*) AS n
   FROM events
@@ -24,19 +25,26 @@ core AS (
   ) AS ranked
   WHERE rk <= 5
 ),
-usage AS (
+feature_windows AS (  -- each feature once per customer and as-of date
   SELECT
-    r.customer_id, r.as_of,
-    COUNT(DISTINCT CASE WHEN r.age <= 30 AND c.feature IS NOT NULL THEN r.feature END)
-      AS core_30d,
-    COUNT(DISTINCT CASE WHEN r.age > 30 AND r.age <= 60 AND c.feature IS NOT NULL
-                        THEN r.feature END) AS core_prev_30d,
-    SUM(CASE WHEN r.age <= 30 AND c.feature IS NOT NULL THEN r.n ELSE 0 END) AS core_events_30d,
-    SUM(CASE WHEN r.age <= 30 THEN r.n ELSE 0 END) AS events_30d,
-    COUNT(DISTINCT CASE WHEN r.age <= 30 THEN r.feature END) AS breadth_30d
+    r.customer_id, r.as_of, r.feature, MAX(c.feature) IS NOT NULL AS core,
+    MIN(r.age) AS first_age,
+    MAX(CASE WHEN r.age > 30 AND r.age <= 60 THEN 1 ELSE 0 END) AS in_prev_30d,
+    SUM(CASE WHEN r.age <= 30 THEN r.n ELSE 0 END) AS n_30d
   FROM recent AS r
   LEFT JOIN core AS c ON c.as_of = r.as_of AND c.feature = r.feature
-  GROUP BY r.customer_id, r.as_of
+  GROUP BY r.customer_id, r.as_of, r.feature
+),
+usage AS (
+  SELECT
+    customer_id, as_of,
+    COUNT(CASE WHEN first_age <= 30 AND core THEN 1 END) AS core_30d,
+    COUNT(CASE WHEN in_prev_30d = 1 AND core THEN 1 END) AS core_prev_30d,
+    SUM(CASE WHEN core THEN n_30d ELSE 0 END) AS core_events_30d,
+    SUM(n_30d) AS events_30d,
+    COUNT(CASE WHEN first_age <= 30 THEN 1 END) AS breadth_30d
+  FROM feature_windows
+  GROUP BY customer_id, as_of
 ),
 launches AS (
   SELECT feature, first_day AS launched
@@ -49,10 +57,11 @@ new_features AS (
   JOIN as_of_dates AS a ON l.launched < a.as_of AND l.launched >= a.as_of - INTERVAL 90 DAY
 ),
 adoption AS (
-  SELECT nf.as_of, f.customer_id, COUNT(DISTINCT f.feature) AS adopted
-  FROM new_features AS nf
-  JOIN feature_days AS f ON f.feature = nf.feature AND f.day < nf.as_of
-  GROUP BY nf.as_of, f.customer_id
+  SELECT as_of, customer_id, COUNT(*) AS adopted
+  FROM (SELECT DISTINCT nf.as_of, f.customer_id, f.feature
+        FROM new_features AS nf
+        JOIN feature_days AS f ON f.feature = nf.feature AND f.day < nf.as_of) AS used
+  GROUP BY as_of, customer_id
 ),
 available AS (
   SELECT as_of, COUNT(*) AS launched FROM new_features GROUP BY as_of

@@ -8,14 +8,14 @@ import pandas as pd
 import pytest
 
 from features import buckets as buckets_module
-from features.buckets import bucket_count, default_buckets
+from features.buckets import bucket_count, bucket_workers, default_buckets
 from features.contract import RawTables, load_valid_tables
 from features.engine import build, build_labeled_set
 from features.files import read_file_export
 from features.generator import generate_world, write_world
 from features.labels import LabelSpec
 from features.pipeline import default_as_of
-from features.sql import DuckDBLimits, byte_count
+from features.sql import DuckDBEngine, DuckDBLimits, byte_count
 
 NOW = pd.Timestamp("2030-01-01", tz="UTC")
 
@@ -75,6 +75,32 @@ def test_files_stored_in_buckets_by_a_small_memory_limit_give_the_rows_of_one_pi
     for buckets in (3, 1):  # another number of buckets than the tables are stored in
         got = build(export, default_as_of(export), LabelSpec(), labels=True, buckets=buckets)
         pd.testing.assert_frame_equal(got.frame(), whole)
+
+
+def test_buckets_built_at_the_same_time_give_the_rows_of_one_piece(
+    world: Path, whole: pd.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tables stored split on disk are built two buckets at a time, each on a connection of its
+    own; the rows are those of one piece, and the engine is left as it was."""
+    monkeypatch.setattr(buckets_module, "EVENT_BYTES", 200_000)  # a tiny world as a large one
+    limits = DuckDBLimits(threads=2, memory_limit="1GB", temp_directory=tmp_path)
+    export = read_file_export(world, limits)
+    engine = export.default_engine()
+    assert isinstance(engine, DuckDBEngine) and bucket_workers(engine) == 2
+    assert default_buckets(export, engine) >= 4
+    labeled = build(export, default_as_of(export), LabelSpec(), labels=True)
+    pd.testing.assert_frame_equal(labeled.frame(), whole)
+    assert engine.threads() == 2
+    shared = engine.fetch("SELECT table_name FROM duckdb_tables() WHERE NOT temporary")
+    assert shared.empty  # the tables published to the workers are gone
+    again = build(export, default_as_of(export), LabelSpec(), labels=True)
+    pd.testing.assert_frame_equal(again.frame(), whole)
+
+
+def test_buckets_are_built_one_at_a_time_when_the_memory_limit_is_small() -> None:
+    assert bucket_workers(DuckDBEngine(threads=2, memory_limit="1GB")) == 2
+    assert bucket_workers(DuckDBEngine(threads=2, memory_limit="300MB")) == 1
+    assert bucket_workers(DuckDBEngine(threads=1, memory_limit="4GB")) == 1
 
 
 def test_core_features_and_launches_count_every_customer_not_one_bucket(
