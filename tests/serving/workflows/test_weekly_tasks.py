@@ -1,6 +1,7 @@
 """Four weekly scorings of a generated world (score store -> history -> rules.yaml run, as
 ``churn score-all`` does): no customer has two open tasks for the same play, no due date moves,
-and open tasks per CSM stay within the capacity, highest revenue at risk first.
+and open tasks per CSM stay within the capacity, highest revenue at risk first; a top customer
+waits for a task only while its CSM is at capacity.
 
 Prints the measured table (run with ``-s``): open tasks, the busiest CSM, waiting episodes and
 how many of the top customers by revenue at risk (among those with an open task rule episode)
@@ -85,7 +86,15 @@ def test_four_weekly_scorings_keep_tasks_unique_fixed_and_within_capacity(
             (as_of, summary.opened, summary.tasks, summary.attached, len(opened),
              int(per_owner.max()), per_owner.size, len(waiting), f"{covered}/{len(ranked)}")
         )  # fmt: skip
-        assert covered == len(ranked), f"top customers by revenue at risk without a task: {rows}"
+        # open tasks are commitments (never cancelled, due dates fixed), so after the first
+        # run a top customer may wait while its owner is at capacity with earlier tasks; it
+        # must never wait while its owner has room
+        owner_of = episodes.groupby("customer_id")["csm_owner"].first()
+        uncovered = ranked.index[~ranked.index.isin(opened["customer_id"])]
+        with_room = [c for c in uncovered if per_owner.get(owner_of[c], 0) < CAPACITY]
+        assert with_room == [], f"top customers without a task, owner not full: {rows}"
+        if week == 0:
+            assert covered == len(ranked), f"top customers without a task in one run: {rows}"
     header = ("as_of", "alerts", "created", "attached", "open", "max/CSM", "CSMs", "waiting",
               f"top{TOP} covered")  # fmt: skip
     print(f"\ncapacity {CAPACITY} open tasks per CSM")
